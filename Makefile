@@ -1,0 +1,46 @@
+# make run   -> the whole product (API + admin + worker + beat) on http://127.0.0.1:8000
+# make test  -> lint, migration check, system check, schema check, pytest (real services)
+# make bench -> benchmarks (numbers only, never fails on timing)
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE ?= config.settings.local
+
+.PHONY: venv services migrate run demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+services:
+	bash scripts/services.sh growth
+
+migrate: venv services
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py seed_demo
+
+run: demo
+	$(VENV)/bin/honcho start -f Procfile
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv services
+	$(VENV)/bin/ruff check .
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py check
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	$(VENV)/bin/pytest -q
+
+bench: migrate
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) staticfiles

@@ -1,0 +1,46 @@
+"""Shared fixtures for every test package: API clients with scoped keys, customer JWT
+clients, and a clean Redis cache (tests use their own Redis database)."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from core.models import ApiKey
+from tests.support import customer_token
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()
+    yield
+
+
+def _client(scopes: list[str]) -> APIClient:
+    _, key = ApiKey.objects.create_key(name="test", scopes=scopes)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
+
+
+@pytest.fixture
+def storefront(db) -> APIClient:
+    """Client with a storefront-scoped API key."""
+    return _client(["storefront"])
+
+
+@pytest.fixture
+def admin_api(db) -> APIClient:
+    """Client with an admin-scoped API key."""
+    return _client(["admin"])
+
+
+@pytest.fixture
+def customer_client(db):
+    """factory: customer_client("u-1") -> APIClient authenticated as that end customer."""
+
+    def make(sub: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {customer_token(sub)}")
+        return client
+
+    return make

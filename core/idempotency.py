@@ -1,0 +1,121 @@
+"""`Idempotency-Key` for mutating API calls (API.md, SPEC rule 3), as one decorator.
+
+The first request with a key runs and its response is stored; a replay gets the stored
+response with `Idempotent-Replayed: true`; the same key with another body is `409`.
+A duplicate that arrives while the first is still running waits for it (up to
+IDEMPOTENCY_WAIT_SECONDS) and then replays, or gets `409 idempotency_in_progress`.
+Server errors are not stored, so a retry after a 5xx runs again; the services behind
+these views are themselves protected by unique constraints (coupon + order), so even a
+crash between the service's commit and the record's update cannot apply anything twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+from rest_framework.response import Response
+
+from core.errors import ApiError, Conflict
+from core.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# A record still "started" after this long belongs to a request that died; take it over.
+STALE_AFTER = timedelta(seconds=60)
+
+
+def fingerprint(method: str, path: str, data: object) -> str:
+    canonical = json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":"))
+    return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
+
+
+def idempotent(*, required: bool):
+    """Decorate an APIView method. `required=True` makes a missing header a `400`."""
+
+    def decorator(view_method):
+        @functools.wraps(view_method)
+        def wrapper(self, request, *args, **kwargs):
+            key = request.headers.get(HEADER, "").strip()
+            if not key:
+                if required:
+                    raise ApiError("idempotency_key_required",
+                                   f"The {HEADER} header is required for this call.",
+                                   fields={HEADER: ["This header is required."]})
+                return view_method(self, request, *args, **kwargs)
+            if len(key) > 255:
+                raise ApiError("invalid_request", f"{HEADER} is too long.",
+                               fields={HEADER: ["At most 255 characters."]})
+            record, replay = _begin(request, key)
+            if replay is not None:
+                return replay
+            try:
+                response = view_method(self, request, *args, **kwargs)
+            except BaseException:
+                IdempotencyRecord.objects.filter(pk=record.pk).delete()
+                raise
+            _finish(record, response)
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
+    fp = fingerprint(request.method, request.path, request.data)
+    record, created = IdempotencyRecord.objects.get_or_create(
+        principal=request.user.ident, key=key,
+        defaults={"fingerprint": fp, "method": request.method, "path": request.path},
+    )
+    if created:
+        return record, None
+    if record.fingerprint != fp:
+        raise Conflict("idempotency_key_reused",
+                       "This Idempotency-Key was used with a different request.")
+    deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
+    while record.state == IdempotencyRecord.State.STARTED:
+        if record.updated_at < timezone.now() - STALE_AFTER:
+            taken = IdempotencyRecord.objects.filter(
+                pk=record.pk, state=IdempotencyRecord.State.STARTED,
+                updated_at=record.updated_at,
+            ).update(updated_at=timezone.now())
+            if taken:
+                return record, None
+        if time.monotonic() >= deadline:
+            raise Conflict("idempotency_in_progress",
+                           "A request with this Idempotency-Key is still being processed.",
+                           headers={"Retry-After": "1"})
+        time.sleep(0.05)
+        try:
+            record.refresh_from_db()
+        except IdempotencyRecord.DoesNotExist:
+            # The first attempt failed and was discarded: run this one instead.
+            return _begin(request, key)
+    response = Response(record.response_body, status=record.response_status)
+    response[REPLAYED_HEADER] = "true"
+    return record, response
+
+
+def _finish(record: IdempotencyRecord, response) -> None:
+    if response.status_code >= 500:
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        return
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        state=IdempotencyRecord.State.DONE,
+        response_status=response.status_code,
+        response_body=getattr(response, "data", None),
+        updated_at=timezone.now(),
+    )
+
+
+def purge_expired() -> int:
+    cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,50 @@
+from django.contrib.postgres.fields import ArrayField
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class Scope(models.TextChoices):
+    STOREFRONT = "storefront", "Storefront"
+    ADMIN = "admin", "Admin"
+
+
+class ApiKey(AbstractAPIKey):
+    """A server credential (`Authorization: Api-Key <key>`), stored hashed, with scopes."""
+
+    scopes = ArrayField(models.CharField(max_length=20, choices=Scope.choices), default=list)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a mutating call, replayed for the same `Idempotency-Key`.
+
+    Keys are scoped by the caller (`principal`) so two clients can never collide. A row in
+    state `started` marks a request in flight: a concurrent duplicate waits for it.
+    """
+
+    class State(models.TextChoices):
+        STARTED = "started"
+        DONE = "done"
+
+    principal = models.CharField(max_length=200)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.STARTED)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["principal", "key"], name="idempotency_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.principal}:{self.key}"

@@ -1,0 +1,264 @@
+"""The admin API's coupon definition: the seed's JSON as is (004 "Coupon definition"),
+plus stack_group, currency, auto_apply, active, tiers and bogo (API.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from core import money
+from coupons.engine.types import DISCOUNT_TYPES, PERCENTAGE
+from coupons.models import Coupon
+
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ValidityField(serializers.Field):
+    """ISO datetime, or a bare date: as valid_from the start of that day, as valid_to
+    through the end of that day (API.md conventions), in the site's time zone."""
+
+    def __init__(self, *, end_of_day: bool, **kw):
+        self.end_of_day = end_of_day
+        super().__init__(**kw)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Enter an ISO 8601 date or datetime.")
+        text = data.strip()
+        try:
+            if len(text) == 10:
+                day = dt.date.fromisoformat(text)
+                moment = dt.datetime.combine(day, dt.time.max if self.end_of_day else dt.time.min)
+                return timezone.make_aware(moment)
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise serializers.ValidationError("Enter an ISO 8601 date or datetime.") from None
+        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+
+    def to_representation(self, value):
+        return value.isoformat() if value else None
+
+
+class MoneyIn(serializers.DecimalField):
+    def __init__(self, **kw):
+        kw.setdefault("max_digits", 16)
+        kw.setdefault("decimal_places", 3)
+        kw.setdefault("min_value", Decimal(0))
+        super().__init__(**kw)
+
+
+def _names():
+    return serializers.ListField(child=serializers.CharField(max_length=100), required=False,
+                                 max_length=1000)
+
+
+class ConditionsIn(serializers.Serializer):
+    min_cart_value = MoneyIn(required=False, allow_null=True)
+    eligible_categories = _names()
+    eligible_skus = _names()
+    excluded_skus = _names()
+    eligible_user_segments = _names()
+    first_purchase_only = serializers.BooleanField(required=False)
+    max_uses_total = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_uses_per_user = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    valid_from = ValidityField(end_of_day=False, required=False, allow_null=True)
+    valid_to = ValidityField(end_of_day=True, required=False, allow_null=True)
+    stackable = serializers.BooleanField(required=False)
+
+    class Meta:
+        ref_name = "CouponConditions"
+
+
+class TierIn(serializers.Serializer):
+    threshold = MoneyIn()
+    discount = MoneyIn()
+
+    class Meta:
+        ref_name = "CouponTier"
+
+
+class BogoIn(serializers.Serializer):
+    buy = serializers.IntegerField(min_value=1, max_value=1000)
+    get = serializers.IntegerField(min_value=1, max_value=1000)
+    percent_off = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal(0),
+                                           max_value=Decimal(100), required=False,
+                                           default=Decimal(100))
+
+    class Meta:
+        ref_name = "CouponBogo"
+
+
+class CouponDefinitionIn(serializers.Serializer):
+    coupon_id = serializers.RegexField(CODE_PATTERN, required=False)
+    code = serializers.RegexField(CODE_PATTERN, required=False)
+    type = serializers.ChoiceField(choices=DISCOUNT_TYPES)
+    value = serializers.DecimalField(max_digits=16, decimal_places=3, min_value=Decimal(0),
+                                     required=False, allow_null=True)
+    discount_cap = MoneyIn(required=False, allow_null=True)
+    currency = serializers.CharField(min_length=3, max_length=3, required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    conditions = ConditionsIn(required=False)
+    stackable = serializers.BooleanField(required=False)
+    stack_group = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    auto_apply = serializers.BooleanField(required=False)
+    active = serializers.BooleanField(required=False)
+    priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+    tiers = TierIn(many=True, required=False, max_length=50)
+    bogo = BogoIn(required=False)
+
+    class Meta:
+        ref_name = "CouponDefinition"
+
+    def validate_currency(self, value: str) -> str:
+        value = value.upper()
+        if not money.is_currency(value):
+            raise serializers.ValidationError("Enter an ISO 4217 currency code.")
+        return value
+
+    def validate(self, attrs):
+        if not self.partial and not (attrs.get("coupon_id") or attrs.get("code")):
+            raise serializers.ValidationError({"coupon_id": ["Give coupon_id or code."]})
+        if attrs.get("coupon_id") and attrs.get("code") and \
+                attrs["coupon_id"].upper() != attrs["code"].upper():
+            raise serializers.ValidationError({"code": ["coupon_id and code differ."]})
+        return attrs
+
+
+def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
+    """Validated API input -> Coupon model fields (money to minor units by currency)."""
+    currency = data.get("currency") or (instance.currency if instance else "USD")
+    kind = data.get("type") or (instance.type if instance else PERCENTAGE)
+    errors: dict = {}
+    fields: dict = {}
+
+    def minor(value, name):
+        if value is None:
+            return None
+        try:
+            return money.parse_amount(value, currency)
+        except money.MoneyError as exc:
+            errors[name] = [str(exc)]
+            return None
+
+    if data.get("coupon_id") or data.get("code"):
+        fields["code"] = (data.get("coupon_id") or data.get("code")).upper()
+    for name in ("description", "stack_group", "auto_apply", "active", "priority", "stackable"):
+        if name in data:
+            fields[name] = data[name]
+    if "currency" in data or instance is None:
+        fields["currency"] = currency
+    if "type" in data:
+        fields["type"] = kind
+    if "value" in data or "type" in data:
+        value = data.get("value")
+        fields["percent_bp"] = None
+        fields["amount_minor"] = None
+        if kind == PERCENTAGE and value is not None:
+            bp = value * 100
+            if bp != bp.to_integral_value():
+                errors["value"] = ["At most two decimal places of a percent."]
+            else:
+                fields["percent_bp"] = int(bp)
+        elif kind == "fixed":
+            fields["amount_minor"] = minor(value, "value")
+    if "discount_cap" in data:
+        fields["cap_minor"] = minor(data["discount_cap"], "discount_cap")
+    if "tiers" in data:
+        fields["tiers"] = [{"threshold_minor": minor(t["threshold"], "tiers"),
+                            "discount_minor": minor(t["discount"], "tiers")}
+                           for t in data["tiers"]]
+    if "bogo" in data:
+        bogo = data["bogo"]
+        fields["bogo_buy"], fields["bogo_get"] = bogo["buy"], bogo["get"]
+        fields["bogo_percent_bp"] = int(bogo.get("percent_off", Decimal(100)) * 100)
+    conditions = data.get("conditions") or {}
+    mapping = {"eligible_categories": "eligible_categories", "eligible_skus": "eligible_skus",
+               "excluded_skus": "excluded_skus", "eligible_user_segments": "eligible_segments",
+               "first_purchase_only": "first_purchase_only", "max_uses_total": "max_uses_total",
+               "max_uses_per_user": "max_uses_per_user", "valid_from": "valid_from",
+               "valid_to": "valid_to", "stackable": "stackable"}
+    for source, target in mapping.items():
+        if source in conditions:
+            fields[target] = conditions[source]
+    if "min_cart_value" in conditions:
+        fields["min_cart_minor"] = minor(conditions["min_cart_value"], "min_cart_value")
+    if errors:
+        raise serializers.ValidationError(errors)
+    return fields
+
+
+def coupon_body(c: Coupon) -> dict:
+    cur = c.currency
+
+    def fmt(v):
+        return None if v is None else money.format_amount(v, cur)
+
+    value = None
+    if c.percent_bp is not None:
+        value = str((Decimal(c.percent_bp) / 100).normalize())
+    elif c.amount_minor is not None:
+        value = fmt(c.amount_minor)
+    return {
+        "id": c.pk, "coupon_id": c.code, "code": c.code, "type": c.type, "value": value,
+        "discount_cap": fmt(c.cap_minor), "currency": cur, "description": c.description,
+        "conditions": {
+            "min_cart_value": fmt(c.min_cart_minor),
+            "eligible_categories": c.eligible_categories, "eligible_skus": c.eligible_skus,
+            "excluded_skus": c.excluded_skus, "eligible_user_segments": c.eligible_segments,
+            "first_purchase_only": c.first_purchase_only, "max_uses_total": c.max_uses_total,
+            "max_uses_per_user": c.max_uses_per_user,
+            "valid_from": c.valid_from.isoformat() if c.valid_from else None,
+            "valid_to": c.valid_to.isoformat() if c.valid_to else None,
+            "stackable": c.stackable,
+        },
+        "stackable": c.stackable, "stack_group": c.stack_group, "auto_apply": c.auto_apply,
+        "active": c.active, "priority": c.priority,
+        "tiers": [{"threshold": fmt(t["threshold_minor"]), "discount": fmt(t["discount_minor"])}
+                  for t in c.tiers or []],
+        "bogo": ({"buy": c.bogo_buy, "get": c.bogo_get,
+                  "percent_off": str((Decimal(c.bogo_percent_bp or 10_000) / 100).normalize())}
+                 if c.bogo_buy else None),
+        "uses": c.uses,
+        "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
+    }
+
+
+class CouponOut(serializers.Serializer):
+    """Documentation of coupon_body()."""
+
+    id = serializers.IntegerField()
+    coupon_id = serializers.CharField()
+    code = serializers.CharField()
+    type = serializers.ChoiceField(choices=DISCOUNT_TYPES)
+    value = serializers.CharField(allow_null=True)
+    discount_cap = serializers.CharField(allow_null=True)
+    currency = serializers.CharField()
+    description = serializers.CharField()
+    conditions = serializers.DictField()
+    stackable = serializers.BooleanField()
+    stack_group = serializers.CharField()
+    auto_apply = serializers.BooleanField()
+    active = serializers.BooleanField()
+    priority = serializers.IntegerField()
+    tiers = serializers.ListField(child=serializers.DictField())
+    bogo = serializers.DictField(allow_null=True)
+    uses = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Coupon"
+
+
+class CouponListOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = CouponOut(many=True)
+
+    class Meta:
+        ref_name = "CouponList"

@@ -1,0 +1,121 @@
+"""Checkout endpoints (API.md "Coupons"): validate input, call one service, respond."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.auth import HasStorefrontScope, HasStorefrontServerScope, resolve_customer_id
+from core.idempotency import idempotent
+from core.money import MoneyError, parse_amount
+from coupons import services
+from coupons.api import presenters
+from coupons.api import serializers as s
+from coupons.engine.types import Shopper
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+    description="Replays return the first response; the same key with another body is 409.")
+OPTIONAL_IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Optional: replays return the first response.")
+ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 429: s.ErrorOut,
+          503: s.ErrorOut}
+
+
+def parse(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def shopper_from(request, data) -> Shopper:
+    customer = data.get("customer") or {}
+    customer_id = resolve_customer_id(request.user, customer.get("id") or data.get("user_id"))
+    return Shopper(id=customer_id, segments=frozenset(customer.get("segments") or ()),
+                   orders_count=customer.get("orders_count") or 0)
+
+
+class CouponValidateApi(APIView):
+    permission_classes = [HasStorefrontScope]
+
+    @extend_schema(operation_id="coupons_validate", request=s.CouponValidateIn,
+                   responses={200: s.CouponValidateOut, **ERRORS}, tags=["coupons"])
+    def post(self, request):
+        data = parse(s.CouponValidateIn, request.data)
+        pricing = services.coupons_validate(codes=data["codes"],
+                                            shopper=shopper_from(request, data),
+                                            cart=data["cart"])
+        return Response(presenters.validate_body(pricing, data["cart"]))
+
+
+class CouponApplyApi(APIView):
+    permission_classes = [HasStorefrontScope]
+
+    @extend_schema(operation_id="coupons_apply", request=s.CouponApplyIn,
+                   parameters=[IDEMPOTENCY_HEADER],
+                   responses={200: s.CouponApplyOut, 409: s.ErrorOut,
+                              422: s.CouponRejectedOut, **ERRORS}, tags=["coupons"])
+    @idempotent(required=True)
+    def post(self, request):
+        data = parse(s.CouponApplyIn, request.data)
+        result = services.redemption_apply(
+            codes=data["codes"], shopper=shopper_from(request, data), cart=data["cart"],
+            order_id=data["order_id"], context=data.get("context") or {},
+            idempotency_key=request.headers.get("Idempotency-Key", ""))
+        if result.rejection is not None:
+            return Response(presenters.rejection_body(result.rejection, key="applied"),
+                            status=422)
+        return Response(presenters.apply_body(data["order_id"], result.redemptions))
+
+
+_ORDER_RESPONSES = {200: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut, **ERRORS}
+
+
+class OrderConfirmApi(APIView):
+    permission_classes = [HasStorefrontServerScope]
+
+    @extend_schema(operation_id="orders_confirm", request=None,
+                   parameters=[OPTIONAL_IDEMPOTENCY_HEADER], responses=_ORDER_RESPONSES,
+                   tags=["orders"])
+    @idempotent(required=False)
+    def post(self, request, order_id: str):
+        rows = services.order_confirm(order_id=order_id)
+        return Response(presenters.order_body(order_id, rows))
+
+
+class OrderReleaseApi(APIView):
+    permission_classes = [HasStorefrontServerScope]
+
+    @extend_schema(operation_id="orders_release", request=None,
+                   parameters=[OPTIONAL_IDEMPOTENCY_HEADER], responses=_ORDER_RESPONSES,
+                   tags=["orders"])
+    @idempotent(required=False)
+    def post(self, request, order_id: str):
+        rows = services.order_release(order_id=order_id)
+        return Response(presenters.order_body(order_id, rows))
+
+
+class OrderReturnApi(APIView):
+    permission_classes = [HasStorefrontServerScope]
+
+    @extend_schema(operation_id="orders_return", request=s.OrderReturnIn,
+                   parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+                   responses={**_ORDER_RESPONSES,
+                              200: OpenApiResponse(s.OrderOut, "Return recorded")},
+                   tags=["orders"])
+    @idempotent(required=False)
+    def post(self, request, order_id: str):
+        data = parse(s.OrderReturnIn, request.data or {})
+        amount = None
+        if data.get("amount") is not None:
+            rows = services.selectors.redemptions_for_order(order_id)
+            currency = rows[0].currency if rows else "USD"
+            try:
+                amount = parse_amount(data["amount"], currency)
+            except MoneyError as exc:
+                raise ValidationError({"amount": [str(exc)]}) from None
+        rows = services.order_return(order_id=order_id, amount_minor=amount)
+        return Response(presenters.order_body(order_id, rows))

@@ -1,0 +1,81 @@
+"""Demo data for `make run`: the seed's coupons, an admin and a marketing login, and
+fresh API keys, all printed. Safe to run again (existing coupons are left alone)."""
+
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from core.models import ApiKey
+from coupons import services
+from coupons.models import Coupon
+
+
+def demo_coupons(now):
+    window = {"valid_from": now - timedelta(days=1), "valid_to": now + timedelta(days=90)}
+    return [
+        # The seed's SUMMER25; stackable here so the seed's SUMMER25 + FREESHIP example works.
+        dict(code="SUMMER25", type="percentage", percent_bp=2500, cap_minor=5000,
+             min_cart_minor=10000, eligible_categories=["electronics", "clothing"],
+             eligible_segments=["premium_members"], max_uses_total=10000,
+             max_uses_per_user=1, excluded_skus=["SKU-GIFT-CARD"], stackable=True,
+             stack_group="percentage", description="25% off electronics and clothing",
+             **window),
+        dict(code="FREESHIP", type="free_shipping", stackable=True, stack_group="shipping",
+             description="Free shipping", **window),
+        dict(code="FALL20", type="percentage", percent_bp=2000, stackable=True,
+             stack_group="percentage", description="20% off everything", **window),
+        dict(code="FLASH50", type="percentage", percent_bp=5000, cap_minor=10000,
+             max_uses_total=1000, description="Flash sale: 50% off, first 1,000 orders",
+             **window),
+        dict(code="TENOFF", type="fixed", amount_minor=1000, stackable=True,
+             stack_group="fixed", description="$10 off", **window),
+        dict(code="SOCKS-BOGO", type="bogo", bogo_buy=1, bogo_get=1, bogo_percent_bp=10000,
+             eligible_categories=["socks"], description="Buy one pair of socks, get one free",
+             **window),
+        dict(code="SPEND-MORE", type="tiered", description="$10 off $100, $30 off $200",
+             tiers=[{"threshold_minor": 10000, "discount_minor": 1000},
+                    {"threshold_minor": 20000, "discount_minor": 3000}], **window),
+    ]
+
+
+class Command(BaseCommand):
+    help = "Load demo coupons, create demo logins and API keys, and print them."
+
+    def handle(self, *args, **options):
+        now = timezone.now()
+        for fields in demo_coupons(now):
+            if not Coupon.objects.filter(code=fields["code"]).exists():
+                services.coupon_create(fields=fields)
+        User = get_user_model()
+        admin_password = secrets.token_urlsafe(9)
+        admin, _ = User.objects.get_or_create(username="admin",
+                                              defaults={"email": "admin@example.com"})
+        admin.is_staff = admin.is_superuser = True
+        admin.set_password(admin_password)
+        admin.save()
+        marketing_password = secrets.token_urlsafe(9)
+        marketer, _ = User.objects.get_or_create(username="marketing",
+                                                 defaults={"email": "marketing@example.com"})
+        marketer.is_staff = True
+        marketer.set_password(marketing_password)
+        marketer.save()
+        marketer.groups.add(Group.objects.get(name="marketing"))
+        _, storefront_key = ApiKey.objects.create_key(name="demo-storefront",
+                                                      scopes=["storefront"])
+        _, admin_key = ApiKey.objects.create_key(name="demo-admin", scopes=["admin"])
+        out = self.stdout.write
+        out("")
+        out("=" * 72)
+        out("Demo data loaded: " + ", ".join(c["code"] for c in demo_coupons(now)))
+        out("Admin:            http://127.0.0.1:8000/admin/")
+        out(f"  superuser       admin / {admin_password}")
+        out(f"  marketing user  marketing / {marketing_password}")
+        out(f"Storefront key:   {storefront_key}")
+        out(f"Admin API key:    {admin_key}")
+        out("API docs:         http://127.0.0.1:8000/api/docs/")
+        out(f"Try it:           export KEY={storefront_key}   (then see README.md)")
+        out("=" * 72)

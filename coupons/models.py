@@ -1,0 +1,193 @@
+"""Coupon (the rule), Code (a customer-facing string), Redemption (one use), Customer.
+
+Money is integer minor units next to an ISO-4217 currency; percentages are basis points.
+Counters (`uses`) only move through conditional updates in `services.py`; the check
+constraints are the database's own backstop against over-redemption.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import F, Q
+
+
+class DiscountType(models.TextChoices):
+    PERCENTAGE = "percentage", "Percentage"
+    FIXED = "fixed", "Fixed amount"
+    BOGO = "bogo", "Buy X get Y"
+    TIERED = "tiered", "Tiered"
+    FREE_SHIPPING = "free_shipping", "Free shipping"
+
+
+class Customer(models.Model):
+    """A shopper as the engine knows them; `external_id` is the storefront's user id."""
+
+    external_id = models.CharField(max_length=100, unique=True)
+    segments = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    orders_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Coupon(models.Model):
+    code = models.CharField(
+        max_length=64, unique=True,
+        help_text="The coupon's identifier (the seed's coupon_id), e.g. SUMMER25.")
+    description = models.CharField(max_length=200, blank=True)
+    type = models.CharField(max_length=20, choices=DiscountType.choices)
+    currency = models.CharField(max_length=3, default="USD")
+    percent_bp = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Percentage in basis points (2500 = 25%).")
+    amount_minor = models.BigIntegerField(
+        null=True, blank=True, help_text="Fixed discount in minor units.")
+    cap_minor = models.BigIntegerField(
+        null=True, blank=True, help_text="Maximum discount in minor units.")
+    tiers = models.JSONField(
+        default=list, blank=True,
+        help_text='[{"threshold_minor": 10000, "discount_minor": 1000}, ...]')
+    bogo_buy = models.PositiveSmallIntegerField(null=True, blank=True)
+    bogo_get = models.PositiveSmallIntegerField(null=True, blank=True)
+    bogo_percent_bp = models.PositiveIntegerField(null=True, blank=True)
+
+    min_cart_minor = models.BigIntegerField(null=True, blank=True)
+    eligible_categories = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    eligible_skus = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    excluded_skus = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    eligible_segments = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    first_purchase_only = models.BooleanField(default=False)
+    max_uses_total = models.PositiveIntegerField(null=True, blank=True)
+    max_uses_per_user = models.PositiveIntegerField(null=True, blank=True)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_to = models.DateTimeField(null=True, blank=True)
+
+    active = models.BooleanField(default=True)
+    stackable = models.BooleanField(default=False)
+    stack_group = models.CharField(max_length=40, blank=True)
+    auto_apply = models.BooleanField(default=False)
+    priority = models.IntegerField(default=0)
+
+    uses = models.PositiveIntegerField(default=0, editable=False)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        indexes = [
+            models.Index(fields=["active", "auto_apply"], name="coupon_active_auto_idx",
+                         condition=Q(active=True)),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_uses_total__isnull=True) | Q(uses__lte=F("max_uses_total")),
+                name="coupon_uses_within_limit"),
+            models.CheckConstraint(
+                condition=Q(percent_bp__isnull=True) | Q(percent_bp__lte=10_000),
+                name="coupon_percent_at_most_100"),
+            models.CheckConstraint(
+                condition=Q(bogo_percent_bp__isnull=True) | Q(bogo_percent_bp__lte=10_000),
+                name="coupon_bogo_percent_at_most_100"),
+            models.CheckConstraint(
+                condition=(Q(amount_minor__isnull=True) | Q(amount_minor__gte=0))
+                & (Q(cap_minor__isnull=True) | Q(cap_minor__gte=0))
+                & (Q(min_cart_minor__isnull=True) | Q(min_cart_minor__gte=0)),
+                name="coupon_money_non_negative"),
+            models.CheckConstraint(
+                condition=Q(valid_from__isnull=True) | Q(valid_to__isnull=True)
+                | Q(valid_from__lt=F("valid_to")),
+                name="coupon_window_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Code(models.Model):
+    """A customer-facing string pointing at a coupon, with optional limits of its own."""
+
+    coupon = models.ForeignKey(Coupon, on_delete=models.CASCADE, related_name="codes")
+    code = models.CharField(max_length=64, unique=True)
+    max_uses = models.PositiveIntegerField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="bound_codes",
+        help_text="When set, only this customer may use the code.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(uses__lte=F("max_uses")),
+                name="code_uses_within_limit"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class RedemptionStatus(models.TextChoices):
+    RESERVED = "reserved", "Reserved"
+    CONFIRMED = "confirmed", "Confirmed"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+
+
+HOLDING = (RedemptionStatus.RESERVED, RedemptionStatus.CONFIRMED)
+
+
+class Redemption(models.Model):
+    """One use of a coupon by an order: reserved -> confirmed, or -> released / expired."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
+    code = models.ForeignKey(Code, on_delete=models.PROTECT, related_name="redemptions")
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="redemptions")
+    order_id = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=RedemptionStatus.choices,
+                              default=RedemptionStatus.RESERVED)
+    currency = models.CharField(max_length=3)
+    discount_minor = models.BigIntegerField()
+    shipping_discount_minor = models.BigIntegerField(default=0)
+    order_value_minor = models.BigIntegerField(help_text="Merchandise subtotal of the cart.")
+    lines = models.JSONField(default=list, blank=True,
+                             help_text="Per-line discount allocation [{sku, discount_minor}].")
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    returned_at = models.DateTimeField(null=True, blank=True)
+    returned_minor = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["order_id"], name="redemption_order_idx"),
+            models.Index(fields=["coupon", "customer"], name="redemption_holding_idx",
+                         condition=Q(status__in=HOLDING)),
+            models.Index(fields=["expires_at"], name="redemption_reserved_exp_idx",
+                         condition=Q(status=RedemptionStatus.RESERVED)),
+        ]
+        constraints = [
+            # One live use of a coupon per order: a retry or a second apply of the same code
+            # to the same order can never take a second use.
+            models.UniqueConstraint(fields=["coupon", "order_id"], condition=Q(status__in=HOLDING),
+                                    name="redemption_one_per_coupon_order"),
+            models.CheckConstraint(
+                condition=Q(discount_minor__gte=0) & Q(shipping_discount_minor__gte=0)
+                & Q(order_value_minor__gte=0),
+                name="redemption_money_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code_id}:{self.order_id}:{self.status}"

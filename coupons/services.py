@@ -1,0 +1,360 @@
+"""Coupon writes and the checkout operations: validate, apply, confirm, release, return,
+expire. Each public function owns its transaction.
+
+Apply is the guarded one (SPEC rule 1): under `select_for_update` on the coupon, code and
+customer rows (locks.py order), it re-runs every check on fresh rows, then moves each
+counter with a conditional UPDATE whose row count says whether the use was won, and
+inserts the redemption rows, which a partial unique index keeps to one per coupon and
+order. Giving a use back (release, expiry) flips the redemption's status under lock and
+decrements the counters in the same transaction, so a use is returned exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import ApiError, Conflict
+from coupons import locks, selectors
+from coupons.engine import reasons as r
+from coupons.engine.pricing import price
+from coupons.engine.types import Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
+from coupons.models import HOLDING, Code, Coupon, Redemption, RedemptionStatus
+
+logger = logging.getLogger(__name__)
+
+
+class RejectedError(Exception):
+    """A business rejection inside a transaction: rolls it back, carries the reason."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.reason)
+        self.rejection = rejection
+
+
+class OrderNotFoundError(ApiError):
+    def __init__(self, order_id: str):
+        super().__init__("order_not_found", f"No coupon was applied to order '{order_id}'.",
+                         status_code=404)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    pricing: Pricing | None
+    redemptions: list[Redemption]
+    rejection: Rejection | None = None
+    replayed: bool = False
+
+
+def _policy() -> str:
+    return settings.STACKING_POLICY
+
+
+# --- validate ---------------------------------------------------------------------------
+
+def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Pricing:
+    """Read-only pricing of the cart with the codes (API.md validate)."""
+    wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
+    terms = selectors.code_terms_get_many(wanted)
+    known = [t.code_id for t in terms.values() if t is not None]
+    usage, shopper = selectors.live_state(known, shopper.id, shopper)
+    entries = [(code, terms[code], usage.get(terms[code].code_id, Usage()) if terms[code]
+                else Usage()) for code in wanted]
+    return price(entries, shopper, cart, timezone.now(), _policy())
+
+
+# --- apply ------------------------------------------------------------------------------
+
+def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id: str,
+                     context: dict | None = None, idempotency_key: str = "") -> ApplyResult:
+    """Re-check everything under lock and reserve one use of each code for the order."""
+    wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
+    try:
+        return _apply(wanted, shopper, cart, order_id, context or {}, idempotency_key)
+    except RejectedError as exc:
+        return ApplyResult(pricing=None, redemptions=[], rejection=exc.rejection)
+
+
+@transaction.atomic(durable=True)
+def _apply(codes: list[str], shopper: Shopper, cart: Cart, order_id: str, context: dict,
+           idempotency_key: str) -> ApplyResult:
+    now = timezone.now()
+    rows = {c.code: c for c in Code.objects.filter(code__in=codes)}
+    coupons = locks.coupons_lock(c.coupon_id for c in rows.values())
+    code_rows = locks.codes_lock(c.pk for c in rows.values())
+    customer = locks.customer_lock_or_create(shopper.id) if shopper.id else None
+
+    held = list(Redemption.objects.select_related("code")
+                .filter(order_id=order_id, status__in=HOLDING))
+    if held:
+        return _existing_for_order(held, codes, customer)
+
+    if customer is not None:
+        shopper = Shopper(id=shopper.id, segments=shopper.segments | set(customer.segments),
+                          orders_count=max(shopper.orders_count, customer.orders_count))
+        per_customer = Counter(
+            Redemption.objects.filter(customer=customer, coupon_id__in=coupons.keys(),
+                                      status__in=HOLDING).values_list("coupon_id", flat=True))
+    else:
+        per_customer = Counter()
+
+    entries = []
+    for text in codes:
+        code = code_rows.get(rows[text].pk) if text in rows else None
+        if code is None:
+            entries.append((text, None, Usage()))
+            continue
+        coupon = coupons[code.coupon_id]
+        terms = CodeTerms(
+            code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
+            max_uses=code.max_uses, expires_at=code.expires_at,
+            bound_customer=_bound_external_id(code), active=code.active)
+        entries.append((text, terms, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
+                                           customer_uses=per_customer[coupon.pk])))
+    pricing = price(entries, shopper, cart, now, _policy())
+    if pricing.rejection is not None:
+        raise RejectedError(pricing.rejection)
+
+    expires_at = now + timedelta(seconds=settings.COUPON_RESERVATION_TTL)
+    created = []
+    for applied in pricing.applied:
+        terms = applied.terms
+        _take_use(Coupon, terms.rule.coupon_id, terms.rule.max_uses_total, terms.code)
+        _take_use(Code, terms.code_id, terms.max_uses, terms.code)
+        created.append(Redemption(
+            coupon_id=terms.rule.coupon_id, code_id=terms.code_id, customer=customer,
+            order_id=order_id, status=RedemptionStatus.RESERVED, currency=cart.currency,
+            discount_minor=applied.discount, shipping_discount_minor=applied.shipping_discount,
+            order_value_minor=cart.subtotal,
+            lines=[{"sku": line.sku, "discount_minor": d}
+                   for line, d in zip(cart.lines, applied.line_discounts, strict=True)],
+            idempotency_key=idempotency_key, context=context, expires_at=expires_at,
+        ))
+    try:
+        with transaction.atomic():
+            Redemption.objects.bulk_create(created)
+    except IntegrityError:
+        # Only reachable if the unique (coupon, order) index fires despite the locks.
+        raise Conflict("order_conflict", "This order already holds this coupon.") from None
+    for redemption in created:
+        redemption.code = code_rows[redemption.code_id]
+    return ApplyResult(pricing=pricing, redemptions=created)
+
+
+def _bound_external_id(code: Code) -> str | None:
+    if code.customer_id is None:
+        return None
+    return code.customer.external_id
+
+
+def _take_use(model, pk: int, limit: int | None, code_text: str) -> None:
+    """Conditional counter update: the row count says whether the use was won."""
+    qs = model.objects.filter(pk=pk)
+    if limit is not None:
+        qs = qs.filter(uses__lt=limit)
+    if qs.update(uses=F("uses") + 1) != 1:
+        raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED, r.MESSAGES[r.USAGE_LIMIT_REACHED],
+                                      code_text))
+
+
+def _existing_for_order(held: list[Redemption], codes: list[str], customer) -> ApplyResult:
+    """The order already holds coupons: the same codes again is a replay, anything else is
+    a conflict (release the order first)."""
+    held_codes = {h.code.code for h in held}
+    same_customer = all(h.customer_id == (customer.pk if customer else None) for h in held)
+    if held_codes == set(codes) and same_customer:
+        return ApplyResult(pricing=None, redemptions=held, replayed=True)
+    raise Conflict("order_has_coupons",
+                   f"Order already holds {', '.join(sorted(held_codes))}; release it before "
+                   "applying a different set of codes.")
+
+
+# --- confirm / release / return / expire ------------------------------------------------
+
+def order_confirm(*, order_id: str) -> list[Redemption]:
+    """Payment captured: reserved -> confirmed (idempotent)."""
+    with transaction.atomic(durable=True):
+        rows = list(Redemption.objects.filter(order_id=order_id)
+                    .values_list("customer_id", "status"))
+        if not rows:
+            raise OrderNotFoundError(order_id)
+        customers = locks.customers_lock(c for c, _ in rows if c is not None)
+        now = timezone.now()
+        changed = Redemption.objects.filter(order_id=order_id,
+                                            status=RedemptionStatus.RESERVED) \
+            .update(status=RedemptionStatus.CONFIRMED, confirmed_at=now)
+        if changed:
+            # A first confirmed order ends "first purchase" eligibility.
+            for customer_id in customers:
+                type(customers[customer_id]).objects.filter(pk=customer_id) \
+                    .update(orders_count=F("orders_count") + 1)
+        result = selectors.redemptions_for_order(order_id)
+    if not any(x.status == RedemptionStatus.CONFIRMED for x in result):
+        raise Conflict("reservation_expired",
+                       "The order's reservation was released or expired; apply the code again.")
+    return result
+
+
+def order_release(*, order_id: str) -> list[Redemption]:
+    """Payment failed or order cancelled: reserved -> released, uses given back."""
+    rows = selectors.redemptions_for_order(order_id)
+    if not rows:
+        raise OrderNotFoundError(order_id)
+    _give_back([x.pk for x in rows if x.status == RedemptionStatus.RESERVED],
+               RedemptionStatus.RELEASED)
+    result = selectors.redemptions_for_order(order_id)
+    if any(x.status == RedemptionStatus.CONFIRMED for x in result):
+        raise Conflict("order_confirmed",
+                       "The order is confirmed; record returned goods with /return instead.")
+    return result
+
+
+def order_return(*, order_id: str, amount_minor: int | None = None) -> list[Redemption]:
+    """Record returned merchandise against a confirmed order (abuse analytics)."""
+    with transaction.atomic(durable=True):
+        rows = locks.redemptions_lock(
+            Redemption.objects.filter(order_id=order_id).values_list("pk", flat=True))
+        if not rows:
+            raise OrderNotFoundError(order_id)
+        confirmed = [x for x in rows if x.status == RedemptionStatus.CONFIRMED]
+        if not confirmed:
+            raise Conflict("order_not_confirmed", "Only a confirmed order can be returned.")
+        now = timezone.now()
+        for x in confirmed:
+            if x.returned_at is None:
+                value = x.order_value_minor if amount_minor is None else \
+                    min(amount_minor, x.order_value_minor)
+                Redemption.objects.filter(pk=x.pk).update(returned_at=now, returned_minor=value)
+    return selectors.redemptions_for_order(order_id)
+
+
+def _give_back(ids: list, new_status: str) -> int:
+    """reserved -> released/expired for these redemptions, returning each use once."""
+    if not ids:
+        return 0
+    with transaction.atomic(durable=True):
+        keys = list(Redemption.objects.filter(pk__in=ids, status=RedemptionStatus.RESERVED)
+                    .values_list("coupon_id", "code_id"))
+        locks.coupons_lock(c for c, _ in keys)
+        locks.codes_lock(k for _, k in keys)
+        rows = [x for x in locks.redemptions_lock(ids) if x.status == RedemptionStatus.RESERVED]
+        if not rows:
+            return 0
+        Redemption.objects.filter(pk__in=[x.pk for x in rows]).update(
+            status=new_status, released_at=timezone.now())
+        for coupon_id, n in Counter(x.coupon_id for x in rows).items():
+            Coupon.objects.filter(pk=coupon_id).update(uses=F("uses") - n)
+        for code_id, n in Counter(x.code_id for x in rows).items():
+            Code.objects.filter(pk=code_id).update(uses=F("uses") - n)
+        return len(rows)
+
+
+def redemptions_expire_stale(*, batch_size: int = 200) -> int:
+    """Give back the uses of reservations past their hold (beat job). Safe to re-run."""
+    total = 0
+    while True:
+        ids = list(Redemption.objects.filter(status=RedemptionStatus.RESERVED,
+                                             expires_at__lt=timezone.now())
+                   .order_by("expires_at").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return total
+        total += _give_back(ids, RedemptionStatus.EXPIRED)
+
+
+# --- coupon definitions (admin API and Django admin) ------------------------------------
+
+def coupon_check(coupon: Coupon) -> None:
+    """Business validation of a coupon definition; raises ValidationError by field."""
+    errors: dict[str, list[str]] = {}
+    t = coupon.type
+    if t == "percentage" and not coupon.percent_bp:
+        errors["value"] = ["A percentage coupon needs a value between 0 and 100."]
+    if coupon.percent_bp is not None and not 0 < coupon.percent_bp <= 10_000:
+        errors["value"] = ["A percentage must be more than 0 and at most 100."]
+    if t == "fixed" and not coupon.amount_minor:
+        errors["value"] = ["A fixed coupon needs a positive amount."]
+    if t == "tiered":
+        thresholds = [tier.get("threshold_minor") for tier in coupon.tiers or []]
+        if not thresholds:
+            errors["tiers"] = ["A tiered coupon needs at least one tier."]
+        elif len(set(thresholds)) != len(thresholds):
+            errors["tiers"] = ["Tier thresholds must be different."]
+    if t == "bogo":
+        if not coupon.bogo_buy or not coupon.bogo_get:
+            errors["bogo"] = ["A BOGO coupon needs buy >= 1 and get >= 1."]
+        if coupon.bogo_percent_bp is not None and not 0 < coupon.bogo_percent_bp <= 10_000:
+            errors["bogo"] = ["percent_off must be more than 0 and at most 100."]
+    for name in ("amount_minor", "cap_minor", "min_cart_minor"):
+        value = getattr(coupon, name)
+        if value is not None and value < 0:
+            errors[name] = ["Must not be negative."]
+    if coupon.valid_from and coupon.valid_to and coupon.valid_from >= coupon.valid_to:
+        errors["valid_to"] = ["valid_to must be after valid_from."]
+    if coupon.max_uses_total is not None and coupon.max_uses_total < coupon.uses:
+        errors["max_uses_total"] = [
+            f"The coupon has already been used {coupon.uses} times; deactivate it instead."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _forget_on_commit(coupon: Coupon, codes: list[str] = ()) -> None:
+    coupon_id = coupon.pk
+    codes = list(codes)
+    transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=[coupon_id], codes=codes))
+
+
+@transaction.atomic
+def coupon_create(*, fields: dict, public_code: str | None = None) -> Coupon:
+    """Create a coupon and, unless told otherwise, its public code (same string)."""
+    coupon = Coupon(**fields)
+    coupon.code = selectors.normalize_code(coupon.code)
+    coupon_check(coupon)
+    if Coupon.objects.filter(code=coupon.code).exists() or \
+            Code.objects.filter(code=public_code or coupon.code).exists():
+        raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.")
+    try:
+        with transaction.atomic():
+            coupon.save()
+            code = Code.objects.create(coupon=coupon, code=public_code or coupon.code)
+    except IntegrityError:
+        raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.") \
+            from None
+    _forget_on_commit(coupon, [code.code])
+    return coupon
+
+
+@transaction.atomic
+def coupon_update(*, coupon_id: int, fields: dict) -> Coupon:
+    """Change a coupon's definition under lock; counters are never set from outside."""
+    coupon = locks.coupons_lock([coupon_id])[coupon_id]
+    for name, value in fields.items():
+        setattr(coupon, name, value)
+    coupon_check(coupon)
+    coupon.version = F("version") + 1
+    coupon.save()
+    coupon.refresh_from_db()
+    _forget_on_commit(coupon)
+    return coupon
+
+
+def coupons_set_active(*, coupon_ids: list[int], active: bool) -> int:
+    """Activate or stop coupons (admin action, the "stop a leaked code" button)."""
+    with transaction.atomic():
+        changed = Coupon.objects.filter(pk__in=coupon_ids).update(
+            active=active, version=F("version") + 1, updated_at=timezone.now())
+        transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=coupon_ids))
+    return changed
+
+
+def code_changed(code: Code) -> None:
+    """Call after editing a code outside the services (admin) to drop its cache entry."""
+    text = code.code
+    transaction.on_commit(lambda: selectors.cache_forget(codes=[text]))
