@@ -140,14 +140,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKey": {"type": "apiKey", "in": "header", "name": "Authorization",
-                       "description": "`Api-Key <key>`"},
-            "CustomerJWT": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-        }
-    },
-    "SECURITY": [{"ApiKey": []}, {"CustomerJWT": []}],
 }
 
 # --- Auth for end customers (API.md) ----------------------------------------------------

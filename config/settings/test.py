@@ -14,3 +14,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # would serialise them, so tests use plain connections.
 DATABASES["default"]["OPTIONS"].pop("pool", None)
 LOGGING["root"]["level"] = "WARNING"
+# Parallel test runs (several developers or agents on one machine) use their own names.
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", default="test_growth")}
