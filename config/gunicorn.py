@@ -3,6 +3,8 @@ one, each with a small psycopg pool; override with the GUNICORN_* variables."""
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
@@ -14,3 +16,19 @@ max_requests = 100_000
 max_requests_jitter = 5_000
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+
+# Prometheus counters live per worker process; a shared directory lets /metrics sum them.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="growth-prometheus-")
+_created_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _created_dir.startswith(tempfile.gettempdir()):
+        shutil.rmtree(_created_dir, ignore_errors=True)

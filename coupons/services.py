@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import metrics
 from core.errors import ApiError, Conflict
 from coupons import locks, selectors
 from coupons.engine import reasons as r
@@ -64,11 +65,23 @@ def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Prici
     """Read-only pricing of the cart with the codes (API.md validate)."""
     wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
     terms = selectors.code_terms_get_many(wanted)
-    known = [t.code_id for t in terms.values() if t is not None]
-    usage, shopper = selectors.live_state(known, shopper.id, shopper)
+    known = [t for t in terms.values() if t is not None]
+    if any(_needs_live_state(t, shopper) for t in known):
+        usage, shopper = selectors.live_state([t.code_id for t in known], shopper.id, shopper)
+    else:
+        usage = {}
     entries = [(code, terms[code], usage.get(terms[code].code_id, Usage()) if terms[code]
                 else Usage()) for code in wanted]
     return price(entries, shopper, cart, timezone.now(), _policy())
+
+
+def _needs_live_state(terms: CodeTerms, shopper: Shopper) -> bool:
+    """Only limits and customer-based conditions need PostgreSQL on the validate path."""
+    rule = terms.rule
+    return (rule.max_uses_total is not None or terms.max_uses is not None
+            or rule.max_uses_per_user is not None
+            or (shopper.id is not None and (bool(rule.eligible_segments)
+                                            or rule.first_purchase_only)))
 
 
 # --- apply ------------------------------------------------------------------------------
@@ -146,6 +159,8 @@ def _apply(codes: list[str], shopper: Shopper, cart: Cart, order_id: str, contex
         raise Conflict("order_conflict", "This order already holds this coupon.") from None
     for redemption in created:
         redemption.code = code_rows[redemption.code_id]
+    transaction.on_commit(
+        lambda: metrics.redemption_transitions.labels("reserved").inc(len(created)))
     return ApplyResult(pricing=pricing, redemptions=created)
 
 
@@ -192,6 +207,8 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
                                             status=RedemptionStatus.RESERVED) \
             .update(status=RedemptionStatus.CONFIRMED, confirmed_at=now)
         if changed:
+            transaction.on_commit(
+                lambda: metrics.redemption_transitions.labels("confirmed").inc(changed))
             # A first confirmed order ends "first purchase" eligibility.
             for customer_id in customers:
                 type(customers[customer_id]).objects.filter(pk=customer_id) \
@@ -254,7 +271,10 @@ def _give_back(ids: list, new_status: str) -> int:
             Coupon.objects.filter(pk=coupon_id).update(uses=F("uses") - n)
         for code_id, n in Counter(x.code_id for x in rows).items():
             Code.objects.filter(pk=code_id).update(uses=F("uses") - n)
-        return len(rows)
+        count = len(rows)
+        transaction.on_commit(
+            lambda: metrics.redemption_transitions.labels(new_status).inc(count))
+        return count
 
 
 def redemptions_expire_stale(*, batch_size: int = 200) -> int:
