@@ -20,6 +20,7 @@ class CouponFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Coupon
+        skip_postgeneration_save = True
 
     code = factory.Sequence(lambda n: f"COUPON{n}")
     type = "percentage"
