@@ -24,6 +24,8 @@ class Principal:
     id: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     customer_id: str | None = None
+    # For end customers: segments vouched for by the token (a `segments` claim).
+    segments: frozenset[str] = field(default_factory=frozenset)
 
     is_authenticated = True
     is_anonymous = False
@@ -89,7 +91,10 @@ class CustomerJWTAuthentication(authentication.BaseAuthentication):
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise exceptions.AuthenticationFailed("The token has no subject.")
-        return Principal(kind="customer", id=sub, customer_id=sub), token
+        segments = claims.get("segments")
+        segments = frozenset(x for x in segments if isinstance(x, str)) \
+            if isinstance(segments, list) else frozenset()
+        return Principal(kind="customer", id=sub, customer_id=sub, segments=segments), token
 
     def authenticate_header(self, request):
         return self.keyword

@@ -89,3 +89,14 @@ def test_schema_and_docs_are_served_offline(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()
+
+
+def test_end_customer_cannot_grant_itself_segments(customer_client):
+    # given a members-only coupon
+    CouponFactory(code="MEMBERS", eligible_segments=["premium_members"])
+    body = {"coupon_code": "MEMBERS", "customer": {"id": "u-7", "segments": ["premium_members"]},
+            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    # when the shopper's own token claims no segment but the body does
+    response = customer_client("u-7").post("/api/v1/coupons/validate", body, format="json")
+    # then the body's segments are ignored
+    assert response.json()["reason"] == "segment_not_eligible"

@@ -43,9 +43,14 @@ def parse(serializer_class, data):
 
 
 def shopper_from(request, data) -> Shopper:
+    """The shopper: a server key vouches for the body's customer; an end customer's own
+    body cannot grant segments (only the token's `segments` claim and stored ones count)."""
     customer = data.get("customer") or {}
-    customer_id = resolve_customer_id(request.user, customer.get("id") or data.get("user_id"))
-    return Shopper(id=customer_id, segments=frozenset(customer.get("segments") or ()),
+    principal = request.user
+    customer_id = resolve_customer_id(principal, customer.get("id") or data.get("user_id"))
+    segments = principal.segments if principal.kind == "customer" else \
+        frozenset(customer.get("segments") or ())
+    return Shopper(id=customer_id, segments=segments,
                    orders_count=customer.get("orders_count") or 0)
 
 
