@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -111,18 +112,31 @@ def api_exception_handler(exc, context):
 
 
 # --- Django-level handlers (non-DRF paths and errors raised outside views) ---------------
+# API clients get the JSON error body; people in the admin keep Django's HTML pages.
+
+def _wants_html(request) -> bool:
+    return request.path.startswith("/admin/")
+
 
 def handler400(request, exception=None):
+    if _wants_html(request):
+        return defaults.bad_request(request, exception)
     return json_error(400, message="Bad request.")
 
 
 def handler403(request, exception=None):
+    if _wants_html(request):
+        return defaults.permission_denied(request, exception)
     return json_error(403, message="Forbidden.")
 
 
 def handler404(request, exception=None):
+    if _wants_html(request):
+        return defaults.page_not_found(request, exception)
     return json_error(404, message="Not found.")
 
 
 def handler500(request):
+    if _wants_html(request):
+        return defaults.server_error(request)
     return json_error(500, message="Internal error.")

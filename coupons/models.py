@@ -173,6 +173,7 @@ class Redemption(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["order_id"], name="redemption_order_idx"),
+            models.Index(fields=["-created_at"], name="redemption_created_idx"),
             models.Index(fields=["coupon", "customer"], name="redemption_holding_idx",
                          condition=Q(status__in=HOLDING)),
             models.Index(fields=["expires_at"], name="redemption_reserved_exp_idx",

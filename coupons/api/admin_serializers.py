@@ -193,6 +193,12 @@ def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
     return fields
 
 
+def _percent(bp: int) -> str:
+    """2500 -> "25", 1250 -> "12.5", 10000 -> "100" (never exponent notation)."""
+    text = format(Decimal(bp) / 100, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def coupon_body(c: Coupon) -> dict:
     cur = c.currency
 
@@ -201,7 +207,7 @@ def coupon_body(c: Coupon) -> dict:
 
     value = None
     if c.percent_bp is not None:
-        value = str((Decimal(c.percent_bp) / 100).normalize())
+        value = _percent(c.percent_bp)
     elif c.amount_minor is not None:
         value = fmt(c.amount_minor)
     return {
@@ -222,7 +228,7 @@ def coupon_body(c: Coupon) -> dict:
         "tiers": [{"threshold": fmt(t["threshold_minor"]), "discount": fmt(t["discount_minor"])}
                   for t in c.tiers or []],
         "bogo": ({"buy": c.bogo_buy, "get": c.bogo_get,
-                  "percent_off": str((Decimal(c.bogo_percent_bp or 10_000) / 100).normalize())}
+                  "percent_off": _percent(c.bogo_percent_bp or 10_000)}
                  if c.bogo_buy else None),
         "uses": c.uses,
         "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),

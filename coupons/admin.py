@@ -1,0 +1,526 @@
+"""Marketing screens for coupons, codes, redemptions and customers.
+
+Writes go through `coupons.services` so the admin obeys the same rules as the API:
+definitions are checked by `coupon_check`, counters are never written from a form, and
+every change drops the cached definitions the validate path reads. Money is stored as
+integer minor units and percentages as basis points; the coupon form shows staff
+decimals ("25" percent, "50.00" dollars) and converts in the coupon's currency.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from core import money
+from core.errors import ApiError
+from coupons import selectors, services
+from coupons.api.admin_serializers import CODE_PATTERN
+from coupons.models import Code, Coupon, Customer, DiscountType, Redemption
+
+CURRENCY_CHOICES = [(c, c) for c in sorted(money.CURRENCIES)]
+MAX_TIERS = 50
+CACHE_FORGET_BATCH = 1000
+INFINITY = "∞"
+CODE_RE = re.compile(CODE_PATTERN)
+
+
+# --- display helpers --------------------------------------------------------------------
+
+def _percent_text(bp: int | None) -> str:
+    """Basis points -> "25", "12.5", "100" (never Decimal's "1E+1")."""
+    if bp is None:
+        return "—"
+    return format(Decimal(bp).scaleb(-2).normalize(), "f")
+
+
+def _money_text(minor: int | None, currency: str) -> str:
+    return "—" if minor is None else money.display(minor, currency)
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "…"
+
+
+def coupon_value_text(c: Coupon) -> str:
+    """What the coupon gives, as marketing would say it."""
+    if c.type == DiscountType.PERCENTAGE:
+        if c.percent_bp is None:
+            return "—"
+        text = f"{_percent_text(c.percent_bp)}%"
+        if c.cap_minor is not None:
+            text += f" (max {_money_text(c.cap_minor, c.currency)})"
+        return text
+    if c.type == DiscountType.FIXED:
+        return _money_text(c.amount_minor, c.currency)
+    if c.type == DiscountType.BOGO:
+        bp = c.bogo_percent_bp if c.bogo_percent_bp is not None else 10_000
+        reward = "free" if bp == 10_000 else f"at {_percent_text(bp)}% off"
+        return f"Buy {c.bogo_buy} get {c.bogo_get} {reward}"
+    if c.type == DiscountType.TIERED:
+        tiers = c.tiers or []
+        best = max((t["discount_minor"] for t in tiers), default=0)
+        return f"{len(tiers)} tier(s), up to {_money_text(best, c.currency)}"
+    return "Free shipping"
+
+
+def _forget_codes_on_commit(codes: list[str]) -> None:
+    """Drop cached code terms after the commit, in batches (a selection may be huge)."""
+    def forget():
+        for start in range(0, len(codes), CACHE_FORGET_BATCH):
+            selectors.cache_forget(codes=codes[start:start + CACHE_FORGET_BATCH])
+    transaction.on_commit(forget)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+# --- coupon -----------------------------------------------------------------------------
+
+def _money_field(help_text: str, label: str | None = None) -> forms.DecimalField:
+    return forms.DecimalField(required=False, max_digits=16, decimal_places=3,
+                              min_value=Decimal(0), label=label, help_text=help_text)
+
+
+class CouponAdminForm(forms.ModelForm):
+    """Decimal inputs for the integer money and basis-point columns.
+
+    `clean()` converts them in the chosen currency, runs `services.coupon_check` on the
+    would-be coupon and leaves the model field values in `coupon_fields` (all of them, for
+    `coupon_create`) and `coupon_changes` (only what changed, for `coupon_update`).
+    """
+
+    currency = forms.ChoiceField(choices=CURRENCY_CHOICES, initial="USD")
+    percent = forms.DecimalField(
+        required=False, max_digits=7, decimal_places=2,
+        help_text="Percentage coupons: 25 means 25% off.")
+    amount = _money_field("Fixed coupons: the amount off, e.g. 10.00.")
+    cap = _money_field("Percentage coupons: the most it takes off, e.g. 50.00.",
+                       label="Discount cap")
+    min_cart = _money_field("Minimum merchandise subtotal, e.g. 100.00.",
+                            label="Minimum cart value")
+    tiers_text = forms.CharField(
+        required=False, label="Tiers", widget=forms.Textarea(attrs={"rows": 4, "cols": 30}),
+        help_text="Tiered coupons: one 'spend:discount' per line, e.g. 100.00:10.00. "
+                  "The highest tier the cart reaches wins.")
+    bogo_percent_off = forms.DecimalField(
+        required=False, max_digits=7, decimal_places=2, label="BOGO percent off",
+        help_text="BOGO coupons: how much the free units are discounted; blank means 100.")
+
+    class Meta:
+        model = Coupon
+        fields = [
+            "code", "description", "type", "currency", "bogo_buy", "bogo_get",
+            "eligible_categories", "eligible_skus", "excluded_skus", "eligible_segments",
+            "first_purchase_only", "max_uses_total", "max_uses_per_user",
+            "valid_from", "valid_to", "active", "stackable", "stack_group", "auto_apply",
+            "priority",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.coupon_fields: dict = {}
+        self.coupon_changes: dict = {}
+        c = self.instance
+        if c.pk is None:
+            return
+        cur = c.currency
+
+        def dec(minor):
+            return None if minor is None else money.format_amount(minor, cur)
+
+        initial = {
+            "percent": None if c.percent_bp is None else _percent_text(c.percent_bp),
+            "amount": dec(c.amount_minor),
+            "cap": dec(c.cap_minor),
+            "min_cart": dec(c.min_cart_minor),
+            "tiers_text": "\n".join(f"{dec(t['threshold_minor'])}:{dec(t['discount_minor'])}"
+                                    for t in c.tiers or []),
+            "bogo_percent_off": None if c.bogo_percent_bp is None
+            else _percent_text(c.bogo_percent_bp),
+        }
+        for name, value in initial.items():
+            self.initial.setdefault(name, value)
+
+    def clean_code(self) -> str:
+        code = selectors.normalize_code(self.cleaned_data["code"])
+        if not CODE_RE.match(code):
+            raise ValidationError("Use 1-64 letters, digits, '-' or '_'.")
+        # coupon_create also makes a public Code with this string; say so here rather
+        # than fail after the form was accepted.
+        if self.instance.pk is None and Code.objects.filter(code=code).exists():
+            raise ValidationError(f"A code '{code}' already exists.")
+        return code
+
+    def clean(self):
+        cleaned = super().clean()
+        currency = cleaned.get("currency") or self.instance.currency
+        kind = cleaned.get("type") or self.instance.type
+        model_names = {f.name for f in Coupon._meta.concrete_fields}
+        fields = {name: cleaned[name] for name in self.fields
+                  if name in model_names and name in cleaned}
+        fields.update(self._converted(cleaned, currency, kind))
+        if kind != DiscountType.BOGO:
+            fields["bogo_buy"] = fields["bogo_get"] = None
+        self.coupon_fields = fields
+        if self._errors:  # a field is already wrong: the business check would mislead
+            return cleaned
+
+        candidate = Coupon(**{f.attname: getattr(self.instance, f.attname)
+                              for f in Coupon._meta.concrete_fields})
+        for name, value in fields.items():
+            setattr(candidate, name, value)
+        try:
+            services.coupon_check(candidate)
+        except ValidationError as exc:
+            for key, errors in exc.message_dict.items():
+                self.add_error(self._field_for(key, kind), errors)
+            return cleaned
+        if self.instance.pk is not None:
+            self.coupon_changes = {name: value for name, value in fields.items()
+                                   if getattr(self.instance, name) != value}
+        return cleaned
+
+    def _converted(self, cleaned: dict, currency: str, kind: str) -> dict:
+        """Decimal inputs -> model values; inputs that do not apply to the type are
+        stored empty so a type change leaves no stale rule behind."""
+
+        def minor(name):
+            value = cleaned.get(name)
+            if value is None:
+                return None
+            try:
+                return money.parse_amount(value, currency)
+            except money.MoneyError as exc:
+                self.add_error(name, str(exc))
+                return None
+
+        def bp(name):
+            value = cleaned.get(name)
+            return None if value is None else int(value * 100)
+
+        return {
+            "percent_bp": bp("percent") if kind == DiscountType.PERCENTAGE else None,
+            "cap_minor": minor("cap") if kind == DiscountType.PERCENTAGE else None,
+            "amount_minor": minor("amount") if kind == DiscountType.FIXED else None,
+            "min_cart_minor": minor("min_cart"),
+            "tiers": self._tiers(cleaned.get("tiers_text") or "", currency)
+            if kind == DiscountType.TIERED else [],
+            "bogo_percent_bp": bp("bogo_percent_off") if kind == DiscountType.BOGO else None,
+        }
+
+    def _tiers(self, text: str, currency: str) -> list[dict]:
+        tiers, problems = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            threshold, sep, discount = line.partition(":")
+            if not sep:
+                problems.append(f"Line {number}: write spend:discount, e.g. 100.00:10.00.")
+                continue
+            try:
+                tiers.append({"threshold_minor": money.parse_amount(threshold, currency),
+                              "discount_minor": money.parse_amount(discount, currency)})
+            except money.MoneyError as exc:
+                problems.append(f"Line {number}: {exc}")
+        if len(tiers) > MAX_TIERS:
+            problems.append(f"At most {MAX_TIERS} tiers.")
+        if problems:
+            self.add_error("tiers_text", problems)
+        return sorted(tiers, key=lambda t: t["threshold_minor"])
+
+    def _field_for(self, key: str, kind: str) -> str | None:
+        """coupon_check's error keys -> this form's fields (None: a non-field error)."""
+        value_field = {DiscountType.PERCENTAGE: "percent", DiscountType.FIXED: "amount"}
+        name = {
+            "value": value_field.get(kind),
+            "tiers": "tiers_text",
+            "percent_bp": "percent",
+            "amount_minor": "amount",
+            "cap_minor": "cap",
+            "min_cart_minor": "min_cart",
+            "bogo_percent_bp": "bogo_percent_off",
+        }.get(key, key)
+        return name if name in self.fields else None
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    form = CouponAdminForm
+    list_display = ("code", "type", "value", "currency", "active", "stackable", "stack_group",
+                    "auto_apply", "window", "usage")
+    list_filter = ("active", "type", "currency", "stackable", "auto_apply",
+                   "first_purchase_only")
+    search_fields = ["code", "codes__code", "description"]
+    ordering = ("code",)
+    list_per_page = 50
+    actions = ["activate", "deactivate"]
+    readonly_fields = ("uses", "version", "codes_link", "created_at", "updated_at")
+
+    def has_delete_permission(self, request, obj=None):
+        # Coupons are stopped, not deleted: redemptions point at them, and the delete
+        # confirmation page would list every one of a campaign's codes.
+        return False
+    fieldsets = (
+        (None, {"fields": ("code", "description", "type", "currency", "active",
+                           "auto_apply", "priority")}),
+        ("Value", {"fields": ("percent", "cap", "amount", "tiers_text", "bogo_buy",
+                              "bogo_get", "bogo_percent_off")}),
+        ("Conditions", {"fields": ("min_cart", "eligible_categories", "eligible_skus",
+                                   "excluded_skus", "eligible_segments",
+                                   "first_purchase_only")}),
+        ("Limits and window", {"fields": ("max_uses_total", "max_uses_per_user",
+                                          "valid_from", "valid_to")}),
+        ("Stacking", {"fields": ("stackable", "stack_group")}),
+        ("Usage", {"fields": ("uses", "version", "codes_link", "created_at", "updated_at")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        # The coupon's identifier is also its public code's string: renaming one would
+        # leave the other behind, so it is fixed once created (as in the admin API).
+        fields = super().get_readonly_fields(request, obj)
+        return ("code", *fields) if obj is not None else fields
+
+    @admin.display(description="value")
+    def value(self, obj: Coupon) -> str:
+        return coupon_value_text(obj)
+
+    @admin.display(description="window")
+    def window(self, obj: Coupon) -> str:
+        return f"{_when(obj.valid_from)} → {_when(obj.valid_to)}"
+
+    @admin.display(description="usage", ordering="uses")
+    def usage(self, obj: Coupon) -> str:
+        limit = INFINITY if obj.max_uses_total is None else obj.max_uses_total
+        return f"{obj.uses}/{limit}"
+
+    @admin.display(description="codes")
+    def codes_link(self, obj: Coupon) -> str:
+        """A count and a link, never an inline: a coupon may have a million codes."""
+        if obj.pk is None:
+            return "—"
+        count = obj.codes.count()
+        url = f"{reverse('admin:coupons_code_changelist')}?coupon__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} code(s)</a>', url, f"{count:,}")
+
+    # --- writes through the services ---
+
+    def save_model(self, request, obj, form, change):
+        """coupon_create / coupon_update own the rules, the lock and the cache; a refusal
+        (a race the form could not see) becomes a message, not a 500."""
+        try:
+            if not change:
+                saved = services.coupon_create(fields=form.coupon_fields)
+            elif form.coupon_changes:
+                saved = services.coupon_update(coupon_id=obj.pk, fields=form.coupon_changes)
+            else:
+                saved = Coupon.objects.get(pk=obj.pk)
+        except (ApiError, ValidationError) as exc:
+            obj._service_error = _error_text(exc)
+            messages.error(request, f"The coupon was not saved: {obj._service_error}")
+            return
+        # The admin goes on with `obj` (log entry, redirect): give it the saved row.
+        for field in Coupon._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding = False
+        obj._state.db = saved._state.db
+
+    def save_related(self, request, form, formsets, change):
+        if not getattr(form.instance, "_service_error", None):
+            super().save_related(request, form, formsets, change)
+
+    def log_addition(self, request, obj, message):
+        if not getattr(obj, "_service_error", None):
+            return super().log_addition(request, obj, message)
+        return None
+
+    def log_change(self, request, obj, message):
+        if not getattr(obj, "_service_error", None):
+            return super().log_change(request, obj, message)
+        return None
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(obj, "_service_error", None):
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if getattr(obj, "_service_error", None):
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_change(request, obj)
+
+    def delete_model(self, request, obj):
+        coupon_id = obj.pk
+        super().delete_model(request, obj)
+        transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=[coupon_id]))
+
+    def delete_queryset(self, request, queryset):
+        # Forgetting the rule is enough: a cached code whose coupon is gone reads as
+        # unknown (selectors.code_terms_get_many).
+        ids = list(queryset.values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=ids))
+
+    # --- actions ---
+
+    @admin.action(description="Activate selected coupons", permissions=["change"])
+    def activate(self, request, queryset):
+        changed = services.coupons_set_active(
+            coupon_ids=list(queryset.values_list("pk", flat=True)), active=True)
+        self.message_user(request, f"Activated {changed} coupon(s).", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected coupons (stop now)", permissions=["change"])
+    def deactivate(self, request, queryset):
+        changed = services.coupons_set_active(
+            coupon_ids=list(queryset.values_list("pk", flat=True)), active=False)
+        self.message_user(request, f"Deactivated {changed} coupon(s); they stop applying "
+                                   "now.", messages.SUCCESS)
+
+
+# --- code -------------------------------------------------------------------------------
+
+class CodeAdminForm(forms.ModelForm):
+    """Codes are stored as the validate path looks them up: stripped and upper case."""
+
+    class Meta:
+        model = Code
+        fields = ["coupon", "code", "max_uses", "expires_at", "customer", "active"]
+
+    def clean_code(self) -> str:
+        code = selectors.normalize_code(self.cleaned_data["code"])
+        if not CODE_RE.match(code):
+            raise ValidationError("Use 1-64 letters, digits, '-' or '_'.")
+        return code
+
+    def clean_max_uses(self):
+        # The database refuses uses > max_uses; say it here instead of a 500.
+        value = self.cleaned_data.get("max_uses")
+        if value is not None and value < self.instance.uses:
+            raise ValidationError(
+                f"The code has already been used {self.instance.uses} times; "
+                "deactivate it instead.")
+        return value
+
+
+@admin.register(Code)
+class CodeAdmin(admin.ModelAdmin):
+    form = CodeAdminForm
+    list_display = ("code", "coupon", "usage", "expires_at", "customer", "active")
+    list_filter = ("active", "coupon__type")
+    search_fields = ["code"]
+    raw_id_fields = ("coupon", "customer")
+    list_select_related = ("coupon", "customer")
+    readonly_fields = ("uses", "created_at")
+    ordering = ("code",)
+    # A coupon may have a million codes: skip the second, unfiltered COUNT(*).
+    show_full_result_count = False
+    actions = ["activate", "deactivate"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Renaming a code would leave the old string cached and valid for a while, and
+        # customers already hold it: make a new code instead.
+        fields = super().get_readonly_fields(request, obj)
+        return ("code", *fields) if obj is not None else fields
+
+    def get_search_results(self, request, queryset, search_term):
+        """Prefix match on the normalised code: uses the code's `LIKE` index instead of
+        an `UPPER(...) LIKE '%...%'` scan over every code."""
+        term = selectors.normalize_code(search_term)
+        if not term:
+            return queryset, False
+        return queryset.filter(code__startswith=term), False
+
+    @admin.display(description="uses", ordering="uses")
+    def usage(self, obj: Code) -> str:
+        limit = INFINITY if obj.max_uses is None else obj.max_uses
+        return f"{obj.uses}/{limit}"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.code_changed(obj)
+
+    def delete_model(self, request, obj):
+        text = obj.code
+        super().delete_model(request, obj)
+        _forget_codes_on_commit([text])
+
+    def delete_queryset(self, request, queryset):
+        codes = list(queryset.values_list("code", flat=True))
+        super().delete_queryset(request, queryset)
+        _forget_codes_on_commit(codes)
+
+    def _set_active(self, queryset, active: bool) -> int:
+        with transaction.atomic():
+            codes = list(queryset.values_list("code", flat=True))
+            changed = queryset.update(active=active)
+            _forget_codes_on_commit(codes)
+        return changed
+
+    @admin.action(description="Activate selected codes", permissions=["change"])
+    def activate(self, request, queryset):
+        changed = self._set_active(queryset, True)
+        self.message_user(request, f"Activated {changed} code(s).", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected codes (stop now)", permissions=["change"])
+    def deactivate(self, request, queryset):
+        changed = self._set_active(queryset, False)
+        self.message_user(request, f"Deactivated {changed} code(s).", messages.SUCCESS)
+
+
+# --- redemption -------------------------------------------------------------------------
+
+@admin.register(Redemption)
+class RedemptionAdmin(admin.ModelAdmin):
+    """A ledger: only the checkout services move a redemption, so nobody edits it here."""
+
+    list_display = ("id", "code", "coupon", "customer", "order_id", "status", "discount",
+                    "created_at", "expires_at")
+    list_filter = ("status", "created_at")
+    search_fields = ["order_id", "code__code", "customer__external_id"]
+    list_select_related = ("code", "coupon", "customer")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+
+    @admin.display(description="discount", ordering="discount_minor")
+    def discount(self, obj: Redemption) -> str:
+        return money.display(obj.discount_minor, obj.currency)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- customer ---------------------------------------------------------------------------
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "segments", "orders_count", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ["external_id"]
+    readonly_fields = ("orders_count", "created_at")
+    ordering = ("external_id",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Bound codes are cached with the customer's external id: changing it would keep
+        # the old id valid for the cache's lifetime, and it is the storefront's key anyway.
+        fields = super().get_readonly_fields(request, obj)
+        return ("external_id", *fields) if obj is not None else fields
