@@ -1,4 +1,4 @@
-"""gunicorn settings (docs/decisions.md "Web workers"): sync workers, one per core plus
+"""gunicorn settings (docs/decisions.md "Web workers"): sync workers, two per core plus
 one, each with a small psycopg pool; override with the GUNICORN_* variables."""
 
 import multiprocessing

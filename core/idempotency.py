@@ -4,7 +4,8 @@ The first request with a key runs and its response is stored; a replay gets the 
 response with `Idempotent-Replayed: true`; the same key with another body is `409`.
 A duplicate that arrives while the first is still running waits for it (up to
 IDEMPOTENCY_WAIT_SECONDS) and then replays, or gets `409 idempotency_in_progress`.
-Server errors are not stored, so a retry after a 5xx runs again; the services behind
+Every response below 500 is stored, including deliberate 4xx errors; server errors are
+not, so a retry after a 5xx runs again; the services behind
 these views are themselves protected by unique constraints (coupon + order), so even a
 crash between the service's commit and the record's update cannot apply anything twice.
 """
@@ -20,6 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from core.errors import ApiError, Conflict
@@ -57,6 +59,9 @@ def idempotent(*, required: bool):
                 return replay
             try:
                 response = view_method(self, request, *args, **kwargs)
+            except APIException as exc:
+                # A deliberate 4xx (bad input, a conflict, a 404) is the first response too.
+                response = self.handle_exception(exc)
             except BaseException:
                 IdempotencyRecord.objects.filter(pk=record.pk).delete()
                 raise

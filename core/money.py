@@ -61,7 +61,12 @@ def parse_amount(value: object, currency: str) -> int:
         raise MoneyError("Enter a finite amount.")
     if amount < 0:
         raise MoneyError("The amount must not be negative.")
+    if amount.adjusted() > 15:  # checked before scaling: 1e999999 would overflow Decimal
+        raise MoneyError("The amount is too large.")
     digits = exponent(currency)
+    if -amount.as_tuple().exponent > digits and amount != amount.quantize(
+            Decimal(1).scaleb(-digits), rounding="ROUND_DOWN"):
+        raise MoneyError(f"{currency} amounts have at most {digits} decimal places.")
     minor = amount.scaleb(digits)
     if minor != minor.to_integral_value():
         raise MoneyError(f"{currency} amounts have at most {digits} decimal places.")

@@ -1,6 +1,8 @@
 """Settings shared by every environment. Values come from the environment (config/env.py);
 the defaults work on a development machine with local PostgreSQL and Redis."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import BASE_DIR, env
 
 SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me")
@@ -157,6 +159,8 @@ COUPON_RESERVATION_TTL = env.int("COUPON_RESERVATION_TTL", default=30 * 60)  # s
 COUPON_CACHE_SECONDS = env.int("COUPON_CACHE_SECONDS", default=300)
 COUPON_LOCAL_CACHE_SECONDS = env.float("COUPON_LOCAL_CACHE_SECONDS", default=1.0)
 STACKING_POLICY = env("STACKING_POLICY", default="by_group")  # none | by_group | full
+if STACKING_POLICY not in ("none", "by_group", "full"):
+    raise ImproperlyConfigured("STACKING_POLICY must be none, by_group or full.")
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", default=5.0)
 MAX_CART_ITEMS = env.int("MAX_CART_ITEMS", default=500)
