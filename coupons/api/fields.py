@@ -7,6 +7,7 @@ nested shape, and the OpenAPI schema is described by the documentation serialize
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,6 +19,8 @@ from coupons.engine.types import Cart, Line
 
 MAX_QUANTITY = 100_000
 MAX_TEXT = 100
+# PostgreSQL text and jsonb refuse NUL; lone surrogates cannot be encoded as UTF-8.
+_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 
 
 class CartItemDoc(serializers.Serializer):
@@ -52,6 +55,9 @@ def _text(value, errors: dict, name: str, *, required: bool) -> str:
         errors[name] = ["Must be a string."]
         return ""
     value = value.strip()
+    if _FORBIDDEN.search(value):
+        errors[name] = ["Contains characters that are not allowed (NUL or lone surrogates)."]
+        return ""
     if required and not value:
         errors[name] = ["This field may not be blank."]
     elif len(value) > MAX_TEXT:
@@ -98,8 +104,9 @@ class CartField(serializers.Field):
             category = _text(item.get("category"), e, "category", required=False)
             price = _amount(item.get("unit_price"), currency, e, "unit_price")
             qty = item.get("quantity")
-            if isinstance(qty, Decimal) and qty == qty.to_integral_value():
-                qty = int(qty)
+            if isinstance(qty, Decimal) and qty.is_finite() and qty.adjusted() < 7 \
+                    and qty == qty.to_integral_value():
+                qty = int(qty)  # 3.0 is 3; 1e300000 is never expanded into an int
             if isinstance(qty, bool) or not isinstance(qty, int):
                 e["quantity"] = ["Enter a whole number."]
             elif not 1 <= qty <= MAX_QUANTITY:
@@ -115,6 +122,8 @@ class CartField(serializers.Field):
         if errors:
             raise serializers.ValidationError(errors)
         cart = Cart(currency=currency, lines=tuple(lines), shipping=shipping)
+        if cart.subtotal > money.MAX_MINOR:
+            raise serializers.ValidationError({"items": ["The cart total is too large."]})
         if data.get("subtotal") is not None:
             given = _amount(data["subtotal"], currency, errors, "subtotal")
             if not errors and given != cart.subtotal:
