@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 from django.utils import timezone
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -75,12 +76,10 @@ def idempotent(*, required: bool):
 
 def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
     fp = fingerprint(request.method, request.path, request.data)
-    record, created = IdempotencyRecord.objects.get_or_create(
-        principal=request.user.ident, key=key,
-        defaults={"fingerprint": fp, "method": request.method, "path": request.path},
-    )
-    if created:
+    record = _claim(request.user.ident, key, fp, request.method, request.path)
+    if record is not None:
         return record, None
+    record = IdempotencyRecord.objects.get(principal=request.user.ident, key=key)
     if record.fingerprint != fp:
         raise Conflict("idempotency_key_reused",
                        "This Idempotency-Key was used with a different request.")
@@ -106,6 +105,26 @@ def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
     response = Response(record.response_body, status=record.response_status)
     response[REPLAYED_HEADER] = "true"
     return record, response
+
+
+_CLAIM_SQL = """
+INSERT INTO core_idempotencyrecord (principal, key, fingerprint, method, path, state,
+                                    created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, 'started', now(), now())
+ON CONFLICT (principal, key) DO NOTHING
+RETURNING id, updated_at
+"""
+
+
+def _claim(principal: str, key: str, fp: str, method: str, path: str):
+    """Insert the record if the key is new (one round trip); None if it already exists."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, [principal, key, fp, method, path])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return IdempotencyRecord(id=row[0], principal=principal, key=key, fingerprint=fp,
+                             method=method, path=path, updated_at=row[1])
 
 
 def _finish(record: IdempotencyRecord, response) -> None:

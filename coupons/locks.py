@@ -3,7 +3,12 @@ never deadlock: coupons, then codes, then customers, then redemptions, each by p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 
 from coupons.models import Code, Coupon, Customer, Redemption
 
@@ -23,12 +28,92 @@ def customers_lock(ids: Iterable[int]) -> dict[int, Customer]:
             .order_by("pk")}
 
 
-def customer_lock_or_create(external_id: str) -> Customer:
-    """Insert-if-missing without a read-then-write race, then lock the row."""
-    Customer.objects.bulk_create([Customer(external_id=external_id)], ignore_conflicts=True)
-    return Customer.objects.select_for_update().get(external_id=external_id)
-
-
 def redemptions_lock(ids: Iterable) -> list[Redemption]:
     return list(Redemption.objects.select_for_update(of=("self",)).filter(pk__in=set(ids))
                 .order_by("pk"))
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    segments: frozenset[str] = frozenset()
+    orders_count: int = 0
+    customer_uses: dict[int, int] = field(default_factory=dict)  # coupon id -> live uses
+    order_held: bool = False
+
+
+_CUSTOMER_FACTS_SQL = """
+SELECT cu.segments, cu.orders_count,
+       COALESCE((SELECT json_object_agg(x.coupon_id, x.n) FROM (
+                   SELECT r.coupon_id, count(*) AS n FROM coupons_redemption r
+                    WHERE r.customer_id = cu.id AND r.coupon_id = ANY(%s)
+                      AND r.status IN ('reserved', 'confirmed')
+                    GROUP BY r.coupon_id) x), '{}'),
+       EXISTS (SELECT 1 FROM coupons_redemption r
+                WHERE r.order_id = %s AND r.status IN ('reserved', 'confirmed'))
+  FROM coupons_customer cu WHERE cu.id = %s
+   FOR UPDATE OF cu
+"""
+_ORDER_HELD_SQL = """
+SELECT EXISTS (SELECT 1 FROM coupons_redemption r
+                WHERE r.order_id = %s AND r.status IN ('reserved', 'confirmed'))
+"""
+
+
+def customer_facts_lock(customer_pk: int | None, coupon_ids: list[int],
+                        order_id: str) -> CustomerFacts:
+    """Lock the customer (last in the lock order) and read, in the same statement, what
+    the per-customer limits need: their live uses per coupon, and whether the order
+    already holds a coupon. Anonymous shoppers: only the order check."""
+    with connection.cursor() as cursor:
+        if customer_pk is None:
+            cursor.execute(_ORDER_HELD_SQL, [order_id])
+            return CustomerFacts(order_held=cursor.fetchone()[0])
+        cursor.execute(_CUSTOMER_FACTS_SQL, [list(coupon_ids), order_id, customer_pk])
+        segments, orders_count, uses, held = cursor.fetchone()
+    if isinstance(uses, str):
+        uses = json.loads(uses)
+    return CustomerFacts(segments=frozenset(segments), orders_count=orders_count,
+                         customer_uses={int(k): v for k, v in uses.items()}, order_held=held)
+
+
+_TAKE_AND_RECORD_SQL = """
+WITH coupon AS (
+    UPDATE coupons_coupon SET uses = uses + 1
+     WHERE id = %(coupon_id)s AND (max_uses_total IS NULL OR uses < max_uses_total)
+    RETURNING id),
+code AS (
+    UPDATE coupons_code SET uses = uses + 1
+     WHERE id = %(code_id)s AND (max_uses IS NULL OR uses < max_uses)
+       AND EXISTS (SELECT 1 FROM coupon)
+    RETURNING id)
+INSERT INTO coupons_redemption
+       (id, coupon_id, code_id, customer_id, order_id, status, currency, discount_minor,
+        shipping_discount_minor, order_value_minor, lines, idempotency_key, context,
+        expires_at, created_at)
+SELECT %(id)s, %(coupon_id)s, code.id, %(customer_id)s, %(order_id)s, %(status)s,
+       %(currency)s, %(discount_minor)s, %(shipping_discount_minor)s, %(order_value_minor)s,
+       %(lines)s::jsonb, %(idempotency_key)s, %(context)s::jsonb, %(expires_at)s,
+       %(created_at)s
+  FROM code
+RETURNING id
+"""
+
+
+def use_take_and_record(x: Redemption) -> bool:
+    """Under the coupon and code locks: the conditional counter updates (coupon, then
+    code) and the redemption insert as one statement, so the hot row stays locked for one
+    round trip instead of three. False when a limit was reached (nothing inserted; the
+    caller rolls back the coupon's increment)."""
+    params = {
+        "id": x.id, "coupon_id": x.coupon_id, "code_id": x.code_id,
+        "customer_id": x.customer_id, "order_id": x.order_id, "status": x.status,
+        "currency": x.currency, "discount_minor": x.discount_minor,
+        "shipping_discount_minor": x.shipping_discount_minor,
+        "order_value_minor": x.order_value_minor,
+        "lines": json.dumps(x.lines), "idempotency_key": x.idempotency_key,
+        "context": json.dumps(x.context, cls=DjangoJSONEncoder),
+        "expires_at": x.expires_at, "created_at": x.created_at,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_AND_RECORD_SQL, params)
+        return cursor.fetchone() is not None

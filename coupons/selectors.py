@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from coupons.engine.types import CodeTerms, Rule, Shopper, Tier, Usage
-from coupons.models import Code, Coupon, Redemption
+from coupons.models import HOLDING, Code, Coupon, Redemption
 
 CACHE_VERSION = "v1"
 _MISSING = "__missing__"  # cached marker for "no such code" (guessing costs no query)
@@ -194,6 +194,32 @@ def live_state(code_ids: list[int], customer_id: str | None,
         shopper = Shopper(id=shopper.id, segments=shopper.segments | frozenset(stored[0]),
                           orders_count=max(shopper.orders_count, stored[1]))
     return usage, shopper
+
+
+def holding_for_order(order_id: str) -> list[Redemption]:
+    """The order's live (reserved or confirmed) redemptions."""
+    return list(Redemption.objects.select_related("code", "customer")
+                .filter(order_id=order_id, status__in=HOLDING).order_by("created_at"))
+
+
+_CUSTOMER_ENSURE_SQL = """
+WITH new AS (INSERT INTO coupons_customer (external_id, segments, orders_count, created_at)
+             VALUES (%s, '{}', 0, now()) ON CONFLICT (external_id) DO NOTHING RETURNING id)
+SELECT id FROM new UNION ALL SELECT id FROM coupons_customer WHERE external_id = %s
+"""
+
+
+def customer_pk_ensure(external_id: str) -> int:
+    """The engine's row for a storefront customer, created on first sight. An existing
+    row costs one read (ON CONFLICT DO NOTHING writes nothing)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CUSTOMER_ENSURE_SQL, [external_id, external_id])
+        row = cursor.fetchone()
+        if row is None:  # created by a concurrent call after this statement's snapshot
+            cursor.execute("SELECT id FROM coupons_customer WHERE external_id = %s",
+                           [external_id])
+            row = cursor.fetchone()
+    return row[0]
 
 
 def redemptions_for_order(order_id: str) -> list[Redemption]:

@@ -12,6 +12,7 @@ decrements the counters in the same transaction, so a use is returned exactly on
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,7 +29,7 @@ from coupons import locks, selectors
 from coupons.engine import reasons as r
 from coupons.engine.pricing import price
 from coupons.engine.types import Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
-from coupons.models import HOLDING, Code, Coupon, Redemption, RedemptionStatus
+from coupons.models import Code, Coupon, Redemption, RedemptionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -88,50 +89,63 @@ def _needs_live_state(terms: CodeTerms, shopper: Shopper) -> bool:
 
 def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id: str,
                      context: dict | None = None, idempotency_key: str = "") -> ApplyResult:
-    """Re-check everything under lock and reserve one use of each code for the order."""
+    """Reserve one use of each code for the order, or say why not.
+
+    1. Without locks: an order already holding these codes is a replay; otherwise the cart
+       is priced exactly as validate prices it, so a rejection never waits for a lock.
+    2. The customer row is created if missing (outside the locked transaction).
+    3. `_reserve` locks the rows, re-runs every check on them and moves the counters; the
+       time a hot coupon stays locked is kept to a few statements (docs/decisions.md).
+    """
     wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
+    held = selectors.holding_for_order(order_id)
+    if held:
+        return _existing_for_order(held, wanted, shopper.id)
+    pricing = coupons_validate(codes=wanted, shopper=shopper, cart=cart)
+    if pricing.rejection is not None:
+        return ApplyResult(pricing=None, redemptions=[], rejection=pricing.rejection)
+    customer_pk = selectors.customer_pk_ensure(shopper.id) if shopper.id else None
     try:
-        return _apply(wanted, shopper, cart, order_id, context or {}, idempotency_key)
+        return _reserve(pricing, wanted, shopper, customer_pk, cart, order_id, context or {},
+                        idempotency_key)
     except RejectedError as exc:
         return ApplyResult(pricing=None, redemptions=[], rejection=exc.rejection)
+    except IntegrityError:
+        # The unique (coupon, order) index fired: a concurrent apply of another coupon set
+        # to the same order won the race.
+        raise Conflict("order_conflict", "This order already holds this coupon.") from None
 
 
 @transaction.atomic(durable=True)
-def _apply(codes: list[str], shopper: Shopper, cart: Cart, order_id: str, context: dict,
-           idempotency_key: str) -> ApplyResult:
-    now = timezone.now()
-    rows = {c.code: c for c in Code.objects.filter(code__in=codes)}
-    coupons = locks.coupons_lock(c.coupon_id for c in rows.values())
-    code_rows = locks.codes_lock(c.pk for c in rows.values())
-    customer = locks.customer_lock_or_create(shopper.id) if shopper.id else None
-
-    held = list(Redemption.objects.select_related("code")
-                .filter(order_id=order_id, status__in=HOLDING))
-    if held:
-        return _existing_for_order(held, codes, customer)
-
-    if customer is not None:
-        shopper = Shopper(id=shopper.id, segments=shopper.segments | set(customer.segments),
-                          orders_count=max(shopper.orders_count, customer.orders_count))
-        per_customer = Counter(
-            Redemption.objects.filter(customer=customer, coupon_id__in=coupons.keys(),
-                                      status__in=HOLDING).values_list("coupon_id", flat=True))
-    else:
-        per_customer = Counter()
+def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_pk: int | None,
+             cart: Cart, order_id: str, context: dict, idempotency_key: str) -> ApplyResult:
+    # Code -> coupon never changes, so the ids come from the pre-check.
+    coupon_ids = [a.terms.rule.coupon_id for a in prechecked.applied]
+    coupons = locks.coupons_lock(coupon_ids)
+    code_rows = locks.codes_lock(a.terms.code_id for a in prechecked.applied)
+    facts = locks.customer_facts_lock(customer_pk, coupon_ids, order_id)
+    if facts.order_held:
+        # A concurrent apply for this order committed while we waited for the lock.
+        return _existing_for_order(selectors.holding_for_order(order_id), codes, shopper.id)
+    if customer_pk is not None:
+        shopper = Shopper(id=shopper.id, segments=shopper.segments | facts.segments,
+                          orders_count=max(shopper.orders_count, facts.orders_count))
 
     entries = []
     for text in codes:
-        code = code_rows.get(rows[text].pk) if text in rows else None
-        if code is None:
+        code = next((c for c in code_rows.values() if c.code == text), None)
+        if code is None or code.coupon_id not in coupons:
             entries.append((text, None, Usage()))
             continue
         coupon = coupons[code.coupon_id]
         terms = CodeTerms(
             code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
             max_uses=code.max_uses, expires_at=code.expires_at,
-            bound_customer=_bound_external_id(code), active=code.active)
+            bound_customer=code.customer.external_id if code.customer_id else None,
+            active=code.active)
         entries.append((text, terms, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
-                                           customer_uses=per_customer[coupon.pk])))
+                                           customer_uses=facts.customer_uses.get(coupon.pk, 0))))
+    now = timezone.now()
     pricing = price(entries, shopper, cart, now, _policy())
     if pricing.rejection is not None:
         raise RejectedError(pricing.rejection)
@@ -140,51 +154,31 @@ def _apply(codes: list[str], shopper: Shopper, cart: Cart, order_id: str, contex
     created = []
     for applied in pricing.applied:
         terms = applied.terms
-        _take_use(Coupon, terms.rule.coupon_id, terms.rule.max_uses_total, terms.code)
-        _take_use(Code, terms.code_id, terms.max_uses, terms.code)
-        created.append(Redemption(
-            coupon_id=terms.rule.coupon_id, code_id=terms.code_id, customer=customer,
-            order_id=order_id, status=RedemptionStatus.RESERVED, currency=cart.currency,
-            discount_minor=applied.discount, shipping_discount_minor=applied.shipping_discount,
-            order_value_minor=cart.subtotal,
+        redemption = Redemption(
+            id=uuid.uuid4(), coupon_id=terms.rule.coupon_id, code=code_rows[terms.code_id],
+            customer_id=customer_pk, order_id=order_id, status=RedemptionStatus.RESERVED,
+            currency=cart.currency, discount_minor=applied.discount,
+            shipping_discount_minor=applied.shipping_discount, order_value_minor=cart.subtotal,
             lines=[{"sku": line.sku, "discount_minor": d}
                    for line, d in zip(cart.lines, applied.line_discounts, strict=True)],
             idempotency_key=idempotency_key, context=context, expires_at=expires_at,
-        ))
-    try:
-        with transaction.atomic():
-            Redemption.objects.bulk_create(created)
-    except IntegrityError:
-        # Only reachable if the unique (coupon, order) index fires despite the locks.
-        raise Conflict("order_conflict", "This order already holds this coupon.") from None
-    for redemption in created:
-        redemption.code = code_rows[redemption.code_id]
+            created_at=now)
+        if not locks.use_take_and_record(redemption):
+            raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED,
+                                          r.MESSAGES[r.USAGE_LIMIT_REACHED], terms.code))
+        created.append(redemption)
     transaction.on_commit(
         lambda: metrics.redemption_transitions.labels("reserved").inc(len(created)))
     return ApplyResult(pricing=pricing, redemptions=created)
 
 
-def _bound_external_id(code: Code) -> str | None:
-    if code.customer_id is None:
-        return None
-    return code.customer.external_id
-
-
-def _take_use(model, pk: int, limit: int | None, code_text: str) -> None:
-    """Conditional counter update: the row count says whether the use was won."""
-    qs = model.objects.filter(pk=pk)
-    if limit is not None:
-        qs = qs.filter(uses__lt=limit)
-    if qs.update(uses=F("uses") + 1) != 1:
-        raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED, r.MESSAGES[r.USAGE_LIMIT_REACHED],
-                                      code_text))
-
-
-def _existing_for_order(held: list[Redemption], codes: list[str], customer) -> ApplyResult:
+def _existing_for_order(held: list[Redemption], codes: list[str],
+                        customer_id: str | None) -> ApplyResult:
     """The order already holds coupons: the same codes again is a replay, anything else is
     a conflict (release the order first)."""
     held_codes = {h.code.code for h in held}
-    same_customer = all(h.customer_id == (customer.pk if customer else None) for h in held)
+    same_customer = all((h.customer.external_id if h.customer_id else None) == customer_id
+                        for h in held)
     if held_codes == set(codes) and same_customer:
         return ApplyResult(pricing=None, redemptions=held, replayed=True)
     raise Conflict("order_has_coupons",
