@@ -12,15 +12,23 @@ from django.db import connection
 
 from coupons.models import Code, Coupon, Customer, Redemption
 
+# Raw SQL: these run while a hot coupon may be locked, and skipping the ORM's query
+# compilation shortens the time every other checkout waits for that row.
+_COUPONS_LOCK_SQL = "SELECT * FROM coupons_coupon WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+_CODES_LOCK_SQL = """
+SELECT k.*, cu.external_id AS bound_external_id
+  FROM coupons_code k LEFT JOIN coupons_customer cu ON cu.id = k.customer_id
+ WHERE k.id = ANY(%s) ORDER BY k.id FOR UPDATE OF k
+"""
+
 
 def coupons_lock(ids: Iterable[int]) -> dict[int, Coupon]:
-    return {c.pk: c for c in Coupon.objects.select_for_update().filter(pk__in=set(ids))
-            .order_by("pk")}
+    return {c.pk: c for c in Coupon.objects.raw(_COUPONS_LOCK_SQL, [sorted(set(ids))])}
 
 
 def codes_lock(ids: Iterable[int]) -> dict[int, Code]:
-    return {c.pk: c for c in Code.objects.select_for_update(of=("self",))
-            .select_related("customer").filter(pk__in=set(ids)).order_by("pk")}
+    """Codes with `bound_external_id` (the bound customer's storefront id, or None)."""
+    return {c.pk: c for c in Code.objects.raw(_CODES_LOCK_SQL, [sorted(set(ids))])}
 
 
 def customers_lock(ids: Iterable[int]) -> dict[int, Customer]:

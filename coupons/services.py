@@ -141,7 +141,7 @@ def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_p
         terms = CodeTerms(
             code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
             max_uses=code.max_uses, expires_at=code.expires_at,
-            bound_customer=code.customer.external_id if code.customer_id else None,
+            bound_customer=code.bound_external_id,
             active=code.active)
         entries.append((text, terms, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
                                            customer_uses=facts.customer_uses.get(coupon.pk, 0))))
