@@ -17,6 +17,19 @@ if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
 
 
+class ReadOnlyAdminMixin:
+    """Rows written only by the engine: staff may look, never add, edit or delete."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ApiKeyAdminForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple,
@@ -41,7 +54,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(admin.ModelAdmin):
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a record is the replayed response; editing it would change history."""
 
     list_display = ("principal", "key", "method", "path", "state", "response_status",
@@ -50,12 +63,3 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
     search_fields = ["principal", "key", "path"]
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

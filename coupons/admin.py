@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from core import money
+from core.admin import ReadOnlyAdminMixin
 from core.errors import ApiError
 from coupons import selectors, services
 from coupons.api.admin_serializers import CODE_PATTERN
@@ -484,7 +485,7 @@ class CodeAdmin(admin.ModelAdmin):
 # --- redemption -------------------------------------------------------------------------
 
 @admin.register(Redemption)
-class RedemptionAdmin(admin.ModelAdmin):
+class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """A ledger: only the checkout services move a redemption, so nobody edits it here."""
 
     list_display = ("id", "code", "coupon", "customer", "order_id", "status", "discount",
@@ -498,15 +499,6 @@ class RedemptionAdmin(admin.ModelAdmin):
     @admin.display(description="discount", ordering="discount_minor")
     def discount(self, obj: Redemption) -> str:
         return money.display(obj.discount_minor, obj.currency)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- customer ---------------------------------------------------------------------------
