@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# make bench: throughput and latency of the checkout endpoints on this machine.
+#
+# Numbers only: a slow run is reported, never failed. The script fails only when it
+# cannot set up (no database, no wrk, the server does not start). Set BENCH_STRICT=1 to
+# also exit non-zero when the hot-coupon race is not exact.
+#
+#   1. wrk (installed with apt-get if missing) and pgbench
+#   2. database growth_bench (migrated), Redis db 3 (cache) and db 4 (broker)
+#   3. 100,000 coupons + codes seeded set-wise (bench/seed.sql), state reset (reset.sql)
+#   4. a storefront API key (manage.py create_api_key, last line)
+#   5. for each gunicorn worker count: wrk on GET /bench/bare (the ceiling) and on
+#      POST /api/v1/coupons/validate (BENCH25, 20-line cart) at each connection count,
+#      then the hot-coupon race (bench/apply_race.py: 1,500 applies on HOT1000, limit
+#      1,000) checked against PostgreSQL
+#   6. pgbench: apply's SQL alone (bench/apply_tx.sql) at 4, 8 and 32 clients, and only
+#      its single write statement (bench/apply_tx_short.sql), the floor, for comparison
+#   7. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
+#
+# Knobs (environment): BENCH_PORT (8088), BENCH_WORKERS ("4 5"), BENCH_CONNS ("8 32"),
+# BENCH_DURATION (10 s per wrk run), BENCH_PG_CLIENTS ("4 8 32"), BENCH_PG_DURATION (10),
+# BENCH_APPLY_REQUESTS (1500), BENCH_APPLY_CONCURRENCY (32), BENCH_APPLY_DEADLINE (60 s),
+# BENCH_PROFILE=1 (also profile validate and apply in-process, bench/profile_path.py),
+# BENCH_WAIT_QUIET=SECONDS (first wait up to that long for other processes to go idle),
+# DB_POOL_MAX / DB_POOL_MIN (the product's pool settings, passed through).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+OUT=bench/out
+mkdir -p "$OUT"
+RUN_ID=$(date +%Y%m%d-%H%M%S)
+RESULTS="$OUT/results-$RUN_ID.jsonl"
+LOG="$OUT/run-$RUN_ID.log"
+: >"$RESULTS"
+# Keep the files of the last 10 runs (bench/out/ is git-ignored).
+for pattern in 'results-*.jsonl' 'run-*.log' 'summary-*.txt' 'profile-*.txt'; do
+  find "$OUT" -maxdepth 1 -name "$pattern" -printf '%T@ %p\n' | sort -rn | tail -n +11 \
+    | cut -d' ' -f2- | xargs -r rm -f
+done
+
+PORT=${BENCH_PORT:-8088}
+WORKERS_LIST=${BENCH_WORKERS:-"4 5"}
+CONNS=${BENCH_CONNS:-"8 32"}
+DURATION=${BENCH_DURATION:-10}
+PG_CLIENTS=${BENCH_PG_CLIENTS:-"4 8 32"}
+PG_DURATION=${BENCH_PG_DURATION:-10}
+APPLY_REQUESTS=${BENCH_APPLY_REQUESTS:-1500}
+APPLY_CONCURRENCY=${BENCH_APPLY_CONCURRENCY:-32}
+APPLY_DEADLINE=${BENCH_APPLY_DEADLINE:-60}
+HOT_LIMIT=1000
+
+DB=growth_bench
+export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export REDIS_URL=redis://127.0.0.1:6379/3
+export CELERY_BROKER_URL=redis://127.0.0.1:6379/4
+export DJANGO_SETTINGS_MODULE=config.settings.bench
+export GUNICORN_BIND="127.0.0.1:$PORT"
+unset GUNICORN_ACCESSLOG
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { log "ERROR: $*"; exit 1; }
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+
+# --- 1. tools ---------------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  apt-get install -y -q wrk >>"$LOG" 2>&1 \
+    || { apt-get update -q >>"$LOG" 2>&1 && apt-get install -y -q wrk >>"$LOG" 2>&1; } \
+    || die "could not install wrk (see $LOG)"
+fi
+PGBENCH=$(command -v pgbench || echo /usr/bin/pgbench)
+[ -x "$PGBENCH" ] || die "pgbench not found"
+[ -x "$PY" ] || die "no virtualenv at .venv (run make venv)"
+pg_isready -q || die "PostgreSQL is not answering on $PGHOST:$PGPORT"
+redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || die "Redis is not answering on 127.0.0.1:6379"
+
+# --- 2. database, cache -----------------------------------------------------------------
+if [ "$(psql -X -At -d postgres -c "select 1 from pg_database where datname = '$DB'")" != 1 ]; then
+  log "creating database $DB"
+  createdb "$DB" || die "createdb $DB failed"
+fi
+log "migrating $DB"
+$PY manage.py migrate --noinput >>"$LOG" 2>&1 || die "migrate failed (see $LOG)"
+redis-cli -h 127.0.0.1 -n 3 flushdb >/dev/null   # the bench's own cache db
+
+# --- 3. seed and reset ------------------------------------------------------------------
+log "seeding 100,000 coupons (set-wise SQL)"
+seed_started=$(date +%s%N)
+sql -f bench/seed.sql || die "seed failed"
+seed_s=$(awk -v ns=$(( $(date +%s%N) - seed_started )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+sql -f bench/reset.sql || die "reset failed"
+read -r HOT_ID HOT_CODE_ID <<<"$(sql -F ' ' -c \
+  "select c.id, k.id from coupons_coupon c join coupons_code k on k.coupon_id = c.id
+    where c.code = 'HOT1000'")"
+read -r PG_ID PG_CODE_ID <<<"$(sql -F ' ' -c \
+  "select c.id, k.id from coupons_coupon c join coupons_code k on k.coupon_id = c.id
+    where c.code = 'PGHOT'")"
+[ -n "${HOT_ID:-}" ] && [ -n "${PG_ID:-}" ] || die "named coupons missing after seed"
+
+# --- 4. API key -------------------------------------------------------------------------
+sql -c "delete from core_apikey where name in ('bench', 'bench-profile')"
+KEY=$($PY manage.py create_api_key bench --scopes storefront 2>>"$LOG" | tail -n 1)
+[ -n "$KEY" ] || die "create_api_key printed nothing"
+export BENCH_API_KEY=$KEY
+
+# --- environment record -----------------------------------------------------------------
+settings_json=$($PY - <<'EOF' 2>>"$LOG"
+import json, django
+django.setup()
+from django.conf import settings as s
+pool = s.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+print(json.dumps({"db_pool_min": pool.get("min_size"), "db_pool_max": pool.get("max_size"),
+                  "api_key_cache_seconds": s.API_KEY_CACHE_SECONDS,
+                  "coupon_local_cache_seconds": s.COUPON_LOCAL_CACHE_SECONDS}))
+EOF
+)
+[ -n "$settings_json" ] || settings_json='{}'
+$PY - "$RESULTS" "$settings_json" <<EOF
+import json, os, sys
+settings = json.loads(sys.argv[2])
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+              if l.startswith("model name")), "?")
+mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+row = {"kind": "env", "run_id": "$RUN_ID", "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+       "cpus": os.cpu_count(), "cpu_model": model, "mem_gb": mem,
+       "postgres": "$(sql -c 'show server_version' | cut -d' ' -f1 | sed 's/^/PostgreSQL /')",
+       "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo '?')",
+       "modified_files": $(git status --porcelain --untracked-files=no 2>/dev/null | wc -l),
+       "workers_list": "$WORKERS_LIST", "conns": "$CONNS", "duration": $DURATION,
+       "pg_duration": $PG_DURATION, "seed_s": $seed_s,
+       "coupons": $(sql -c 'select count(*) from coupons_coupon'),
+       "codes": $(sql -c 'select count(*) from coupons_code'), **settings}
+open(sys.argv[1], "a").write(json.dumps(row) + "\n")
+EOF
+
+# CPU busy % of the whole machine over one second, taken while nothing of ours runs: how
+# much of the two cores other processes were using just before a measurement.
+background_busy() {
+  local a b
+  read -r -a a < <(head -n1 /proc/stat)
+  sleep 1
+  read -r -a b < <(head -n1 /proc/stat)
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+  [ "$total" -gt 0 ] && echo $(( 100 * (total - idle) / total )) || echo 0
+}
+
+# Machine-wide CPU counters: `cpu_mark` before a run, `cpu_busy_since MARK` after it
+# prints how busy both cores were on average during the run (the bench's own processes
+# included): ~100% means the run was CPU-bound on this machine.
+cpu_mark() { head -n1 /proc/stat | awk '{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}'; }
+cpu_busy_since() {
+  local t0 i0 t1 i1
+  read -r t0 i0 <<<"$1"
+  read -r t1 i1 <<<"$(cpu_mark)"
+  [ $((t1 - t0)) -gt 0 ] && echo $(( 100 * ((t1 - t0) - (i1 - i0)) / (t1 - t0) )) || echo 0
+}
+
+# --- 5. HTTP runs -----------------------------------------------------------------------
+GUNICORN_PID=""
+stop_gunicorn() {
+  if [ -n "$GUNICORN_PID" ] && kill -0 "$GUNICORN_PID" 2>/dev/null; then
+    kill -TERM "$GUNICORN_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$GUNICORN_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$GUNICORN_PID" 2>/dev/null && kill -KILL "$GUNICORN_PID" 2>/dev/null
+    wait "$GUNICORN_PID" 2>/dev/null
+  fi
+  GUNICORN_PID=""
+}
+trap stop_gunicorn EXIT
+trap 'exit 130' INT TERM
+
+start_gunicorn() {
+  local workers=$1
+  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
+    die "port $PORT is already in use (set BENCH_PORT)"
+  fi
+  GUNICORN_WORKERS=$workers .venv/bin/gunicorn config.wsgi --config config/gunicorn.py \
+    >>"$LOG" 2>&1 &
+  GUNICORN_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/health/live" && return 0
+    kill -0 "$GUNICORN_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  die "gunicorn did not answer /health/live (see $LOG)"
+}
+
+run_wrk() {  # test workers conns
+  local test=$1 workers=$2 conns=$3 busy
+  local -a target=("http://127.0.0.1:$PORT/bench/bare")
+  [ "$test" = validate ] && target=(-s bench/validate.lua "http://127.0.0.1:$PORT")
+  local mark output
+  busy=$(background_busy)
+  mark=$(cpu_mark)
+  output=$(timeout $((DURATION + 30)) wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s \
+    --latency "${target[@]}" 2>&1)
+  echo "$output" >>"$LOG"
+  $PY bench/wrk_parse.py --out "$RESULTS" --test "$test" --workers "$workers" \
+    --conns "$conns" --background-busy "$busy" --cpu-busy "$(cpu_busy_since "$mark")" \
+    <<<"$output"
+}
+
+apply_race() {  # workers
+  local workers=$1 busy
+  sql -f bench/reset.sql
+  busy=$(background_busy)
+  log "apply race: $APPLY_REQUESTS calls on HOT1000 (limit $HOT_LIMIT), $APPLY_CONCURRENCY" \
+      "connections, $workers workers (background CPU busy ${busy}%)"
+  local mark
+  mark=$(cpu_mark)
+  timeout $((APPLY_DEADLINE + 60)) $PY bench/apply_race.py --port "$PORT" --key "$KEY" \
+    --code HOT1000 --requests "$APPLY_REQUESTS" --concurrency "$APPLY_CONCURRENCY" \
+    --run-id "$RUN_ID-w$workers" --deadline "$APPLY_DEADLINE" --workers "$workers" \
+    --out "$RESULTS" | sed 's/^/  /'
+  local cpu_busy
+  cpu_busy=$(cpu_busy_since "$mark")
+  local uses reserved ok verdict
+  read -r uses reserved <<<"$(sql -F ' ' -c "select c.uses, (select count(*) from
+      coupons_redemption r where r.coupon_id = c.id and r.status = 'reserved')
+      from coupons_coupon c where c.id = $HOT_ID")"
+  ok=$(tail -n 1 "$RESULTS" | $PY -c 'import json,sys; r=json.load(sys.stdin); print(r.get("ok", -1) if r.get("kind") == "apply" else -1)')
+  if [ "${ok:--1}" = -1 ] || [ -z "${uses:-}" ]; then
+    verdict="NO RESULT"   # the race script itself failed (see the log)
+  elif [ "$uses" = "$HOT_LIMIT" ] && [ "$reserved" = "$HOT_LIMIT" ] && [ "$ok" = "$HOT_LIMIT" ]; then
+    verdict=EXACT
+  elif [ "$uses" = "$reserved" ] && [ "$reserved" = "$ok" ] && [ "$uses" -lt "$HOT_LIMIT" ]; then
+    verdict=INCOMPLETE   # consistent, but the calls ran out (deadline, errors) before stock
+  else
+    verdict=MISMATCH
+  fi
+  log "apply check: uses=$uses reserved=$reserved http200=$ok -> $verdict"
+  printf '{"kind": "apply_check", "workers": %s, "uses": %s, "reserved": %s, "http_200": %s, "verdict": "%s", "cpu_busy_pct": %s, "background_busy_pct": %s}\n' \
+    "$workers" "${uses:-null}" "${reserved:-null}" "${ok:-null}" "$verdict" "$cpu_busy" \
+    "$busy" >>"$RESULTS"
+  [ "$verdict" = MISMATCH ] && MISMATCHES=$((MISMATCHES + 1))
+}
+
+# Other processes on the box skew every number; optionally wait for a quiet moment.
+if [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ]; then
+  quiet_deadline=$((SECONDS + BENCH_WAIT_QUIET))
+  while [ "$SECONDS" -lt "$quiet_deadline" ]; do
+    busy=$(background_busy)
+    [ "$busy" -lt 20 ] && break
+    log "machine busy (${busy}% CPU used by other processes), waiting"
+    sleep 4
+  done
+fi
+
+MISMATCHES=0
+for workers in $WORKERS_LIST; do
+  log "gunicorn: $workers sync workers on 127.0.0.1:$PORT"
+  start_gunicorn "$workers"
+  # Warm every worker (imports, URL resolver, pool connection, API key and coupon caches).
+  timeout 20 wrk -t2 -c8 -d2s -s bench/validate.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1
+  timeout 20 wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/bench/bare" >/dev/null 2>&1
+  for conns in $CONNS; do
+    run_wrk bare "$workers" "$conns"
+    run_wrk validate "$workers" "$conns"
+  done
+  apply_race "$workers"
+  stop_gunicorn
+done
+
+# --- 6. pgbench -------------------------------------------------------------------------
+# apply_tx.sql is the apply transaction as the service runs it (lock, checks, update,
+# insert, commit: the ceiling for the HTTP race); apply_tx_short.sql is the same work as
+# one statement (the ceiling if the lock were taken last; see docs/benchmarks.md).
+for script in apply_tx apply_tx_short; do
+  for clients in $PG_CLIENTS; do
+    sql -f bench/reset.sql
+    busy=$(background_busy)
+    mark=$(cpu_mark)
+    jobs=$(( clients < 2 ? clients : 2 ))
+    pg_out=$(timeout $((PG_DURATION + 60)) "$PGBENCH" -n -M simple -f "bench/$script.sql" \
+      -c "$clients" -j "$jobs" -T "$PG_DURATION" -D hot="$PG_ID" -D hotcode="$PG_CODE_ID" \
+      "$DB" 2>&1)
+    echo "$pg_out" >>"$LOG"
+    cpu_busy=$(cpu_busy_since "$mark")
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pg_out" | head -n 1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$pg_out" | head -n 1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$pg_out" | head -n 1)
+    read -r uses rows <<<"$(sql -F ' ' -c "select c.uses, (select count(*) from
+        coupons_redemption r where r.coupon_id = c.id) from coupons_coupon c where c.id = $PG_ID")"
+    [ "$uses" = "$rows" ] && check="consistent (uses = rows = $uses)" \
+      || check="MISMATCH (uses $uses, rows $rows)"
+    printf '  pgbench %-14s c=%-3s %8s tps  avg %s ms  failed %s  %s  (background CPU busy %s%%)\n' \
+      "$script" "$clients" "${tps:-?}" "${lat:-?}" "${failed:-?}" "$check" "$busy"
+    printf '{"kind": "pgbench", "script": "%s", "clients": %s, "tps": %s, "latency_ms": %s, "failed": %s, "verdict": "%s", "background_busy_pct": %s, "cpu_busy_pct": %s}\n' \
+      "$script" "$clients" "${tps:-null}" "${lat:-null}" "${failed:-null}" "$check" "$busy" \
+      "$cpu_busy" >>"$RESULTS"
+  done
+done
+sql -f bench/reset.sql
+
+# --- optional in-process profile ----------------------------------------------------------
+if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+  for path in validate apply; do
+    $PY bench/profile_path.py "$path" -n 300 --top 25 >"$OUT/profile-$path-$RUN_ID.txt" 2>&1
+    log "profile of $path: $OUT/profile-$path-$RUN_ID.txt"
+    grep -E "^per request|lock held|of which" "$OUT/profile-$path-$RUN_ID.txt"
+  done
+  sql -f bench/reset.sql
+fi
+
+# --- 7. summary -------------------------------------------------------------------------
+echo
+$PY bench/summary.py "$RESULTS" --latest "$OUT/latest.txt"
+cp "$OUT/latest.txt" "$OUT/summary-$RUN_ID.txt"
+log "results: $OUT/latest.txt (raw: $RESULTS, log: $LOG)"
+if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$MISMATCHES" -gt 0 ]; then
+  exit 1
+fi
+exit 0
