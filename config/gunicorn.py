@@ -1,5 +1,5 @@
-"""gunicorn settings (docs/decisions.md "Web workers"): sync workers, two per core plus
-one, each with a small psycopg pool; override with the GUNICORN_* variables."""
+"""gunicorn settings (docs/decisions.md "Web workers"): sync workers, two per core,
+each with a small psycopg pool; override with the GUNICORN_* variables."""
 
 import multiprocessing
 import os
@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2))
 worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20

@@ -174,7 +174,8 @@ class Redemption(models.Model):
         indexes = [
             models.Index(fields=["order_id"], name="redemption_order_idx"),
             models.Index(fields=["-created_at"], name="redemption_created_idx"),
-            models.Index(fields=["coupon", "customer"], name="redemption_holding_idx",
+            # Per-customer limits: a customer's live uses of the coupons in a cart.
+            models.Index(fields=["customer", "coupon"], name="redemption_cust_holding_idx",
                          condition=Q(status__in=HOLDING)),
             models.Index(fields=["expires_at"], name="redemption_reserved_exp_idx",
                          condition=Q(status=RedemptionStatus.RESERVED)),

@@ -196,8 +196,19 @@ def live_state(code_ids: list[int], customer_id: str | None,
     return usage, shopper
 
 
+_ORDER_HOLDS_SQL = """
+SELECT EXISTS (SELECT 1 FROM coupons_redemption
+                WHERE order_id = %s AND status IN ('reserved', 'confirmed'))
+"""
+
+
 def holding_for_order(order_id: str) -> list[Redemption]:
-    """The order's live (reserved or confirmed) redemptions."""
+    """The order's live (reserved or confirmed) redemptions. Almost every checkout has
+    none, so a cheap EXISTS comes first and the rows are loaded only when there are."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ORDER_HOLDS_SQL, [order_id])
+        if not cursor.fetchone()[0]:
+            return []
     return list(Redemption.objects.select_related("code", "customer")
                 .filter(order_id=order_id, status__in=HOLDING).order_by("created_at"))
 
