@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-export DJANGO_SETTINGS_MODULE ?= config.settings.local
+LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
+TESTENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
 .PHONY: venv services migrate run demo test lint bench clean
 
@@ -20,24 +21,24 @@ services:
 	bash scripts/services.sh growth
 
 migrate: venv services
-	$(PY) manage.py migrate --noinput
+	$(LOCAL) $(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py seed_demo
+	$(LOCAL) $(PY) manage.py collectstatic --noinput -v 0
+	$(LOCAL) $(PY) manage.py seed_demo
 
 run: demo
-	$(VENV)/bin/honcho start -f Procfile
+	$(LOCAL) $(VENV)/bin/honcho start -f Procfile
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
 test: venv services
 	$(VENV)/bin/ruff check .
-	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
-	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py check
-	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
-	$(VENV)/bin/pytest -q
+	$(TESTENV) $(PY) manage.py makemigrations --check --dry-run
+	$(TESTENV) $(PY) manage.py check
+	$(TESTENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	$(TESTENV) $(VENV)/bin/pytest -q
 
 bench: migrate
 	bash bench/run.sh

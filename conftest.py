@@ -5,13 +5,19 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from core import auth
 from core.models import ApiKey
+from coupons import selectors
 from tests.support import customer_token
 
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
+    """Every test starts with empty caches: Redis (the test database) and the per-process
+    copies of coupon definitions and verified API keys."""
     cache.clear()
+    selectors._local.clear()
+    auth._key_cache.clear()
     yield
 
 
