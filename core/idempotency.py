@@ -102,7 +102,8 @@ def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
         except IdempotencyRecord.DoesNotExist:
             # The first attempt failed and was discarded: run this one instead.
             return _begin(request, key)
-    response = Response(record.response_body, status=record.response_status)
+    body = json.loads(record.response_body) if record.response_body is not None else None
+    response = Response(body, status=record.response_status)
     response[REPLAYED_HEADER] = "true"
     return record, response
 
@@ -134,7 +135,7 @@ def _finish(record: IdempotencyRecord, response) -> None:
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         state=IdempotencyRecord.State.DONE,
         response_status=response.status_code,
-        response_body=getattr(response, "data", None),
+        response_body=json.dumps(getattr(response, "data", None), cls=DjangoJSONEncoder),
         updated_at=timezone.now(),
     )
 

@@ -1,5 +1,4 @@
 from django.contrib.postgres.fields import ArrayField
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -37,7 +36,8 @@ class IdempotencyRecord(models.Model):
     path = models.CharField(max_length=500)
     state = models.CharField(max_length=10, choices=State.choices, default=State.STARTED)
     response_status = models.PositiveSmallIntegerField(null=True)
-    response_body = models.JSONField(null=True, encoder=DjangoJSONEncoder)
+    # Text, not jsonb: a replay must return the first response's keys in the same order.
+    response_body = models.TextField(null=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

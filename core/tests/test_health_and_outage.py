@@ -100,3 +100,15 @@ def test_end_customer_cannot_grant_itself_segments(customer_client):
     response = customer_client("u-7").post("/api/v1/coupons/validate", body, format="json")
     # then the body's segments are ignored
     assert response.json()["reason"] == "segment_not_eligible"
+
+
+def test_replay_returns_the_first_response_byte_for_byte(storefront):
+    CouponFactory(code="BYTES10")
+    body = {"coupon_code": "BYTES10", "order_id": "o-bytes", "user_id": "u-1",
+            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    first = storefront.post("/api/v1/coupons/apply", body, format="json",
+                            HTTP_IDEMPOTENCY_KEY="bytes-1")
+    replay = storefront.post("/api/v1/coupons/apply", body, format="json",
+                             HTTP_IDEMPOTENCY_KEY="bytes-1")
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.content == first.content
