@@ -262,6 +262,23 @@ class CouponOut(serializers.Serializer):
         ref_name = "Coupon"
 
 
+MAX_PAGE = 500
+
+
+class CouponListQuery(serializers.Serializer):
+    """Query parameters of the coupon list; anything else is a 400, never ignored."""
+
+    active = serializers.BooleanField(required=False)
+    type = serializers.ChoiceField(choices=DISCOUNT_TYPES, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, required=False,
+                                     default=100)
+    offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False,
+                                      default=0)
+
+    class Meta:
+        ref_name = "CouponListQuery"
+
+
 class CouponListOut(serializers.Serializer):
     count = serializers.IntegerField()
     results = CouponOut(many=True)

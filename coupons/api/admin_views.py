@@ -4,7 +4,7 @@ admin; these endpoints let tools manage coupons with the seed's JSON."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,25 +17,22 @@ from coupons.api.views import OPTIONAL_IDEMPOTENCY_HEADER, parse
 from coupons.models import Coupon
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
-MAX_PAGE = 500
 
 
 class CouponCollectionApi(APIView):
     permission_classes = [HasAdminScope]
 
     @extend_schema(operation_id="admin_coupons_list", tags=["admin"],
-                   parameters=[OpenApiParameter("active", bool, required=False),
-                               OpenApiParameter("type", str, required=False),
-                               OpenApiParameter("limit", int, required=False),
-                               OpenApiParameter("offset", int, required=False)],
+                   parameters=[a.CouponListQuery],
                    responses={200: a.CouponListOut, **ERRORS})
     def get(self, request):
+        query = parse(a.CouponListQuery, request.query_params.dict())  # no form semantics
         qs = Coupon.objects.order_by("code")
-        if request.query_params.get("active") in ("true", "false"):
-            qs = qs.filter(active=request.query_params["active"] == "true")
-        if request.query_params.get("type"):
-            qs = qs.filter(type=request.query_params["type"])
-        limit, offset = _paging(request)
+        if query.get("active") is not None:
+            qs = qs.filter(active=query["active"])
+        if query.get("type"):
+            qs = qs.filter(type=query["type"])
+        limit, offset = query["limit"], query["offset"]
         return Response({"count": qs.count(),
                          "results": [a.coupon_body(c) for c in qs[offset:offset + limit]]})
 
@@ -59,7 +56,7 @@ class CouponDetailApi(APIView):
 
     @extend_schema(operation_id="admin_coupons_update", tags=["admin"],
                    request=a.CouponDefinitionIn, parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
-                   responses={200: a.CouponOut, 404: ErrorOut, **ERRORS})
+                   responses={200: a.CouponOut, 404: ErrorOut, 409: ErrorOut, **ERRORS})
     @idempotent(required=False)
     def patch(self, request, code: str):
         coupon = get_object_or_404(Coupon, code=code.upper())
@@ -70,11 +67,3 @@ class CouponDetailApi(APIView):
         coupon = services.coupon_update(coupon_id=coupon.pk, fields=fields)
         return Response(a.coupon_body(coupon))
 
-
-def _paging(request) -> tuple[int, int]:
-    def number(name, default):
-        try:
-            return max(0, int(request.query_params.get(name, default)))
-        except (TypeError, ValueError):
-            return default
-    return min(number("limit", 100), MAX_PAGE) or 100, number("offset", 0)

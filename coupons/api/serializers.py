@@ -3,6 +3,7 @@ output serializers here describe them for the OpenAPI schema."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coupons.api.fields import CartField
@@ -20,8 +21,14 @@ class CustomerIn(serializers.Serializer):
         ref_name = "CustomerIn"
 
 
+@extend_schema_field({"type": "string",
+                      "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+class IPAddressIn(serializers.IPAddressField):
+    """An IPv4 or IPv6 address (documented with both formats, not as any string)."""
+
+
 class ShopperContextIn(serializers.Serializer):
-    ip = serializers.IPAddressField(required=False)
+    ip = IPAddressIn(required=False)
     session_id = serializers.CharField(max_length=200, required=False)
     device_id = serializers.CharField(max_length=200, required=False)
     email = serializers.EmailField(required=False)
