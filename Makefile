@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 TESTENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: venv services migrate run demo test lint bench clean
+.PHONY: venv services migrate run demo test lint bench fuzz load clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,7 +38,16 @@ test: venv services
 	$(TESTENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TESTENV) $(PY) manage.py check
 	$(TESTENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
-	$(TESTENV) $(VENV)/bin/pytest -q
+	$(TESTENV) $(VENV)/bin/pytest -q -m "not faults"
+	$(TESTENV) $(VENV)/bin/pytest -q -m faults
+
+# API fuzzing with many more examples than make test (schemathesis, every endpoint).
+fuzz: venv services
+	$(TESTENV) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(VENV)/bin/pytest -q tests/test_fuzz_api.py
+
+# HTTP load test of the realistic checkout mix (numbers only, like make bench).
+load: migrate
+	bash load/run.sh
 
 bench: migrate
 	bash bench/run.sh

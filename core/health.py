@@ -39,7 +39,11 @@ def _redis() -> None:
 def _broker() -> None:
     from kombu import Connection
 
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=1) as conn:
+    # connect_timeout only bounds the TCP connect; the socket timeouts also bound the
+    # PING, so a frozen broker cannot hold a worker for gunicorn's whole timeout.
+    options = {"socket_timeout": 1, "socket_connect_timeout": 1}
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=1,
+                    transport_options=options) as conn:
         conn.ensure_connection(max_retries=0, timeout=1)
 
 

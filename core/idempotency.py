@@ -30,8 +30,6 @@ from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-# A record still "started" after this long belongs to a request that died; take it over.
-STALE_AFTER = timedelta(seconds=60)
 
 
 def fingerprint(method: str, path: str, data: object) -> str:
@@ -85,7 +83,8 @@ def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
                        "This Idempotency-Key was used with a different request.")
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
     while record.state == IdempotencyRecord.State.STARTED:
-        if record.updated_at < timezone.now() - STALE_AFTER:
+        stale_after = timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
+        if record.updated_at < timezone.now() - stale_after:
             taken = IdempotencyRecord.objects.filter(
                 pk=record.pk, state=IdempotencyRecord.State.STARTED,
                 updated_at=record.updated_at,

@@ -1,4 +1,5 @@
-"""Turn a lost database connection into `503` + `Retry-After` instead of a stack trace."""
+"""Turn a lost database connection in a non-DRF view (admin, health) into `503` +
+`Retry-After` instead of a stack trace."""
 
 import logging
 
@@ -19,12 +20,10 @@ class DatabaseUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        try:
-            return self.get_response(request)
-        except (OperationalError, InterfaceError, PoolTimeout) as exc:
-            logger.warning("database unavailable: %s", exc)
-            return database_unavailable()
+        return self.get_response(request)
 
+    # Django turns a view's exception into a response before it reaches __call__, so the
+    # view's exceptions are caught here; DRF views have core.errors' handler as well.
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError, PoolTimeout)):
             logger.warning("database unavailable: %s", exception)

@@ -116,6 +116,13 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task whose worker died without acking is redelivered after the visibility timeout; it
+# must exceed the hard time limit, or long tasks would run twice (docs/operations.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900),
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
+}
 
 # --- DRF --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -163,6 +170,9 @@ if STACKING_POLICY not in ("none", "by_group", "full"):
     raise ImproperlyConfigured("STACKING_POLICY must be none, by_group or full.")
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", default=5.0)
+# An in-flight record older than this belongs to a request that died (worker killed); a
+# retry then takes it over. Keep it above the gunicorn timeout (30 s).
+IDEMPOTENCY_STALE_SECONDS = env.int("IDEMPOTENCY_STALE_SECONDS", default=60)
 MAX_CART_ITEMS = env.int("MAX_CART_ITEMS", default=500)
 
 STATIC_URL = "/static/"
