@@ -29,7 +29,7 @@ from coupons import locks, selectors
 from coupons.engine import reasons as r
 from coupons.engine.pricing import price
 from coupons.engine.types import Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
-from coupons.models import Code, Coupon, Redemption, RedemptionStatus
+from coupons.models import Code, Coupon, Customer, Redemption, RedemptionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +195,14 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
                     .values_list("customer_id", "status"))
         if not rows:
             raise OrderNotFoundError(order_id)
-        customers = locks.customers_lock(c for c, _ in rows if c is not None)
+        # Only the customers whose reservations this confirm moves: a released row of an
+        # earlier attempt on the same order id belongs to nobody's purchase.
+        customers = locks.customers_lock(
+            c for c, status in rows if c is not None and status == RedemptionStatus.RESERVED)
         now = timezone.now()
+        confirmed = list(Redemption.objects.filter(order_id=order_id,
+                                                   status=RedemptionStatus.RESERVED)
+                         .values_list("customer_id", flat=True))
         changed = Redemption.objects.filter(order_id=order_id,
                                             status=RedemptionStatus.RESERVED) \
             .update(status=RedemptionStatus.CONFIRMED, confirmed_at=now)
@@ -204,9 +210,8 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
             transaction.on_commit(
                 lambda: metrics.redemption_transitions.labels("confirmed").inc(changed))
             # A first confirmed order ends "first purchase" eligibility.
-            for customer_id in customers:
-                type(customers[customer_id]).objects.filter(pk=customer_id) \
-                    .update(orders_count=F("orders_count") + 1)
+            buyers = {c for c in confirmed if c is not None} & set(customers)
+            Customer.objects.filter(pk__in=buyers).update(orders_count=F("orders_count") + 1)
         result = selectors.redemptions_for_order(order_id)
     if not any(x.status == RedemptionStatus.CONFIRMED for x in result):
         raise Conflict("reservation_expired",

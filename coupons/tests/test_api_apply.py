@@ -414,3 +414,26 @@ def test_customer_jwt_on_admin_endpoint_is_403(customer_client):
 
 def test_admin_endpoint_without_credentials_is_401(db):
     assert_error_body(APIClient().get("/api/v1/admin/coupons"), 401)
+
+
+def test_confirm_counts_a_purchase_only_for_the_confirming_customer(storefront):
+    # given u-1 applied to order o-reuse and released it, then u-2 applied to the same id
+    from coupons.models import Customer
+    from coupons.tests.factories import CouponFactory as _Coupon
+    from tests.support import cart as _cart
+
+    _Coupon(code="REUSE10")
+    body = {"coupon_code": "REUSE10", "order_id": "o-reuse",
+            "cart": _cart(("SKU-1", "books", "40.00", 1))}
+    first = storefront.post("/api/v1/coupons/apply", {**body, "user_id": "u-1"},
+                            format="json", HTTP_IDEMPOTENCY_KEY="reuse-1")
+    assert first.status_code == 200
+    assert storefront.post("/api/v1/orders/o-reuse/release").status_code == 200
+    second = storefront.post("/api/v1/coupons/apply", {**body, "user_id": "u-2"},
+                             format="json", HTTP_IDEMPOTENCY_KEY="reuse-2")
+    assert second.status_code == 200
+    # when the order is confirmed
+    assert storefront.post("/api/v1/orders/o-reuse/confirm").status_code == 200
+    # then only u-2 has made a purchase
+    counts = dict(Customer.objects.values_list("external_id", "orders_count"))
+    assert counts == {"u-1": 0, "u-2": 1}
