@@ -64,6 +64,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4).status == 200 else 1)"]
 
-# config/gunicorn.py: sync workers (GUNICORN_WORKERS, default 2 x cores + 1), each with a
+# config/gunicorn.py: sync workers (GUNICORN_WORKERS, default 2 x cores), each with a
 # small psycopg pool (DB_POOL_MAX); GUNICORN_BIND is set above to listen on all interfaces.
 CMD ["gunicorn", "config.wsgi", "--config", "config/gunicorn.py"]

@@ -18,9 +18,10 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 
 # Prometheus counters live per worker process; a shared directory lets /metrics sum them.
+_created_dir = None
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="growth-prometheus-")
-_created_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    _created_dir = tempfile.mkdtemp(prefix="growth-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir
 
 
 def child_exit(server, worker):
@@ -30,5 +31,5 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _created_dir.startswith(tempfile.gettempdir()):
+    if _created_dir:  # only the directory made above; one set by ops is theirs to keep
         shutil.rmtree(_created_dir, ignore_errors=True)
