@@ -72,18 +72,11 @@ if ! command -v wrk >/dev/null; then
 fi
 PGBENCH=$(command -v pgbench || echo /usr/bin/pgbench)
 [ -x "$PGBENCH" ] || die "pgbench not found"
-[ -x "$PY" ] || die "no virtualenv at .venv (run make venv)"
-pg_isready -q || die "PostgreSQL is not answering on $PGHOST:$PGPORT"
-redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || die "Redis is not answering on 127.0.0.1:6379"
 
-# --- 2. database, cache -----------------------------------------------------------------
-if [ "$(psql -X -At -d postgres -c "select 1 from pg_database where datname = '$DB'")" != 1 ]; then
-  log "creating database $DB"
-  createdb "$DB" || die "createdb $DB failed"
-fi
-log "migrating $DB"
-$PY manage.py migrate --noinput >>"$LOG" 2>&1 || die "migrate failed (see $LOG)"
-redis-cli -h 127.0.0.1 -n 3 flushdb >/dev/null   # the bench's own cache db
+# --- 2. database, cache (the bench's own cache db 3) -------------------------------------
+# shellcheck source=../scripts/harness.sh
+. scripts/harness.sh
+prepare_database 3
 
 # --- 3. seed and reset ------------------------------------------------------------------
 log "seeding 100,000 coupons (set-wise SQL)"

@@ -60,18 +60,10 @@ die() { log "ERROR: $*"; exit 1; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 
 # --- 1. tools, database, cache -------------------------------------------------------------
-[ -x "$PY" ] || die "no virtualenv at .venv (run make venv)"
 [ -x "$LOCUST" ] || die "locust is not installed in .venv (pip install -e '.[dev]')"
-pg_isready -q || die "PostgreSQL is not answering on $PGHOST:$PGPORT"
-redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || die "Redis is not answering on 127.0.0.1:6379"
-if [ "$(psql -X -At -d postgres -c "select 1 from pg_database where datname = '$DB'")" != 1 ]; then
-  log "creating database $DB"
-  createdb "$DB" || die "createdb $DB failed"
-fi
-log "migrating $DB"
-$PY manage.py migrate --noinput >>"$LOG" 2>&1 || die "migrate failed (see $LOG)"
-redis-cli -h 127.0.0.1 -n 12 flushdb >/dev/null
-redis-cli -h 127.0.0.1 -n 13 flushdb >/dev/null
+# shellcheck source=../scripts/harness.sh
+. scripts/harness.sh
+prepare_database 12 13
 
 # --- 2. seed and reset ---------------------------------------------------------------------
 log "seeding (load/seed.sql) and resetting (load/reset.sql)"
