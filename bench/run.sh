@@ -153,17 +153,7 @@ cpu_busy_since() {
 }
 
 # --- 5. HTTP runs -----------------------------------------------------------------------
-GUNICORN_PID=""
-stop_gunicorn() {
-  if [ -n "$GUNICORN_PID" ] && kill -0 "$GUNICORN_PID" 2>/dev/null; then
-    kill -TERM "$GUNICORN_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$GUNICORN_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$GUNICORN_PID" 2>/dev/null && kill -KILL "$GUNICORN_PID" 2>/dev/null
-    wait "$GUNICORN_PID" 2>/dev/null
-  fi
-  GUNICORN_PID=""
-}
-trap stop_gunicorn EXIT
+trap stop_gunicorn EXIT  # scripts/harness.sh
 trap 'exit 130' INT TERM
 
 start_gunicorn() {

@@ -116,17 +116,7 @@ pg_backends() {  # the PostgreSQL backends serving growth_load (the workers' poo
 }
 
 # --- 4. server ----------------------------------------------------------------------------
-GUNICORN_PID=""
-stop_gunicorn() {
-  if [ -n "$GUNICORN_PID" ] && kill -0 "$GUNICORN_PID" 2>/dev/null; then
-    kill -TERM "$GUNICORN_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$GUNICORN_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$GUNICORN_PID" 2>/dev/null && kill -KILL "$GUNICORN_PID" 2>/dev/null
-    wait "$GUNICORN_PID" 2>/dev/null
-  fi
-  GUNICORN_PID=""
-}
-trap stop_gunicorn EXIT
+trap stop_gunicorn EXIT  # scripts/harness.sh
 trap 'exit 130' INT TERM
 
 if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then

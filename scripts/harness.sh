@@ -18,3 +18,16 @@ prepare_database() {
     redis-cli -h 127.0.0.1 -n "$n" flushdb >/dev/null
   done
 }
+
+# The server under test: start it in the background, set GUNICORN_PID; stop_gunicorn
+# (trap it on EXIT) stops it politely, then firmly.
+GUNICORN_PID=""
+stop_gunicorn() {
+  if [ -n "$GUNICORN_PID" ] && kill -0 "$GUNICORN_PID" 2>/dev/null; then
+    kill -TERM "$GUNICORN_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$GUNICORN_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$GUNICORN_PID" 2>/dev/null && kill -KILL "$GUNICORN_PID" 2>/dev/null
+    wait "$GUNICORN_PID" 2>/dev/null
+  fi
+  GUNICORN_PID=""
+}
