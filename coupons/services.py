@@ -50,7 +50,6 @@ class OrderNotFoundError(ApiError):
 
 @dataclass(frozen=True)
 class ApplyResult:
-    pricing: Pricing | None
     redemptions: list[Redemption]
     rejection: Rejection | None = None
     replayed: bool = False
@@ -103,13 +102,13 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
         return _existing_for_order(held, wanted, shopper.id)
     pricing = coupons_validate(codes=wanted, shopper=shopper, cart=cart)
     if pricing.rejection is not None:
-        return ApplyResult(pricing=None, redemptions=[], rejection=pricing.rejection)
+        return ApplyResult(redemptions=[], rejection=pricing.rejection)
     customer_pk = selectors.customer_pk_ensure(shopper.id) if shopper.id else None
     try:
         return _reserve(pricing, wanted, shopper, customer_pk, cart, order_id, context or {},
                         idempotency_key)
     except RejectedError as exc:
-        return ApplyResult(pricing=None, redemptions=[], rejection=exc.rejection)
+        return ApplyResult(redemptions=[], rejection=exc.rejection)
     except IntegrityError:
         # The unique (coupon, order) index fired: a concurrent apply of another coupon set
         # to the same order won the race.
@@ -169,7 +168,7 @@ def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_p
         created.append(redemption)
     transaction.on_commit(
         lambda: metrics.redemption_transitions.labels("reserved").inc(len(created)))
-    return ApplyResult(pricing=pricing, redemptions=created)
+    return ApplyResult(redemptions=created)
 
 
 def _existing_for_order(held: list[Redemption], codes: list[str],
@@ -180,7 +179,7 @@ def _existing_for_order(held: list[Redemption], codes: list[str],
     same_customer = all((h.customer.external_id if h.customer_id else None) == customer_id
                         for h in held)
     if held_codes == set(codes) and same_customer:
-        return ApplyResult(pricing=None, redemptions=held, replayed=True)
+        return ApplyResult(redemptions=held, replayed=True)
     raise Conflict("order_has_coupons",
                    f"Order already holds {', '.join(sorted(held_codes))}; release it before "
                    "applying a different set of codes.")

@@ -17,7 +17,6 @@ from coupons.engine.discounts import compute
 from coupons.engine.eligibility import check
 from coupons.engine.types import Applied, Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
 
-POLICIES = ("none", "by_group", "full")
 # Above this many codes, trying every order (n!) is replaced by a fixed good order.
 EXACT_ORDER_LIMIT = 6
 _TYPE_ORDER = {T.PERCENTAGE: 0, T.BOGO: 1, T.TIERED: 2, T.FIXED: 3, T.FREE_SHIPPING: 4}
