@@ -70,6 +70,10 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# With the pool this makes psycopg check a connection before handing it out, so after a
+# PostgreSQL restart dead pooled connections are replaced instead of failing a request
+# each. One round trip per checkout; requests that touch no table (cached validate) skip it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_HEALTH_CHECKS", default=True)
 DATABASES["default"].setdefault("OPTIONS", {})
 if env.bool("DB_POOL", default=True):
     DATABASES["default"]["OPTIONS"]["pool"] = {
