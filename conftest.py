@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from core import auth
 from core.models import ApiKey
-from coupons import selectors
+from coupons import promotions, selectors
 from tests.support import customer_token
 
 
@@ -17,6 +17,7 @@ def _clean_cache():
     copies of coupon definitions and verified API keys."""
     cache.clear()
     selectors._local.clear()
+    promotions.reset()
     auth._key_cache.clear()
     yield
 

@@ -96,11 +96,11 @@ code AS (
     RETURNING id)
 INSERT INTO coupons_redemption
        (id, coupon_id, code_id, customer_id, order_id, status, currency, discount_minor,
-        shipping_discount_minor, order_value_minor, lines, idempotency_key, context,
+        shipping_discount_minor, order_value_minor, lines, auto, idempotency_key, context,
         expires_at, created_at)
 SELECT %(id)s, %(coupon_id)s, code.id, %(customer_id)s, %(order_id)s, %(status)s,
        %(currency)s, %(discount_minor)s, %(shipping_discount_minor)s, %(order_value_minor)s,
-       %(lines)s::jsonb, %(idempotency_key)s, %(context)s::jsonb, %(expires_at)s,
+       %(lines)s::jsonb, %(auto)s, %(idempotency_key)s, %(context)s::jsonb, %(expires_at)s,
        %(created_at)s
   FROM code
 RETURNING id
@@ -118,7 +118,7 @@ def use_take_and_record(x: Redemption) -> bool:
         "currency": x.currency, "discount_minor": x.discount_minor,
         "shipping_discount_minor": x.shipping_discount_minor,
         "order_value_minor": x.order_value_minor,
-        "lines": json.dumps(x.lines), "idempotency_key": x.idempotency_key,
+        "lines": json.dumps(x.lines), "auto": x.auto, "idempotency_key": x.idempotency_key,
         "context": json.dumps(x.context, cls=DjangoJSONEncoder),
         "expires_at": x.expires_at, "created_at": x.created_at,
     }

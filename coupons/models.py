@@ -160,6 +160,8 @@ class Redemption(models.Model):
     order_value_minor = models.BigIntegerField(help_text="Merchandise subtotal of the cart.")
     lines = models.JSONField(default=list, blank=True,
                              help_text="Per-line discount allocation [{sku, discount_minor}].")
+    auto = models.BooleanField(
+        default=False, help_text="Applied automatically as a promotion (no code typed).")
     idempotency_key = models.CharField(max_length=255, blank=True)
     context = models.JSONField(default=dict, blank=True)
     expires_at = models.DateTimeField()
@@ -193,3 +195,32 @@ class Redemption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code_id}:{self.order_id}:{self.status}"
+
+
+class StackingPolicy(models.TextChoices):
+    NONE = "none", "None: one coupon or promotion per order"
+    BY_GROUP = "by_group", "By group: at most one per stack group; non-stackable stand alone"
+    FULL = "full", "Full: any stackable coupons combine"
+
+
+class PromotionSettings(models.Model):
+    """Site-wide promotion settings: one row (pk=1), edited in the admin, cached with the
+    compiled promotions (coupons/promotions.py). Without the row, the STACKING_POLICY
+    setting is the policy."""
+
+    stacking_policy = models.CharField(max_length=10, choices=StackingPolicy.choices,
+                                       default=StackingPolicy.BY_GROUP)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "promotion settings"
+        verbose_name_plural = "promotion settings"
+        constraints = [models.CheckConstraint(condition=Q(id=1),
+                                              name="promotion_settings_singleton")]
+
+    def __str__(self) -> str:
+        return f"Stacking policy: {self.get_stacking_policy_display()}"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)

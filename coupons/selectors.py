@@ -19,7 +19,7 @@ from django.db import connection
 from coupons.engine.types import CodeTerms, Rule, Shopper, Tier, Usage
 from coupons.models import HOLDING, Code, Coupon, Redemption
 
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"  # bump when the cached Rule/row shapes change
 _MISSING = "__missing__"  # cached marker for "no such code" (guessing costs no query)
 _MISSING_TTL = 60
 _local: dict[str, tuple[float, object]] = {}
@@ -49,7 +49,7 @@ def rule_from_coupon(c: Coupon) -> Rule:
         first_purchase_only=c.first_purchase_only, max_uses_total=c.max_uses_total,
         max_uses_per_user=c.max_uses_per_user, valid_from=c.valid_from, valid_to=c.valid_to,
         active=c.active, stackable=c.stackable, stack_group=c.stack_group,
-        auto_apply=c.auto_apply, priority=c.priority,
+        auto_apply=c.auto_apply, priority=c.priority, name=c.description or c.code,
     )
 
 
@@ -151,12 +151,21 @@ def rules_get_many(coupon_ids: Iterable[int]) -> dict[int, Rule]:
 
 
 def cache_forget(*, coupon_ids: Iterable[int] = (), codes: Iterable[str] = ()) -> None:
-    """Drop cached definitions after a change (called from transaction.on_commit)."""
+    """Drop cached definitions after a change (called from transaction.on_commit), and
+    tell every process to rebuild its compiled promotions."""
+    from coupons import promotions
+
     keys = [_rule_key(i) for i in coupon_ids] + [_code_key(c) for c in codes]
     for key in keys:
         _local.pop(key, None)
     if keys:
         cache.delete_many(keys)
+        promotions.changed()
+
+
+def forget_local() -> None:
+    """Drop this process's copies of definitions (another process changed something)."""
+    _local.clear()
 
 
 _LIVE_SQL = """

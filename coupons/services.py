@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,10 +25,11 @@ from django.utils import timezone
 
 from core import metrics
 from core.errors import ApiError, Conflict
-from coupons import locks, selectors
+from coupons import locks, promotions, selectors
 from coupons.engine import reasons as r
-from coupons.engine.pricing import price
-from coupons.engine.types import Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
+from coupons.engine.eligibility import check
+from coupons.engine.pricing import Evaluation, evaluate
+from coupons.engine.types import Cart, CodeTerms, Rejection, Shopper, Usage
 from coupons.models import Code, Coupon, Customer, Redemption, RedemptionStatus
 
 logger = logging.getLogger(__name__)
@@ -55,24 +56,69 @@ class ApplyResult:
     replayed: bool = False
 
 
-def _policy() -> str:
-    return settings.STACKING_POLICY
+class _AutoChanged(Exception):  # noqa: N818 - control flow, never leaves this module
+    """Under lock an auto promotion of the chosen set no longer applies: choose again."""
 
 
-# --- validate ---------------------------------------------------------------------------
+APPLY_ATTEMPTS = 3
 
-def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Pricing:
-    """Read-only pricing of the cart with the codes (API.md validate)."""
+
+# --- evaluate / validate ----------------------------------------------------------------
+
+def promotions_evaluate(*, codes: list[str], shopper: Shopper, cart: Cart,
+                        preview: CodeTerms | None = None) -> Evaluation:
+    """Read-only: the typed codes plus the auto promotions, best combination (API.md
+    promotions/evaluate; validate and apply use this same function).
+
+    `preview` (admin "try it"): a draft promotion evaluated as if it were live and
+    auto-applied, next to the real ones."""
     wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
     terms = selectors.code_terms_get_many(wanted)
+    cat = promotions.catalog()
+    autos = cat.candidates(cart)
+    if preview is not None:
+        autos = [a for a in autos if a.rule.coupon_id != preview.rule.coupon_id] + [preview]
+    now = timezone.now()
     known = [t for t in terms.values() if t is not None]
-    if any(_needs_live_state(t, shopper) for t in known):
-        usage, shopper = selectors.live_state([t.code_id for t in known], shopper.id, shopper)
-    else:
-        usage = {}
+    live = [t for t in known if _needs_live_state(t, shopper)] + \
+        [a for a in autos if _needs_live_state(a, shopper) and _may_apply(a, shopper, cart, now)]
+    usage: dict[int, Usage] = {}
+    if live:
+        usage, shopper = selectors.live_state(
+            list(dict.fromkeys(t.code_id for t in known + live)), shopper.id, shopper)
     entries = [(code, terms[code], usage.get(terms[code].code_id, Usage()) if terms[code]
                 else Usage()) for code in wanted]
-    return price(entries, shopper, cart, timezone.now(), _policy())
+    return evaluate(entries, [(a, usage.get(a.code_id, Usage())) for a in autos], shopper,
+                    cart, now, cat.policy)
+
+
+def promotion_preview(*, coupon: Coupon, codes: list[str], shopper: Shopper,
+                      cart: Cart) -> Evaluation:
+    """Admin "try it": the cart as the engine would price it if `coupon` were live and
+    auto-applied (whatever its saved active/auto/window state), next to the promotions
+    that are live now. Read-only; nothing is reserved."""
+    rule = replace(selectors.rule_from_coupon(coupon), active=True, auto_apply=True,
+                   valid_from=None, valid_to=None)
+    code = coupon.codes.filter(customer__isnull=True).order_by("-active", "id").first()
+    preview = CodeTerms(code_id=code.pk if code else 0, code=coupon.code, rule=rule)
+    wanted = [c for c in codes if selectors.normalize_code(c) != coupon.code]
+    return promotions_evaluate(codes=wanted, shopper=shopper, cart=cart, preview=preview)
+
+
+def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Evaluation:
+    """API.md validate: the evaluation, valid only when every typed code is applied."""
+    return promotions_evaluate(codes=codes, shopper=shopper, cart=cart)
+
+
+_LIVE_ONLY = {r.USAGE_LIMIT_REACHED, r.CUSTOMER_LIMIT_REACHED, r.SEGMENT_NOT_ELIGIBLE,
+              r.FIRST_PURCHASE_ONLY}
+
+
+def _may_apply(terms: CodeTerms, shopper: Shopper, cart: Cart, now) -> bool:
+    """Worth reading live counters for? A promotion failing a condition that no counter or
+    stored customer fact can change (window, currency, minimum, items) is not."""
+    rejection = check(terms, Usage(), shopper, cart, now)
+    return rejection is None or rejection.reason in _LIVE_ONLY
 
 
 def _needs_live_state(terms: CodeTerms, shopper: Shopper) -> bool:
@@ -88,40 +134,55 @@ def _needs_live_state(terms: CodeTerms, shopper: Shopper) -> bool:
 
 def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id: str,
                      context: dict | None = None, idempotency_key: str = "") -> ApplyResult:
-    """Reserve one use of each code for the order, or say why not.
+    """Reserve one use of each coupon the evaluation applies (typed codes and the auto
+    promotions it chose), or say why not.
 
     1. Without locks: an order already holding these codes is a replay; otherwise the cart
-       is priced exactly as validate prices it, so a rejection never waits for a lock.
+       is evaluated exactly as validate evaluates it, so a rejection never waits for a lock.
     2. The customer row is created if missing (outside the locked transaction).
-    3. `_reserve` locks the rows, re-runs every check on them and moves the counters; the
-       time a hot coupon stays locked is kept to a few statements (docs/decisions.md).
+    3. `_reserve` locks the chosen coupons, re-evaluates them on the locked rows and moves
+       the counters; the time a hot coupon stays locked is kept to a few statements
+       (docs/decisions.md). If an auto promotion stopped applying meanwhile (its limit was
+       reached), the choice is made again, at most APPLY_ATTEMPTS times.
     """
     wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
     held = selectors.holding_for_order(order_id)
     if held:
         return _existing_for_order(held, wanted, shopper.id)
-    pricing = coupons_validate(codes=wanted, shopper=shopper, cart=cart)
-    if pricing.rejection is not None:
-        return ApplyResult(redemptions=[], rejection=pricing.rejection)
-    customer_pk = selectors.customer_pk_ensure(shopper.id) if shopper.id else None
-    try:
-        return _reserve(pricing, wanted, shopper, customer_pk, cart, order_id, context or {},
-                        idempotency_key)
-    except RejectedError as exc:
-        return ApplyResult(redemptions=[], rejection=exc.rejection)
-    except IntegrityError:
-        # The unique (coupon, order) index fired: a concurrent apply of another coupon set
-        # to the same order won the race.
-        raise Conflict("order_conflict", "This order already holds this coupon.") from None
+    for attempt in range(APPLY_ATTEMPTS):
+        result = promotions_evaluate(codes=wanted, shopper=shopper, cart=cart)
+        rejection = result.first_rejection
+        if rejection is not None:
+            return ApplyResult(redemptions=[], rejection=rejection)
+        if not result.pricing.applied:
+            return ApplyResult(redemptions=[])
+        customer_pk = selectors.customer_pk_ensure(shopper.id) if shopper.id else None
+        try:
+            return _reserve(result, wanted, shopper, customer_pk, cart, order_id,
+                            context or {}, idempotency_key)
+        except RejectedError as exc:
+            return ApplyResult(redemptions=[], rejection=exc.rejection)
+        except _AutoChanged:
+            if attempt == APPLY_ATTEMPTS - 1:
+                raise Conflict("promotions_changed",
+                               "The promotions changed while applying; try again.") from None
+        except IntegrityError:
+            # The unique (coupon, order) index fired: a concurrent apply of another coupon
+            # set to the same order won the race.
+            raise Conflict("order_conflict", "This order already holds this coupon.") from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @transaction.atomic(durable=True)
-def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_pk: int | None,
-             cart: Cart, order_id: str, context: dict, idempotency_key: str) -> ApplyResult:
+def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
+             customer_pk: int | None, cart: Cart, order_id: str, context: dict,
+             idempotency_key: str) -> ApplyResult:
+    chosen = [a.terms for a in prechecked.pricing.applied]
+    typed = set(codes)
     # Code -> coupon never changes, so the ids come from the pre-check.
-    coupon_ids = [a.terms.rule.coupon_id for a in prechecked.applied]
+    coupon_ids = [t.rule.coupon_id for t in chosen]
     coupons = locks.coupons_lock(coupon_ids)
-    code_rows = locks.codes_lock(a.terms.code_id for a in prechecked.applied)
+    code_rows = locks.codes_lock(t.code_id for t in chosen)
     facts = locks.customer_facts_lock(customer_pk, coupon_ids, order_id)
     if facts.order_held:
         # A concurrent apply for this order committed while we waited for the lock.
@@ -130,28 +191,31 @@ def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_p
         shopper = Shopper(id=shopper.id, segments=shopper.segments | facts.segments,
                           orders_count=max(shopper.orders_count, facts.orders_count))
 
-    entries = []
-    for text in codes:
-        code = next((c for c in code_rows.values() if c.code == text), None)
+    def locked(terms: CodeTerms) -> tuple[CodeTerms | None, Usage]:
+        code = code_rows.get(terms.code_id)
         if code is None or code.coupon_id not in coupons:
-            entries.append((text, None, Usage()))
-            continue
+            return None, Usage()
         coupon = coupons[code.coupon_id]
-        terms = CodeTerms(
-            code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
-            max_uses=code.max_uses, expires_at=code.expires_at,
-            bound_customer=code.bound_external_id,
-            active=code.active)
-        entries.append((text, terms, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
-                                           customer_uses=facts.customer_uses.get(coupon.pk, 0))))
+        fresh = CodeTerms(code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
+                          max_uses=code.max_uses, expires_at=code.expires_at,
+                          bound_customer=code.bound_external_id, active=code.active)
+        return fresh, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
+                            customer_uses=facts.customer_uses.get(coupon.pk, 0))
+
+    by_code = {t.code: t for t in chosen}
+    entries = [(text, *locked(by_code[text])) for text in codes]
+    autos = [locked(t) for t in chosen if t.code not in typed]
     now = timezone.now()
-    pricing = price(entries, shopper, cart, now, _policy())
-    if pricing.rejection is not None:
-        raise RejectedError(pricing.rejection)
+    result = evaluate(entries, [(t, u) for t, u in autos if t is not None], shopper, cart,
+                      now, prechecked.policy)
+    if result.first_rejection is not None:
+        raise RejectedError(result.first_rejection)
+    if [a.terms.code for a in result.pricing.applied] != [t.code for t in chosen]:
+        raise _AutoChanged
 
     expires_at = now + timedelta(seconds=settings.COUPON_RESERVATION_TTL)
     created = []
-    for applied in pricing.applied:
+    for applied in result.pricing.applied:
         terms = applied.terms
         redemption = Redemption(
             id=uuid.uuid4(), coupon_id=terms.rule.coupon_id, code=code_rows[terms.code_id],
@@ -160,9 +224,11 @@ def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_p
             shipping_discount_minor=applied.shipping_discount, order_value_minor=cart.subtotal,
             lines=[{"sku": line.sku, "discount_minor": d}
                    for line, d in zip(cart.lines, applied.line_discounts, strict=True)],
-            idempotency_key=idempotency_key, context=context, expires_at=expires_at,
-            created_at=now)
+            auto=terms.code not in typed, idempotency_key=idempotency_key, context=context,
+            expires_at=expires_at, created_at=now)
         if not locks.use_take_and_record(redemption):
+            if redemption.auto:
+                raise _AutoChanged
             raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED,
                                           r.MESSAGES[r.USAGE_LIMIT_REACHED], terms.code))
         created.append(redemption)
@@ -173,15 +239,16 @@ def _reserve(prechecked: Pricing, codes: list[str], shopper: Shopper, customer_p
 
 def _existing_for_order(held: list[Redemption], codes: list[str],
                         customer_id: str | None) -> ApplyResult:
-    """The order already holds coupons: the same codes again is a replay, anything else is
-    a conflict (release the order first)."""
-    held_codes = {h.code.code for h in held}
+    """The order already holds coupons: the same typed codes again is a replay (the auto
+    promotions it holds came with them), anything else is a conflict (release first)."""
+    held_codes = {h.code.code for h in held if not h.auto}
     same_customer = all((h.customer.external_id if h.customer_id else None) == customer_id
                         for h in held)
     if held_codes == set(codes) and same_customer:
         return ApplyResult(redemptions=held, replayed=True)
+    names = sorted(h.code.code for h in held)
     raise Conflict("order_has_coupons",
-                   f"Order already holds {', '.join(sorted(held_codes))}; release it before "
+                   f"Order already holds {', '.join(names)}; release it before "
                    "applying a different set of codes.")
 
 

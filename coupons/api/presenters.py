@@ -4,7 +4,8 @@ serializer overhead; serializers.py documents these shapes)."""
 from __future__ import annotations
 
 from core.money import format_amount
-from coupons.engine.types import Cart, Pricing, Rejection
+from coupons.engine.pricing import Evaluation, Skipped
+from coupons.engine.types import Applied, Cart, Rejection
 from coupons.models import Redemption
 
 
@@ -13,22 +14,63 @@ def rejection_body(rejection: Rejection, *, key: str) -> dict:
             "code": rejection.code}
 
 
-def validate_body(pricing: Pricing, cart: Cart) -> dict:
-    if pricing.rejection is not None:
-        return rejection_body(pricing.rejection, key="valid")
+def _coupon(a: Applied, cur: str, typed: set[str]) -> dict:
+    return {"code": a.terms.code, "discount": format_amount(a.discount, cur),
+            "shipping_discount": format_amount(a.shipping_discount, cur),
+            "type": a.terms.rule.type, "message": a.message, "auto": a.terms.code not in typed}
+
+
+def _lines(cart: Cart, discounts) -> list[dict]:
+    return [{"sku": line.sku, "discount": format_amount(d, cart.currency)}
+            for line, d in zip(cart.lines, discounts, strict=True)]
+
+
+def validate_body(result: Evaluation, cart: Cart, codes: list[str]) -> dict:
+    rejection = result.first_rejection
+    if rejection is not None:
+        return rejection_body(rejection, key="valid")
     cur = cart.currency
+    pricing = result.pricing
+    typed = set(codes)
     applied = pricing.applied
+    first = next((a for a in applied if a.terms.code in typed), applied[0] if applied else None)
     return {
         "valid": True,
         "discount": format_amount(pricing.discount, cur),
         "shipping_discount": format_amount(pricing.shipping_discount, cur),
-        "type": applied[0].terms.rule.type if applied else None,
+        "type": first.terms.rule.type if first else None,
         "message": "; ".join(a.message for a in applied),
-        "coupons": [{"code": a.terms.code, "discount": format_amount(a.discount, cur),
-                     "shipping_discount": format_amount(a.shipping_discount, cur),
-                     "type": a.terms.rule.type, "message": a.message} for a in applied],
-        "lines": [{"sku": line.sku, "discount": format_amount(d, cur)}
-                  for line, d in zip(cart.lines, pricing.line_discounts, strict=True)],
+        "coupons": [_coupon(a, cur, typed) for a in applied],
+        "lines": _lines(cart, pricing.line_discounts),
+    }
+
+
+def _skipped(s: Skipped) -> dict:
+    body = {"code": s.rejection.code, "reason": s.rejection.reason,
+            "message": s.rejection.message}
+    if not s.entered and s.terms is not None:
+        body["promotion"] = s.terms.rule.name
+    return body
+
+
+def evaluate_body(result: Evaluation, cart: Cart, codes: list[str]) -> dict:
+    cur = cart.currency
+    pricing = result.pricing
+    typed = set(codes)
+    total = cart.subtotal - pricing.discount + cart.shipping - pricing.shipping_discount
+    return {
+        "applied": [{**_coupon(a, cur, typed), "promotion": a.terms.rule.name,
+                     "lines": _lines(cart, a.line_discounts)} for a in pricing.applied],
+        "rejected": [_skipped(s) for s in result.rejected],
+        "not_applied": [_skipped(s) for s in result.passed_over],
+        "subtotal": format_amount(cart.subtotal, cur),
+        "discount": format_amount(pricing.discount, cur),
+        "shipping": format_amount(cart.shipping, cur),
+        "shipping_discount": format_amount(pricing.shipping_discount, cur),
+        "total": format_amount(total, cur),
+        "currency": cur,
+        "lines": _lines(cart, pricing.line_discounts),
+        "stacking_policy": result.policy,
     }
 
 
@@ -36,6 +78,7 @@ def redemption_body(x: Redemption) -> dict:
     return {
         "id": str(x.pk),
         "code": x.code.code,
+        "auto": x.auto,
         "discount": format_amount(x.discount_minor, x.currency),
         "shipping_discount": format_amount(x.shipping_discount_minor, x.currency),
         "status": x.status,
@@ -43,8 +86,9 @@ def redemption_body(x: Redemption) -> dict:
     }
 
 
-def apply_body(order_id: str, redemptions: list[Redemption]) -> dict:
-    currency = redemptions[0].currency if redemptions else "USD"
+def apply_body(order_id: str, redemptions: list[Redemption], currency: str) -> dict:
+    """A replay shows the held reservations in their own currency."""
+    currency = redemptions[0].currency if redemptions else currency
     return {
         "applied": True,
         "discount": format_amount(sum(x.discount_minor for x in redemptions), currency),

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coupons.api.fields import CartField
+from coupons.selectors import normalize_code
 
 MAX_CODES = 10
 
@@ -38,26 +39,29 @@ class ShopperContextIn(serializers.Serializer):
         ref_name = "ShopperContext"
 
 
-class CouponValidateIn(serializers.Serializer):
+class CartRequestIn(serializers.Serializer):
+    """What every pricing call sends: codes (optional here), the customer, the cart."""
+
     coupon_code = serializers.CharField(max_length=64, required=False)
     coupon_codes = serializers.ListField(child=serializers.CharField(max_length=64),
-                                         required=False, min_length=1, max_length=MAX_CODES)
+                                         required=False, max_length=MAX_CODES)
     customer = CustomerIn(required=False)
     user_id = serializers.CharField(max_length=100, required=False)
     cart = CartField()
     context = ShopperContextIn(required=False)
-
-    class Meta:
-        ref_name = "CouponValidateRequest"
+    codes_required = False
 
     def validate(self, attrs):
         codes = list(attrs.get("coupon_codes") or [])
         if attrs.get("coupon_code"):
             codes.insert(0, attrs["coupon_code"])
-        if not codes:
+        if not codes and self.codes_required:
+            field = "coupon_codes" if "coupon_codes" in attrs else "coupon_code"
+            raise serializers.ValidationError({field: ["Give coupon_code or coupon_codes."]})
+        if len(codes) > MAX_CODES:
             raise serializers.ValidationError(
-                {"coupon_code": ["Give coupon_code or coupon_codes."]})
-        attrs["codes"] = codes
+                {"coupon_codes": [f"At most {MAX_CODES} codes per request."]})
+        attrs["codes"] = list(dict.fromkeys(normalize_code(c) for c in codes))
         customer = attrs.get("customer")
         user_id = attrs.get("user_id")
         if customer and user_id and customer["id"] != user_id:
@@ -66,7 +70,21 @@ class CouponValidateIn(serializers.Serializer):
         return attrs
 
 
-class CouponApplyIn(CouponValidateIn):
+class CouponValidateIn(CartRequestIn):
+    codes_required = True
+
+    class Meta:
+        ref_name = "CouponValidateRequest"
+
+
+class PromotionEvaluateIn(CartRequestIn):
+    class Meta:
+        ref_name = "PromotionEvaluateRequest"
+
+
+class CouponApplyIn(CartRequestIn):
+    """Without codes, apply reserves the auto promotions the evaluation chooses."""
+
     order_id = serializers.CharField(max_length=100)
 
     class Meta:
@@ -96,9 +114,46 @@ class AppliedCouponOut(serializers.Serializer):
     shipping_discount = serializers.CharField()
     type = serializers.CharField()
     message = serializers.CharField()
+    auto = serializers.BooleanField(help_text="An auto-apply promotion (no code typed).")
 
     class Meta:
         ref_name = "AppliedCoupon"
+
+
+class AppliedPromotionOut(AppliedCouponOut):
+    promotion = serializers.CharField(help_text="Name shown to the shopper.")
+    lines = LineDiscountOut(many=True, help_text="This coupon's share of each line.")
+
+    class Meta:
+        ref_name = "AppliedPromotion"
+
+
+class NotAppliedOut(serializers.Serializer):
+    code = serializers.CharField()
+    reason = serializers.CharField(help_text="Stable reason code (API.md).")
+    message = serializers.CharField(help_text="Why, and what was chosen instead.")
+    promotion = serializers.CharField(required=False, help_text="Auto promotions only.")
+
+    class Meta:
+        ref_name = "NotApplied"
+
+
+class PromotionEvaluateOut(serializers.Serializer):
+    applied = AppliedPromotionOut(many=True)
+    rejected = NotAppliedOut(many=True, help_text="Typed codes not applied.")
+    not_applied = NotAppliedOut(
+        many=True, help_text="Auto promotions that applied but lost to a better deal.")
+    subtotal = serializers.CharField()
+    discount = serializers.CharField(help_text="Merchandise discount.")
+    shipping = serializers.CharField()
+    shipping_discount = serializers.CharField()
+    total = serializers.CharField(help_text="subtotal - discount + shipping - shipping_discount")
+    currency = serializers.CharField()
+    lines = LineDiscountOut(many=True)
+    stacking_policy = serializers.ChoiceField(choices=["none", "by_group", "full"])
+
+    class Meta:
+        ref_name = "PromotionEvaluateResponse"
 
 
 class CouponValidateOut(serializers.Serializer):
@@ -119,6 +174,7 @@ class CouponValidateOut(serializers.Serializer):
 class RedemptionOut(serializers.Serializer):
     id = serializers.UUIDField()
     code = serializers.CharField()
+    auto = serializers.BooleanField()
     discount = serializers.CharField()
     shipping_discount = serializers.CharField()
     status = serializers.ChoiceField(choices=["reserved", "confirmed", "released", "expired"])

@@ -61,12 +61,27 @@ class CouponValidateApi(APIView):
                    responses={200: s.CouponValidateOut, **ERRORS}, tags=["coupons"])
     def post(self, request):
         data = parse(s.CouponValidateIn, request.data)
-        pricing = services.coupons_validate(codes=data["codes"],
-                                            shopper=shopper_from(request, data),
-                                            cart=data["cart"])
-        metrics.coupon_validations.labels(
-            pricing.rejection.reason if pricing.rejection else "valid").inc()
-        return Response(presenters.validate_body(pricing, data["cart"]))
+        result = services.coupons_validate(codes=data["codes"],
+                                           shopper=shopper_from(request, data),
+                                           cart=data["cart"])
+        rejection = result.first_rejection
+        metrics.coupon_validations.labels(rejection.reason if rejection else "valid").inc()
+        return Response(presenters.validate_body(result, data["cart"], data["codes"]))
+
+
+class PromotionEvaluateApi(APIView):
+    """The complete, explained price of a cart: typed codes plus auto promotions."""
+
+    permission_classes = [HasStorefrontScope]
+
+    @extend_schema(operation_id="promotions_evaluate", request=s.PromotionEvaluateIn,
+                   responses={200: s.PromotionEvaluateOut, **ERRORS}, tags=["promotions"])
+    def post(self, request):
+        data = parse(s.PromotionEvaluateIn, request.data)
+        result = services.promotions_evaluate(codes=data["codes"],
+                                              shopper=shopper_from(request, data),
+                                              cart=data["cart"])
+        return Response(presenters.evaluate_body(result, data["cart"], data["codes"]))
 
 
 class CouponApplyApi(APIView):
@@ -88,7 +103,8 @@ class CouponApplyApi(APIView):
             return Response(presenters.rejection_body(result.rejection, key="applied"),
                             status=422)
         metrics.coupon_applications.labels("replayed" if result.replayed else "applied").inc()
-        return Response(presenters.apply_body(data["order_id"], result.redemptions))
+        return Response(presenters.apply_body(data["order_id"], result.redemptions,
+                                              data["cart"].currency))
 
 
 _ORDER_RESPONSES = {200: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut, **ERRORS}

@@ -1,94 +1,163 @@
-"""Price a cart with one or more codes: eligibility, stacking policy, best order.
+"""Evaluate a cart: the codes the shopper typed plus the auto-apply promotions.
 
-The answer is all-or-nothing (API.md validate): every code must pass its checks and the
-stacking policy; then the codes are applied in the order that gives the customer the
-largest total discount, each working on what the earlier ones left.
+One function, `evaluate`, serves promotions/evaluate, coupons/validate and coupons/apply,
+so the three can never disagree:
+
+1. every typed code and every auto promotion is checked (eligibility.py, API.md's order);
+2. the eligible ones compete: the valid combination under the site's stacking policy
+   with the largest total discount wins (combine.py), so between a typed code and an
+   automatic promotion the customer gets the better deal (seed 004, option c);
+3. typed codes left out are reported with the conflict that kept them out and what won;
+   auto promotions left out are reported the same way (`passed_over`), and the ones that
+   failed a condition are kept for the admin's preview (`ineligible`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import permutations
 
+from core.money import display
 from coupons.engine import reasons as r
-from coupons.engine import types as T
-from coupons.engine.discounts import compute
+from coupons.engine.combine import (
+    apply_in_order,
+    best_combination,
+    best_order,
+    conflict,
+    rank_key,
+    stack_group,
+    total_of,
+)
 from coupons.engine.eligibility import check
-from coupons.engine.types import Applied, Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
+from coupons.engine.types import Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
 
-# Above this many codes, trying every order (n!) is replaced by a fixed good order.
-EXACT_ORDER_LIMIT = 6
-_TYPE_ORDER = {T.PERCENTAGE: 0, T.BOGO: 1, T.TIERED: 2, T.FIXED: 3, T.FREE_SHIPPING: 4}
-
-
-def stack_group(terms: CodeTerms) -> str:
-    """A coupon without an explicit group stacks in the group of its type."""
-    if terms.rule.stack_group:
-        return terms.rule.stack_group
-    return "shipping" if terms.rule.type == T.FREE_SHIPPING else terms.rule.type
+__all__ = ["Evaluation", "Skipped", "apply_in_order", "best_order", "evaluate", "price",
+           "stack_group"]
 
 
-def stacking_rejection(accepted: Sequence[CodeTerms], new: CodeTerms,
-                       policy: str) -> Rejection | None:
-    """May `new` join the codes already accepted under the site policy?"""
-    if not accepted:
-        return None
-    if policy == "none" or not new.rule.stackable or \
-            any(not other.rule.stackable for other in accepted):
-        return Rejection(r.NOT_STACKABLE, r.MESSAGES[r.NOT_STACKABLE], new.code)
-    if policy == "by_group" and any(stack_group(o) == stack_group(new) for o in accepted):
-        return Rejection(r.STACK_GROUP_CONFLICT, r.MESSAGES[r.STACK_GROUP_CONFLICT], new.code)
-    return None
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A candidate that is not applied, and why."""
+
+    terms: CodeTerms | None
+    rejection: Rejection
+    entered: bool
 
 
-def apply_in_order(order: Sequence[CodeTerms], cart: Cart) -> Pricing:
-    remaining = [line.amount for line in cart.lines]
-    shipping_left = cart.shipping
-    applied = []
-    for terms in order:
-        lines, shipping, message = compute(terms.rule, cart, remaining, shipping_left)
-        remaining = [left - taken for left, taken in zip(remaining, lines, strict=True)]
-        shipping_left -= shipping
-        applied.append(Applied(terms=terms, discount=sum(lines), shipping_discount=shipping,
-                               line_discounts=tuple(lines), message=message))
-    line_discounts = tuple(line.amount - left for line, left in zip(cart.lines, remaining,
-                                                                     strict=True))
-    return Pricing(applied=tuple(applied), line_discounts=line_discounts,
-                   discount=sum(line_discounts), shipping_discount=cart.shipping - shipping_left)
+@dataclass(frozen=True)
+class Evaluation:
+    pricing: Pricing  # what is applied, in application order, with totals and lines
+    policy: str
+    rejected: tuple[Skipped, ...] = ()  # typed codes not applied (request order)
+    passed_over: tuple[Skipped, ...] = ()  # eligible auto promotions that lost
+    ineligible: tuple[Skipped, ...] = ()  # auto promotions failing a condition (preview)
+    exact: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def first_rejection(self) -> Rejection | None:
+        """validate/apply are all-or-nothing: the first typed code that cannot be applied.
+        A failed condition outranks a stacking conflict (it is true whatever else is in
+        the cart); within each kind, request order."""
+        failed = [s for s in self.rejected if s.rejection.reason not in _STACKING]
+        chosen = failed or list(self.rejected)
+        return chosen[0].rejection if chosen else None
 
 
-def best_order(codes: Sequence[CodeTerms], cart: Cart) -> Pricing:
-    """The application order with the largest total discount (ties: the order given)."""
-    if len(codes) <= 1:
-        return apply_in_order(codes, cart)
-    if len(codes) > EXACT_ORDER_LIMIT:
-        ordered = sorted(codes, key=lambda t: (_TYPE_ORDER.get(t.rule.type, 9), -t.rule.priority))
-        return apply_in_order(ordered, cart)
-    best: Pricing | None = None
-    for order in permutations(codes):
-        result = apply_in_order(order, cart)
-        if best is None or result.discount + result.shipping_discount > \
-                best.discount + best.shipping_discount:
-            best = result
-    return best  # type: ignore[return-value]
+_STACKING = {r.NOT_STACKABLE, r.STACK_GROUP_CONFLICT}
+
+
+def _name(terms: CodeTerms) -> str:
+    return terms.code
+
+
+def _lost(terms: CodeTerms, winners: Sequence[CodeTerms], pricing: Pricing, cart: Cart,
+          policy: str, entered: bool) -> Rejection:
+    """Why a compatible-by-itself candidate is not in the winning combination."""
+    blockers = [w for w in winners if conflict(terms, w, policy) is not None]
+    reason = conflict(terms, blockers[0], policy) if blockers else r.NOT_STACKABLE
+    alone = total_of(apply_in_order([terms], cart))
+    names = ", ".join(_name(w) for w in (blockers or winners))
+    if policy == "none":
+        why = "only one coupon or promotion can be used per order"
+    elif reason == r.STACK_GROUP_CONFLICT and blockers and \
+            blockers[0].rule.coupon_id != terms.rule.coupon_id:
+        why = f"only one coupon of the '{stack_group(terms)}' kind can be used per order"
+    else:
+        why = "they cannot be combined"
+    message = (f"A better combination was chosen: {names} saves "
+               f"{display(total_of(pricing), cart.currency)} in total, against "
+               f"{display(alone, cart.currency)} with {_name(terms)}; {why}.")
+    return Rejection(reason, message, terms.code)
+
+
+def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
+             autos: Sequence[tuple[CodeTerms, Usage]], shopper: Shopper, cart: Cart,
+             now: datetime, policy: str) -> Evaluation:
+    """entered: (code as typed, its terms or None if unknown, live usage), request order.
+    autos: the auto-apply promotions that may concern this cart, with live usage."""
+    rejected: list[Skipped] = []
+    cands: list[CodeTerms] = []
+    typed_coupons: set[int] = set()
+    for text, terms, usage in entered:
+        rejection = check(terms, usage, shopper, cart, now, entered=text)
+        if terms is not None and terms.rule.coupon_id in typed_coupons and rejection is None:
+            # Two codes of one coupon: a coupon applies at most once per order.
+            rejection = Rejection(r.STACK_GROUP_CONFLICT, r.MESSAGES[r.STACK_GROUP_CONFLICT],
+                                  terms.code)
+        if terms is not None:
+            typed_coupons.add(terms.rule.coupon_id)
+        if rejection is not None:
+            rejected.append(Skipped(terms, rejection, entered=True))
+        else:
+            cands.append(terms)
+
+    ineligible: list[Skipped] = []
+    auto_cands: list[CodeTerms] = []
+    for terms, usage in autos:
+        if terms.rule.coupon_id in typed_coupons:
+            continue  # typed as a code: it competes as that code
+        rejection = check(terms, usage, shopper, cart, now)
+        if rejection is None:
+            auto_cands.append(terms)
+        else:
+            ineligible.append(Skipped(terms, rejection, entered=False))
+
+    typed_ids = {id(t) for t in cands}
+    pricing, exact = best_combination(cands + auto_cands, cart, policy)
+    # An auto promotion that adds nothing on this cart is dropped, so it does not take a
+    # use; a typed code that adds nothing is still applied (the shopper asked for it).
+    zero = [a.terms for a in pricing.applied
+            if id(a.terms) not in typed_ids and a.discount == 0 and a.shipping_discount == 0]
+    if zero:
+        pricing = apply_in_order([a.terms for a in pricing.applied if a.terms not in zero],
+                                 cart)
+        ineligible.extend(Skipped(t, Rejection(r.NO_ELIGIBLE_ITEMS,
+                                               "Nothing left for it to discount on this cart",
+                                               t.code), entered=False) for t in zero)
+    winners = [a.terms for a in pricing.applied]
+    won = {id(t) for t in winners}
+    passed_over = []
+    for terms in sorted(cands + auto_cands, key=rank_key):
+        if id(terms) in won or terms in zero:
+            continue
+        skipped = Skipped(terms, _lost(terms, winners, pricing, cart, policy,
+                                       id(terms) in typed_ids), entered=id(terms) in typed_ids)
+        if skipped.entered:
+            rejected.append(skipped)
+        else:
+            passed_over.append(skipped)
+    order = {t.code if t else text: i for i, (text, t, _) in enumerate(entered)}
+    rejected.sort(key=lambda s: order.get(s.rejection.code, len(order)))
+    return Evaluation(pricing=pricing, policy=policy, rejected=tuple(rejected),
+                      passed_over=tuple(passed_over), ineligible=tuple(ineligible),
+                      exact=exact)
 
 
 def price(entries: Sequence[tuple[str, CodeTerms | None, Usage]], shopper: Shopper, cart: Cart,
           now: datetime, policy: str) -> Pricing:
-    """entries: (code as entered, its terms or None if unknown, live usage), request order."""
-    accepted: list[CodeTerms] = []
-    for entered, terms, usage in entries:
-        rejection = check(terms, usage, shopper, cart, now, entered=entered)
-        if rejection is not None:
-            return Pricing(rejection=rejection)
-        assert terms is not None  # noqa: S101 - check() rejects unknown codes
-        if any(a.rule.coupon_id == terms.rule.coupon_id for a in accepted):
-            # Two codes of one coupon: a coupon applies at most once per order.
-            return Pricing(rejection=Rejection(
-                r.STACK_GROUP_CONFLICT, r.MESSAGES[r.STACK_GROUP_CONFLICT], terms.code))
-        rejection = stacking_rejection(accepted, terms, policy)
-        if rejection is not None:
-            return Pricing(rejection=rejection)
-        accepted.append(terms)
-    return best_order(accepted, cart)
+    """Typed codes only, all or nothing (the validate contract, without promotions)."""
+    result = evaluate(entries, (), shopper, cart, now, policy)
+    rejection = result.first_rejection
+    return Pricing(rejection=rejection) if rejection else result.pricing

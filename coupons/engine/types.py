@@ -82,6 +82,7 @@ class Rule:
     stack_group: str = ""
     auto_apply: bool = False
     priority: int = 0
+    name: str = ""  # what the shopper is shown for a promotion (description or code)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 VALIDATE = "/api/v1/coupons/validate"
 APPLY = "/api/v1/coupons/apply"
+EVALUATE = "/api/v1/promotions/evaluate"
 
 
 def base_body() -> dict:
@@ -139,9 +140,16 @@ JSON_CASES = [
 ]
 
 
-@pytest.mark.parametrize("url", [VALIDATE, APPLY], ids=["validate", "apply"])
-@pytest.mark.parametrize(("body", "field"), [c[1:] for c in JSON_CASES],
-                         ids=[c[0] for c in JSON_CASES])
+# Codes are required by validate only: apply without codes reserves the auto promotions
+# the evaluation chooses, and evaluate prices the cart with the promotions alone.
+CODES_OPTIONAL = {"missing-code", "codes-empty"}
+BODY_CASES = [pytest.param(url, c[1], c[2], id=f"{c[0]}-{name}")
+              for c in JSON_CASES
+              for name, url in (("validate", VALIDATE), ("apply", APPLY), ("evaluate", EVALUATE))
+              if name == "validate" or c[0] not in CODES_OPTIONAL]
+
+
+@pytest.mark.parametrize(("url", "body", "field"), BODY_CASES)
 def test_bad_json_body_is_400(storefront, url, body, field):
     response = storefront.post(url, copy.deepcopy(body), format="json",
                                HTTP_IDEMPOTENCY_KEY="k-bad")

@@ -1,0 +1,222 @@
+"""Which eligible coupons to use together, and in which order (the best deal).
+
+Valid sets are defined pairwise by the site's stacking policy (`conflict`). Among them the
+engine picks the set and application order with the largest total discount (merchandise
+plus shipping). Two facts keep the search small and exact:
+
+- Adding a compatible coupon never lowers the total (apply it last: it takes >= 0 and the
+  others are unchanged), so only *maximal* valid sets need pricing.
+- What a coupon takes never grows as earlier coupons shrink the cart (every discount type
+  is monotone in what is left to pay). So "what each unused coupon would take right now"
+  bounds what the rest of an order can still add: branch and bound over orders prunes
+  almost everything, while staying exact.
+
+Ties keep the first set/order found; sets are enumerated in rank order (priority, then
+code), so the higher-ranked coupons win ties. Beyond EXACT_LIMIT candidates the search is
+bounded (see `best_combination`). docs/decisions.md has the reasoning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from coupons.engine import reasons as r
+from coupons.engine import types as T
+from coupons.engine.discounts import compute
+from coupons.engine.types import Applied, Cart, CodeTerms, Pricing
+
+EXACT_LIMIT = 8  # candidates searched exactly; more are pre-selected (bounded strategy)
+NODE_BUDGET = 50_000  # order-search nodes per call before settling for the best found
+
+
+def stack_group(terms: CodeTerms) -> str:
+    """A coupon without an explicit group stacks in the group of its type."""
+    if terms.rule.stack_group:
+        return terms.rule.stack_group
+    return "shipping" if terms.rule.type == T.FREE_SHIPPING else terms.rule.type
+
+
+def conflict(a: CodeTerms, b: CodeTerms, policy: str) -> str | None:
+    """The reason `a` and `b` cannot be used on one order, or None."""
+    if a.rule.coupon_id == b.rule.coupon_id:
+        return r.STACK_GROUP_CONFLICT  # one coupon applies at most once per order
+    if policy == "none" or not a.rule.stackable or not b.rule.stackable:
+        return r.NOT_STACKABLE
+    if policy == "by_group" and stack_group(a) == stack_group(b):
+        return r.STACK_GROUP_CONFLICT
+    return None
+
+
+def rank_key(terms: CodeTerms) -> tuple:
+    """Tie-break order: higher priority first, then code."""
+    return (-terms.rule.priority, terms.code)
+
+
+def apply_in_order(order: Sequence[CodeTerms], cart: Cart) -> Pricing:
+    """Apply the coupons literally in this order, each on what the earlier ones left."""
+    remaining = [line.amount for line in cart.lines]
+    shipping_left = cart.shipping
+    applied = []
+    for terms in order:
+        lines, shipping, message = compute(terms.rule, cart, remaining, shipping_left)
+        remaining = [left - taken for left, taken in zip(remaining, lines, strict=True)]
+        shipping_left -= shipping
+        applied.append(Applied(terms=terms, discount=sum(lines), shipping_discount=shipping,
+                               line_discounts=tuple(lines), message=message))
+    line_discounts = tuple(line.amount - left for line, left in zip(cart.lines, remaining,
+                                                                     strict=True))
+    return Pricing(applied=tuple(applied), line_discounts=line_discounts,
+                   discount=sum(line_discounts), shipping_discount=cart.shipping - shipping_left)
+
+
+def total_of(p: Pricing) -> int:
+    return p.discount + p.shipping_discount
+
+
+class _Search:
+    """Branch and bound over application orders of one set of merchandise coupons."""
+
+    def __init__(self, coupons: Sequence[CodeTerms], cart: Cart, budget: int):
+        self.coupons = list(coupons)
+        self.cart = cart
+        self.best_total = -1
+        self.best_order: list[int] = []
+        self.budget = budget
+        self.exhausted = False
+
+    def run(self) -> list[CodeTerms]:
+        self._visit([line.amount for line in self.cart.lines], 0, [],
+                    frozenset(range(len(self.coupons))))
+        return [self.coupons[i] for i in self.best_order]
+
+    def _visit(self, remaining: list[int], total: int, order: list[int],
+               unused: frozenset[int]) -> None:
+        if not unused:
+            if total > self.best_total:
+                self.best_total, self.best_order = total, list(order)
+            return
+        self.budget -= 1
+        if self.budget < 0:
+            self.exhausted = True
+            if self.best_total < 0:  # always finish one order: the greedy one
+                self._greedy(remaining, total, order, unused)
+            return
+        takes = []
+        for i in unused:
+            lines, _, _ = compute(self.coupons[i].rule, self.cart, remaining, 0)
+            takes.append((sum(lines), i, lines))
+        bound = min(total + sum(t for t, _, _ in takes), total + sum(remaining))
+        if bound <= self.best_total:
+            return
+        takes.sort(key=lambda t: (-t[0], t[1]))
+        for take, i, lines in takes:
+            nxt = [left - d for left, d in zip(remaining, lines, strict=True)]
+            order.append(i)
+            self._visit(nxt, total + take, order, unused - {i})
+            order.pop()
+
+    def _greedy(self, remaining, total, order, unused) -> None:
+        order = list(order)
+        unused = set(unused)
+        while unused:
+            best = None
+            for i in sorted(unused):
+                lines, _, _ = compute(self.coupons[i].rule, self.cart, remaining, 0)
+                if best is None or sum(lines) > best[0]:
+                    best = (sum(lines), i, lines)
+            take, i, lines = best
+            remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
+            total += take
+            order.append(i)
+            unused.discard(i)
+        if total > self.best_total:
+            self.best_total, self.best_order = total, order
+
+
+def best_order(coupons: Sequence[CodeTerms], cart: Cart, *,
+               budget: int = NODE_BUDGET) -> tuple[Pricing, bool]:
+    """The order of these coupons with the largest total discount -> (pricing, exact).
+
+    Free shipping only touches shipping and everything else only merchandise lines, so
+    the merchandise coupons are ordered by search and free shipping goes last (in rank
+    order: the first takes the shipping price, a second one has nothing left).
+    """
+    merch = sorted((t for t in coupons if t.rule.type != T.FREE_SHIPPING), key=rank_key)
+    ship = sorted((t for t in coupons if t.rule.type == T.FREE_SHIPPING), key=rank_key)
+    exact = True
+    if len(merch) > 1:
+        search = _Search(merch, cart, budget)
+        merch = search.run()
+        exact = not search.exhausted
+    return apply_in_order(merch + ship, cart), exact
+
+
+def _maximal_sets(cands: Sequence[CodeTerms], policy: str) -> list[list[int]]:
+    """Every maximal pairwise-compatible set of candidate indexes, in rank order
+    (including a candidate is tried before leaving it out)."""
+    n = len(cands)
+    ok = [[i == j or conflict(cands[i], cands[j], policy) is None for j in range(n)]
+          for i in range(n)]
+    out: list[list[int]] = []
+
+    def visit(i: int, chosen: list[int]) -> None:
+        if i == n:
+            if all(not all(ok[k][c] for c in chosen) for k in range(n) if k not in chosen):
+                out.append(list(chosen))
+            return
+        if all(ok[i][c] for c in chosen):
+            chosen.append(i)
+            visit(i + 1, chosen)
+            chosen.pop()
+        visit(i + 1, chosen)
+
+    visit(0, [])
+    return out
+
+
+def best_combination(cands: Sequence[CodeTerms], cart: Cart,
+                     policy: str) -> tuple[Pricing, bool]:
+    """The valid set and order with the largest total discount -> (pricing, exact).
+
+    Up to EXACT_LIMIT candidates: every maximal valid set, each ordered by branch and
+    bound; a set whose standalone discounts cannot beat the best so far is skipped.
+    Beyond that (bounded strategy): the EXACT_LIMIT candidates worth most on their own
+    (ties by rank) are searched exactly, then every other candidate still compatible with
+    the winners is appended, best standalone first, if it adds anything.
+    """
+    cands = sorted(cands, key=rank_key)
+    if not cands:
+        return apply_in_order([], cart), True
+    alone = {id(t): total_of(apply_in_order([t], cart)) for t in cands}
+    pool, rest = cands, []
+    if len(cands) > EXACT_LIMIT:
+        by_value = sorted(cands, key=lambda t: (-alone[id(t)], rank_key(t)))
+        keep = {id(t) for t in by_value[:EXACT_LIMIT]}
+        pool = [t for t in cands if id(t) in keep]
+        rest = [t for t in by_value if id(t) not in keep]
+
+    ceiling_merch, ceiling_ship = cart.subtotal, cart.shipping
+    best: Pricing | None = None
+    exact = len(cands) <= EXACT_LIMIT
+    for indexes in _maximal_sets(pool, policy):
+        members = [pool[i] for i in indexes]
+        merch = sum(alone[id(t)] for t in members if t.rule.type != T.FREE_SHIPPING)
+        ship = sum(alone[id(t)] for t in members if t.rule.type == T.FREE_SHIPPING)
+        bound = min(merch, ceiling_merch) + min(ship, ceiling_ship)
+        if best is not None and bound <= total_of(best):
+            continue
+        pricing, set_exact = best_order(members, cart)
+        exact = exact and set_exact
+        if best is None or total_of(pricing) > total_of(best):
+            best = pricing
+    assert best is not None  # noqa: S101 - at least one (possibly empty) set exists
+
+    if rest:
+        order = [a.terms for a in best.applied]
+        for t in rest:
+            if all(conflict(t, o, policy) is None for o in order):
+                trial = apply_in_order(order + [t], cart)
+                if total_of(trial) > total_of(best):
+                    order.append(t)
+                    best = trial
+    return best, exact
