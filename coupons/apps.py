@@ -17,6 +17,8 @@ class CouponsConfig(AppConfig):
             promotions.changed()
 
         for model in (Coupon, Code, PromotionSettings):
-            post_save.connect(changed, sender=model, dispatch_uid=f"promotions-{model.__name__}")
-            post_delete.connect(changed, sender=model,
+            # weak=False: `changed` is local to this method and would be collected.
+            post_save.connect(changed, sender=model, weak=False,
+                              dispatch_uid=f"promotions-{model.__name__}")
+            post_delete.connect(changed, sender=model, weak=False,
                                 dispatch_uid=f"promotions-del-{model.__name__}")

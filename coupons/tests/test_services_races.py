@@ -322,3 +322,26 @@ def test_http_apply_race_holds_the_limit():
     coupon.refresh_from_db()
     assert coupon.uses == 100
     assert statuses(coupon) == {RedemptionStatus.RESERVED: 100}
+
+
+# --- auto-apply promotions obey the same limits ------------------------------------------
+
+def test_auto_promotion_limit_holds_and_the_next_best_takes_over():
+    # given a $20 promotion limited to 100 uses and a $5 one without limit (same group)
+    big = CouponFactory(code="BIG20", auto_apply=True, type="fixed", percent_bp=None,
+                        amount_minor=2000, max_uses_total=100, stackable=True)
+    small = CouponFactory(code="SMALL5", auto_apply=True, type="fixed", percent_bp=None,
+                          amount_minor=500, stackable=True)
+    # when 300 checkouts apply with no code at once
+    outcomes = race(lambda i: services.redemption_apply(
+        codes=[], shopper=Shopper(id=f"c-{i}"), cart=CART, order_id=f"o-{i}"), range(300))
+    # then every order got exactly one promotion: BIG20 for exactly 100, SMALL5 for the rest
+    assert not unexpected(outcomes), unexpected(outcomes)
+    held = Counter(x.redemptions[0].code.code for x in (o.value for o in outcomes)
+                   if len(x.redemptions) == 1 and x.rejection is None)
+    assert held == {"BIG20": 100, "SMALL5": 200}
+    big.refresh_from_db()
+    small.refresh_from_db()
+    assert (big.uses, small.uses) == (100, 200)
+    assert Redemption.objects.filter(auto=True).count() == 300
+    assert Redemption.objects.values("order_id").distinct().count() == 300

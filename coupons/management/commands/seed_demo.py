@@ -39,6 +39,17 @@ def demo_coupons(now):
         dict(code="SPEND-MORE", type="tiered", description="$10 off $100, $30 off $200",
              tiers=[{"threshold_minor": 10000, "discount_minor": 1000},
                     {"threshold_minor": 20000, "discount_minor": 3000}], **window),
+        # Auto-apply promotions (no code). Each is limited to a category, so the
+        # walkthrough's electronics carts price exactly as the seed describes.
+        dict(code="BOOKS-WEEKEND", type="percentage", percent_bp=1000, auto_apply=True,
+             eligible_categories=["books"], stackable=True, stack_group="percentage",
+             description="Weekend sale: 10% off books", **window),
+        dict(code="GARDEN-SHIP", type="free_shipping", auto_apply=True,
+             eligible_categories=["garden"], stackable=True, stack_group="shipping",
+             description="Free shipping on garden orders", **window),
+        dict(code="HOME-15", type="fixed", amount_minor=1500, min_cart_minor=10000,
+             auto_apply=True, eligible_categories=["home"], stackable=True,
+             stack_group="fixed", description="$15 off home orders over $100", **window),
     ]
 
 
