@@ -9,24 +9,40 @@ decimals ("25" percent, "50.00" dollars) and converts in the coupon's currency.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from rest_framework import serializers
 
 from core import money
 from core.admin import ReadOnlyAdminMixin
 from core.errors import ApiError
 from coupons import selectors, services
 from coupons.api.admin_serializers import CODE_PATTERN
-from coupons.models import Code, Coupon, Customer, DiscountType, Redemption
+from coupons.api.fields import CartField
+from coupons.api.serializers import MAX_CODES
+from coupons.engine.pricing import Evaluation, Skipped
+from coupons.engine.types import Cart, CodeTerms, Shopper
+from coupons.models import (
+    Code,
+    Coupon,
+    Customer,
+    DiscountType,
+    PromotionSettings,
+    Redemption,
+    StackingPolicy,
+)
 
 CURRENCY_CHOICES = [(c, c) for c in sorted(money.CURRENCIES)]
 MAX_TIERS = 50
@@ -259,6 +275,151 @@ class CouponAdminForm(forms.ModelForm):
         return name if name in self.fields else None
 
 
+# --- coupon "try it" -----------------------------------------------------------------------
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _drf_messages(detail, where: str = "") -> list[str]:
+    """CartField's nested DRF errors -> flat "items[0].sku: ..." lines for one form field."""
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items()
+                for m in _drf_messages(value, f"{where}.{key}" if where else str(key))]
+    if isinstance(detail, list):
+        return [m for i, value in enumerate(detail)
+                for m in _drf_messages(value, where if isinstance(value, str)
+                                       else f"{where}[{i}]")]
+    return [f"{where}: {detail}" if where else str(detail)]
+
+
+def _csv(text: str) -> list[str]:
+    return list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+
+
+class TryItForm(forms.Form):
+    """The preview's inputs, parsed like the API parses them (same cart field, limits)."""
+
+    cart = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 60, "class": "vLargeTextField",
+                                     "spellcheck": "false"}),
+        help_text='The cart as the API takes it: {"currency", "items": [{"sku", "category", '
+                  '"unit_price", "quantity"}], "shipping"}. Amounts are decimal strings.')
+    customer_id = forms.CharField(
+        required=False, max_length=100, label="Customer id",
+        help_text="Optional. A known customer's stored segments and orders are added, and "
+                  "per-customer limits use their redemptions.")
+    segments = forms.CharField(required=False, help_text="Comma-separated, e.g. vip, staff.")
+    orders_count = forms.IntegerField(required=False, min_value=0, initial=0,
+                                      label="Orders count")
+    codes = forms.CharField(
+        required=False, label="Typed codes",
+        help_text="Comma-separated codes the shopper types, if any. This coupon's codes "
+                  "are left out: the preview applies it automatically.")
+
+    def clean_cart(self) -> Cart:
+        try:
+            data = json.loads(self.cleaned_data["cart"], parse_float=Decimal,
+                              parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            raise ValidationError(f"Not valid JSON: {exc}") from None
+        try:
+            return CartField().run_validation(data)
+        except serializers.ValidationError as exc:
+            raise ValidationError(_drf_messages(exc.detail)) from None
+
+    def clean_segments(self) -> frozenset[str]:
+        segments = _csv(self.cleaned_data["segments"])
+        if len(segments) > 50 or any(len(s) > 64 for s in segments):
+            raise ValidationError("At most 50 segments of at most 64 characters.")
+        return frozenset(segments)
+
+    def clean_codes(self) -> list[str]:
+        codes = list(dict.fromkeys(selectors.normalize_code(c)
+                                   for c in _csv(self.cleaned_data["codes"])))
+        if len(codes) > MAX_CODES or any(len(c) > 64 for c in codes):
+            raise ValidationError(f"At most {MAX_CODES} codes of at most 64 characters.")
+        return codes
+
+    def shopper(self) -> Shopper:
+        data = self.cleaned_data
+        return Shopper(id=data["customer_id"].strip() or None, segments=data["segments"],
+                       orders_count=data["orders_count"] or 0)
+
+
+def sample_cart(c: Coupon) -> dict:
+    """A cart the coupon should apply to (its currency, categories or SKUs, minimum, tiers,
+    BOGO quantity), so the first preview already shows it at work."""
+    cur = c.currency
+    need = max([c.min_cart_minor or 0, *(t["threshold_minor"] for t in c.tiers or [])])
+    qty = (c.bogo_buy or 1) + (c.bogo_get or 1) if c.type == DiscountType.BOGO else 2
+    price = max(money.parse_amount("25", cur), -(-need // qty))
+    sku, category = "SAMPLE-1", "general"
+    if c.eligible_categories:
+        category = sorted(c.eligible_categories)[0]
+    elif c.eligible_skus:
+        sku = sorted(c.eligible_skus)[0]
+    return {"currency": cur,
+            "items": [{"sku": sku, "category": category,
+                       "unit_price": money.format_amount(price, cur), "quantity": qty}],
+            "shipping": money.format_amount(money.parse_amount("5", cur), cur)}
+
+
+def not_live_reasons(c: Coupon) -> list[str]:
+    """Why the coupon does not auto-apply today (the preview ignores all of these)."""
+    now = timezone.now()
+    reasons = []
+    if not c.active:
+        reasons.append("it is inactive")
+    if not c.auto_apply:
+        reasons.append("it is not set to auto-apply")
+    if c.valid_from and c.valid_from > now:
+        reasons.append(f"it starts on {_when(c.valid_from)}")
+    if c.valid_to and c.valid_to <= now:
+        reasons.append(f"it ended on {_when(c.valid_to)}")
+    if not c.codes.filter(active=True, customer__isnull=True).exists():
+        # promotions._public_codes: an auto promotion needs one to be recorded against.
+        reasons.append("it has no active public code, so it is never auto-applied")
+    return reasons
+
+
+def preview_context(result: Evaluation, cart: Cart, coupon: Coupon,
+                    typed: list[str]) -> dict:
+    """Evaluation -> plain rows for the template; `own` marks this coupon's rows."""
+    cur = cart.currency
+    kinds = dict(DiscountType.choices)
+    p = result.pricing
+
+    def row(terms: CodeTerms | None, code: str | None, **extra) -> dict:
+        return {"name": terms.rule.name if terms else "—", "code": code or "—",
+                "type": kinds.get(terms.rule.type, terms.rule.type) if terms else "—",
+                "own": terms is not None and terms.rule.coupon_id == coupon.pk, **extra}
+
+    def skipped(s: Skipped) -> dict:
+        return row(s.terms, s.rejection.code or (s.terms.code if s.terms else None),
+                   reason=s.rejection.reason, message=s.rejection.message)
+
+    applied = [row(a.terms, a.terms.code, auto=a.terms.code not in typed,
+                   discount=money.display(a.discount, cur),
+                   shipping=money.display(a.shipping_discount, cur), message=a.message,
+                   lines=[f"{line.sku}: {money.display(d, cur)}"
+                          for line, d in zip(cart.lines, a.line_discounts, strict=True) if d])
+               for a in p.applied]
+    total = cart.subtotal + cart.shipping - p.discount - p.shipping_discount
+    return {
+        "totals": [(label, money.display(value, cur)) for label, value in (
+            ("Subtotal", cart.subtotal), ("Shipping", cart.shipping),
+            ("Discount", p.discount), ("Shipping discount", p.shipping_discount),
+            ("Total", total))],
+        "policy": dict(StackingPolicy.choices).get(result.policy, result.policy),
+        "exact": result.exact,
+        "applied": applied,
+        "rejected": [skipped(s) for s in result.rejected],
+        "passed_over": [skipped(s) for s in result.passed_over],
+        "ineligible": [skipped(s) for s in result.ineligible],
+    }
+
+
 @admin.register(Coupon)
 class CouponAdmin(admin.ModelAdmin):
     form = CouponAdminForm
@@ -271,6 +432,7 @@ class CouponAdmin(admin.ModelAdmin):
     list_per_page = 50
     actions = ["activate", "deactivate"]
     readonly_fields = ("uses", "version", "codes_link", "created_at", "updated_at")
+    change_form_template = "admin/coupons/coupon/change_form.html"  # adds "Try it"
 
     def has_delete_permission(self, request, obj=None):
         # Coupons are stopped, not deleted: redemptions point at them, and the delete
@@ -317,6 +479,50 @@ class CouponAdmin(admin.ModelAdmin):
         count = obj.codes.count()
         url = f"{reverse('admin:coupons_code_changelist')}?coupon__id__exact={obj.pk}"
         return format_html('<a href="{}">{} code(s)</a>', url, f"{count:,}")
+
+    # --- "try it" preview ---
+
+    def get_urls(self):
+        # Before the defaults: their "<path:object_id>/" catch-all would take "<id>/try/".
+        view = self.admin_site.admin_view(self.try_view)
+        return [path("<path:object_id>/try/", view, name="coupons_coupon_try"),
+                *super().get_urls()]
+
+    def try_view(self, request, object_id):
+        """The cart priced as if this coupon were a live auto promotion, next to the live
+        ones (services.promotion_preview): read-only, so view permission is enough."""
+        coupon = self.get_object(request, object_id)
+        if coupon is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, coupon):
+            raise PermissionDenied
+        initial = {
+            "cart": json.dumps(sample_cart(coupon), indent=2),
+            "segments": ", ".join(sorted(coupon.eligible_segments)[:1]),
+            "customer_id": "preview-shopper" if coupon.first_purchase_only
+            or coupon.max_uses_per_user is not None else "",
+        }
+        form = TryItForm(request.POST if request.method == "POST" else None,
+                         initial=initial)
+        result = None
+        if form.is_bound and form.is_valid():
+            cart, codes = form.cleaned_data["cart"], form.cleaned_data["codes"]
+            evaluation = services.promotion_preview(coupon=coupon, codes=codes,
+                                                    shopper=form.shopper(), cart=cart)
+            typed = [c for c in codes if c != coupon.code]  # promotion_preview drops it
+            result = preview_context(evaluation, cart, coupon, typed)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Try {coupon.code}",
+            "opts": self.opts,
+            "original": coupon,
+            "form": form,
+            "result": result,
+            "not_live": not_live_reasons(coupon),
+            "settings_url": reverse("admin:coupons_promotionsettings_changelist")
+            if request.user.has_perm("coupons.view_promotionsettings") else None,
+        }
+        return TemplateResponse(request, "admin/coupons/coupon/try_it.html", context)
 
     # --- writes through the services ---
 
@@ -516,3 +722,36 @@ class CustomerAdmin(admin.ModelAdmin):
         # the old id valid for the cache's lifetime, and it is the storefront's key anyway.
         fields = super().get_readonly_fields(request, obj)
         return ("external_id", *fields) if obj is not None else fields
+
+
+# --- promotion settings -----------------------------------------------------------------
+
+@admin.register(PromotionSettings)
+class PromotionSettingsAdmin(admin.ModelAdmin):
+    """A singleton: the list page opens the one row (created with the deployment's
+    STACKING_POLICY, so opening it changes nothing); it is never added twice or deleted.
+    Saving refreshes every process's compiled promotions (coupons/apps.py)."""
+
+    fieldsets = ((None, {
+        "fields": ("stacking_policy", "updated_at"),
+        "description": "How typed codes and automatic promotions combine on one order. "
+                       "Within the policy the engine always picks the combination that "
+                       "saves the shopper the most.",
+    }),)
+    readonly_fields = ("updated_at",)
+    radio_fields = {"stacking_policy": admin.VERTICAL}  # every choice and its explanation
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        PromotionSettings.objects.get_or_create(
+            pk=1, defaults={"stacking_policy": settings.STACKING_POLICY})
+        return HttpResponseRedirect(
+            reverse("admin:coupons_promotionsettings_change", args=[1]))
+
+    def has_add_permission(self, request):
+        return (super().has_add_permission(request)
+                and not PromotionSettings.objects.filter(pk=1).exists())
+
+    def has_delete_permission(self, request, obj=None):
+        return False

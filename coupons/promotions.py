@@ -88,7 +88,7 @@ def _build(version: str | None) -> Catalog:
     policy_row = PromotionSettings.objects.filter(pk=1).values_list(
         "stacking_policy", flat=True).first()
     now = timezone.now()
-    coupons = list(Coupon.objects.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=now),
+    coupons = list(Coupon.objects.filter(Q(valid_to__isnull=True) | Q(valid_to__gte=now),
                                          active=True, auto_apply=True))
     codes = _public_codes([c.pk for c in coupons])
     indexes: dict[str, _CurrencyIndex] = {}

@@ -74,6 +74,9 @@ def promotions_evaluate(*, codes: list[str], shopper: Shopper, cart: Cart,
     auto-applied, next to the real ones."""
     wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
     terms = selectors.code_terms_get_many(wanted)
+    if preview is not None:  # any code of the previewed coupon would shadow the draft
+        wanted = [c for c in wanted
+                  if terms[c] is None or terms[c].rule.coupon_id != preview.rule.coupon_id]
     cat = promotions.catalog()
     autos = cat.candidates(cart)
     if preview is not None:
@@ -101,8 +104,7 @@ def promotion_preview(*, coupon: Coupon, codes: list[str], shopper: Shopper,
                    valid_from=None, valid_to=None)
     code = coupon.codes.filter(customer__isnull=True).order_by("-active", "id").first()
     preview = CodeTerms(code_id=code.pk if code else 0, code=coupon.code, rule=rule)
-    wanted = [c for c in codes if selectors.normalize_code(c) != coupon.code]
-    return promotions_evaluate(codes=wanted, shopper=shopper, cart=cart, preview=preview)
+    return promotions_evaluate(codes=codes, shopper=shopper, cart=cart, preview=preview)
 
 
 def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Evaluation:

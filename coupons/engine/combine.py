@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from coupons.engine import reasons as r
 from coupons.engine import types as T
 from coupons.engine.discounts import compute
+from coupons.engine.eligibility import eligible_line_indexes
 from coupons.engine.types import Applied, Cart, CodeTerms, Pricing
 
 EXACT_LIMIT = 8  # candidates searched exactly; more are pre-selected (bounded strategy)
@@ -74,7 +75,14 @@ def total_of(p: Pricing) -> int:
 
 
 class _Search:
-    """Branch and bound over application orders of one set of merchandise coupons."""
+    """Branch and bound over application orders of one set of merchandise coupons.
+
+    Three exact prunings keep it small: (1) the bound: what each unused coupon would take
+    now, capped line by line by what is left; (2) coupons on disjoint lines commute, so
+    of two such coupons placed next to each other only one order is explored; (3) what a
+    coupon takes depends only on its own lines, so it is computed once per distinct
+    state of those lines.
+    """
 
     def __init__(self, coupons: Sequence[CodeTerms], cart: Cart, budget: int):
         self.coupons = list(coupons)
@@ -83,6 +91,19 @@ class _Search:
         self.best_order: list[int] = []
         self.budget = budget
         self.exhausted = False
+        n = len(self.coupons)
+        self.lines = [tuple(eligible_line_indexes(t.rule, cart)) for t in self.coupons]
+        sets = [set(x) for x in self.lines]
+        self.independent = [[not (sets[i] & sets[j]) for j in range(n)] for i in range(n)]
+        self.memo: dict[tuple, tuple[int, list[int]]] = {}
+
+    def take(self, i: int, remaining: list[int]) -> tuple[int, list[int]]:
+        key = (i, tuple(remaining[k] for k in self.lines[i]))
+        hit = self.memo.get(key)
+        if hit is None:
+            lines, _, _ = compute(self.coupons[i].rule, self.cart, remaining, 0)
+            hit = self.memo[key] = (sum(lines), lines)
+        return hit
 
     def run(self) -> list[CodeTerms]:
         self._visit([line.amount for line in self.cart.lines], 0, [],
@@ -101,15 +122,19 @@ class _Search:
             if self.best_total < 0:  # always finish one order: the greedy one
                 self._greedy(remaining, total, order, unused)
             return
-        takes = []
-        for i in unused:
-            lines, _, _ = compute(self.coupons[i].rule, self.cart, remaining, 0)
-            takes.append((sum(lines), i, lines))
-        bound = min(total + sum(t for t, _, _ in takes), total + sum(remaining))
+        takes = [(*self.take(i, remaining), i) for i in unused]
+        reach = [0] * len(remaining)
+        for _, lines, _ in takes:
+            for k, d in enumerate(lines):
+                reach[k] += d
+        bound = total + sum(min(r, left) for r, left in zip(reach, remaining, strict=True))
         if bound <= self.best_total:
             return
-        takes.sort(key=lambda t: (-t[0], t[1]))
-        for take, i, lines in takes:
+        last = order[-1] if order else None
+        takes.sort(key=lambda t: (-t[0], t[2]))
+        for take, lines, i in takes:
+            if last is not None and i < last and self.independent[i][last]:
+                continue  # the same as `i` then `last`, explored from the other branch
             nxt = [left - d for left, d in zip(remaining, lines, strict=True)]
             order.append(i)
             self._visit(nxt, total + take, order, unused - {i})
@@ -119,12 +144,8 @@ class _Search:
         order = list(order)
         unused = set(unused)
         while unused:
-            best = None
-            for i in sorted(unused):
-                lines, _, _ = compute(self.coupons[i].rule, self.cart, remaining, 0)
-                if best is None or sum(lines) > best[0]:
-                    best = (sum(lines), i, lines)
-            take, i, lines = best
+            take, lines, i = max(((*self.take(i, remaining), i) for i in sorted(unused)),
+                                 key=lambda t: (t[0], -t[2]))
             remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
             total += take
             order.append(i)

@@ -41,9 +41,9 @@ def demo_coupons(now):
                     {"threshold_minor": 20000, "discount_minor": 3000}], **window),
         # Auto-apply promotions (no code). Each is limited to a category, so the
         # walkthrough's electronics carts price exactly as the seed describes.
-        dict(code="BOOKS-WEEKEND", type="percentage", percent_bp=1000, auto_apply=True,
-             eligible_categories=["books"], stackable=True, stack_group="percentage",
-             description="Weekend sale: 10% off books", **window),
+        dict(code="TOYS-WEEKEND", type="percentage", percent_bp=1000, auto_apply=True,
+             eligible_categories=["toys"], stackable=True, stack_group="percentage",
+             description="Weekend sale: 10% off toys", **window),
         dict(code="GARDEN-SHIP", type="free_shipping", auto_apply=True,
              eligible_categories=["garden"], stackable=True, stack_group="shipping",
              description="Free shipping on garden orders", **window),
