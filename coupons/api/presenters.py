@@ -71,6 +71,7 @@ def evaluate_body(result: Evaluation, cart: Cart, codes: list[str]) -> dict:
         "currency": cur,
         "lines": _lines(cart, pricing.line_discounts),
         "stacking_policy": result.policy,
+        "exact": result.exact,
     }
 
 

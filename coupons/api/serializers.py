@@ -151,6 +151,9 @@ class PromotionEvaluateOut(serializers.Serializer):
     currency = serializers.CharField()
     lines = LineDiscountOut(many=True)
     stacking_policy = serializers.ChoiceField(choices=["none", "by_group", "full"])
+    exact = serializers.BooleanField(
+        help_text="The combination is proven best (false only when the bounded search "
+                  "stopped early; see the README).")
 
     class Meta:
         ref_name = "PromotionEvaluateResponse"

@@ -22,12 +22,19 @@ from collections.abc import Sequence
 
 from coupons.engine import reasons as r
 from coupons.engine import types as T
-from coupons.engine.discounts import compute
+from coupons.engine.discounts import compute, take_total
 from coupons.engine.eligibility import eligible_line_indexes
 from coupons.engine.types import Applied, Cart, CodeTerms, Pricing
 
 EXACT_LIMIT = 8  # candidates searched exactly; more are pre-selected (bounded strategy)
-NODE_BUDGET = 50_000  # order-search nodes per call before settling for the best found
+STATE_BUDGET = 600  # order-search states per evaluation before settling for the best found
+
+
+class Budget:
+    """Order-search states left for one evaluation (shared by all the sets it prices)."""
+
+    def __init__(self, states: int = STATE_BUDGET):
+        self.left = states
 
 
 def stack_group(terms: CodeTerms) -> str:
@@ -77,32 +84,42 @@ def total_of(p: Pricing) -> int:
 class _Search:
     """Branch and bound over application orders of one set of merchandise coupons.
 
-    Three exact prunings keep it small: (1) the bound: what each unused coupon would take
-    now, capped line by line by what is left; (2) coupons on disjoint lines commute, so
-    of two such coupons placed next to each other only one order is explored; (3) what a
-    coupon takes depends only on its own lines, so it is computed once per distinct
-    state of those lines.
+    Three exact prunings keep it small: (1) the bound: what the unused coupons would take
+    now, capped by what is left on their lines; (2) orders that reach the same state
+    (same coupons used, same amounts left on every line; e.g. coupons on disjoint lines
+    in either order) share one subtree; (3) what a coupon takes depends only on its own
+    lines, so it is computed once per distinct state of those lines.
     """
 
-    def __init__(self, coupons: Sequence[CodeTerms], cart: Cart, budget: int):
+    def __init__(self, coupons: Sequence[CodeTerms], cart: Cart, budget: Budget):
         self.coupons = list(coupons)
         self.cart = cart
         self.best_total = -1
         self.best_order: list[int] = []
         self.budget = budget
         self.exhausted = False
-        n = len(self.coupons)
-        self.lines = [tuple(eligible_line_indexes(t.rule, cart)) for t in self.coupons]
-        sets = [set(x) for x in self.lines]
-        self.independent = [[not (sets[i] & sets[j]) for j in range(n)] for i in range(n)]
-        self.memo: dict[tuple, tuple[int, list[int]]] = {}
+        self.lines = [eligible_line_indexes(t.rule, cart) for t in self.coupons]
+        self.seen: set[tuple] = set()
+        self.totals: dict[tuple, int] = {}
+        self.splits: dict[tuple, list[int]] = {}
 
-    def take(self, i: int, remaining: list[int]) -> tuple[int, list[int]]:
-        key = (i, tuple(remaining[k] for k in self.lines[i]))
-        hit = self.memo.get(key)
+    def _key(self, i: int, remaining: list[int]) -> tuple:
+        return (i, tuple(remaining[k] for k in self.lines[i]))
+
+    def take(self, i: int, remaining: list[int]) -> int:
+        key = self._key(i, remaining)
+        hit = self.totals.get(key)
         if hit is None:
-            lines, _, _ = compute(self.coupons[i].rule, self.cart, remaining, 0)
-            hit = self.memo[key] = (sum(lines), lines)
+            hit = self.totals[key] = take_total(self.coupons[i].rule, self.cart, remaining,
+                                                self.lines[i])
+        return hit
+
+    def split(self, i: int, remaining: list[int]) -> list[int]:
+        key = self._key(i, remaining)
+        hit = self.splits.get(key)
+        if hit is None:
+            hit = self.splits[key] = compute(self.coupons[i].rule, self.cart, remaining, 0,
+                                             self.lines[i])[0]
         return hit
 
     def run(self) -> list[CodeTerms]:
@@ -112,29 +129,30 @@ class _Search:
 
     def _visit(self, remaining: list[int], total: int, order: list[int],
                unused: frozenset[int]) -> None:
+        self.budget.left -= 1
         if not unused:
             if total > self.best_total:
                 self.best_total, self.best_order = total, list(order)
             return
-        self.budget -= 1
-        if self.budget < 0:
+        if self.budget.left < 0:
             self.exhausted = True
             if self.best_total < 0:  # always finish one order: the greedy one
                 self._greedy(remaining, total, order, unused)
             return
-        takes = [(*self.take(i, remaining), i) for i in unused]
-        reach = [0] * len(remaining)
-        for _, lines, _ in takes:
-            for k, d in enumerate(lines):
-                reach[k] += d
-        bound = total + sum(min(r, left) for r, left in zip(reach, remaining, strict=True))
+        takes = [(self.take(i, remaining), i) for i in unused]
+        # What is left on the lines the unused coupons can touch caps them too. (Not line
+        # by line: a coupon's split across its lines moves as other coupons apply.)
+        reachable = {k for i in unused for k in self.lines[i]}
+        bound = total + min(sum(t for t, _ in takes), sum(remaining[k] for k in reachable))
         if bound <= self.best_total:
             return
-        last = order[-1] if order else None
-        takes.sort(key=lambda t: (-t[0], t[2]))
-        for take, lines, i in takes:
-            if last is not None and i < last and self.independent[i][last]:
-                continue  # the same as `i` then `last`, explored from the other branch
+        state = (unused, tuple(remaining))
+        if state in self.seen:
+            return  # another order reached the same state: same subtree
+        self.seen.add(state)
+        takes.sort(key=lambda t: (-t[0], t[1]))
+        for take, i in takes:
+            lines = self.split(i, remaining)
             nxt = [left - d for left, d in zip(remaining, lines, strict=True)]
             order.append(i)
             self._visit(nxt, total + take, order, unused - {i})
@@ -144,8 +162,9 @@ class _Search:
         order = list(order)
         unused = set(unused)
         while unused:
-            take, lines, i = max(((*self.take(i, remaining), i) for i in sorted(unused)),
-                                 key=lambda t: (t[0], -t[2]))
+            take, i = max(((self.take(i, remaining), i) for i in sorted(unused)),
+                          key=lambda t: (t[0], -t[1]))
+            lines = self.split(i, remaining)
             remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
             total += take
             order.append(i)
@@ -155,7 +174,7 @@ class _Search:
 
 
 def best_order(coupons: Sequence[CodeTerms], cart: Cart, *,
-               budget: int = NODE_BUDGET) -> tuple[Pricing, bool]:
+               budget: Budget | None = None) -> tuple[Pricing, bool]:
     """The order of these coupons with the largest total discount -> (pricing, exact).
 
     Free shipping only touches shipping and everything else only merchandise lines, so
@@ -166,7 +185,7 @@ def best_order(coupons: Sequence[CodeTerms], cart: Cart, *,
     ship = sorted((t for t in coupons if t.rule.type == T.FREE_SHIPPING), key=rank_key)
     exact = True
     if len(merch) > 1:
-        search = _Search(merch, cart, budget)
+        search = _Search(merch, cart, budget or Budget())
         merch = search.run()
         exact = not search.exhausted
     return apply_in_order(merch + ship, cart), exact
@@ -203,7 +222,8 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart,
     bound; a set whose standalone discounts cannot beat the best so far is skipped.
     Beyond that (bounded strategy): the EXACT_LIMIT candidates worth most on their own
     (ties by rank) are searched exactly, then every other candidate still compatible with
-    the winners is appended, best standalone first, if it adds anything.
+    the winners is appended, best standalone first, if it adds anything; the greedy sets
+    by rank and by standalone value are priced too, and the best of these wins.
     """
     cands = sorted(cands, key=rank_key)
     if not cands:
@@ -217,6 +237,7 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart,
         rest = [t for t in by_value if id(t) not in keep]
 
     ceiling_merch, ceiling_ship = cart.subtotal, cart.shipping
+    budget = Budget()
     best: Pricing | None = None
     exact = len(cands) <= EXACT_LIMIT
     for indexes in _maximal_sets(pool, policy):
@@ -226,7 +247,7 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart,
         bound = min(merch, ceiling_merch) + min(ship, ceiling_ship)
         if best is not None and bound <= total_of(best):
             continue
-        pricing, set_exact = best_order(members, cart)
+        pricing, set_exact = best_order(members, cart, budget=budget)
         exact = exact and set_exact
         if best is None or total_of(pricing) > total_of(best):
             best = pricing
@@ -234,10 +255,26 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart,
 
     if rest:
         order = [a.terms for a in best.applied]
+        remaining = [line.amount - d for line, d in zip(cart.lines, best.line_discounts,
+                                                        strict=True)]
+        shipping_left = cart.shipping - best.shipping_discount
         for t in rest:
-            if all(conflict(t, o, policy) is None for o in order):
-                trial = apply_in_order(order + [t], cart)
-                if total_of(trial) > total_of(best):
-                    order.append(t)
-                    best = trial
+            if any(conflict(t, o, policy) is not None for o in order):
+                continue
+            lines, shipping, _ = compute(t.rule, cart, remaining, shipping_left)
+            if sum(lines) + shipping > 0:
+                order.append(t)
+                remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
+                shipping_left -= shipping
+        if len(order) > len(best.applied):
+            best = apply_in_order(order, cart)
+        # Two greedy sets over all candidates (by rank, by standalone value) as a floor.
+        for ordered in (cands, by_value):
+            greedy: list[CodeTerms] = []
+            for t in ordered:
+                if all(conflict(t, g, policy) is None for g in greedy):
+                    greedy.append(t)
+            pricing, _ = best_order(greedy, cart, budget=budget)
+            if total_of(pricing) > total_of(best):
+                best = pricing
     return best, exact

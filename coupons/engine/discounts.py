@@ -60,29 +60,46 @@ def _bogo_lines(rule: Rule, cart: Cart, indexes: list[int], remaining: list[int]
     return out
 
 
-def compute(rule: Rule, cart: Cart, remaining: list[int],
-            shipping_remaining: int) -> tuple[list[int], int, str]:
-    """-> (discount per line, shipping discount, human message)."""
+def _tier(rule: Rule, cart: Cart, indexes: list[int]):
+    # "Spend $100": thresholds compare with what the shopper put in the cart.
+    spend = sum(cart.lines[i].amount for i in indexes)
+    met = [t for t in rule.tiers if spend >= t.threshold]
+    return max(met, key=lambda t: t.threshold) if met else None
+
+
+def take_total(rule: Rule, cart: Cart, remaining: list[int], indexes: list[int]) -> int:
+    """What `compute` takes off the merchandise in total, without splitting it over the
+    lines (the order search ranks and bounds by totals; the split is only needed for the
+    branches it follows). Always equal to sum(compute(...)[0])."""
     if rule.type == T.FREE_SHIPPING:
-        return [0] * len(remaining), shipping_remaining, describe(rule, cart.currency)
-    indexes = eligible_line_indexes(rule, cart)
+        return 0
+    if rule.type == T.BOGO:
+        return sum(_bogo_lines(rule, cart, indexes, remaining))
     base = sum(remaining[i] for i in indexes)
     if rule.type == T.PERCENTAGE:
         total = percent_of(base, rule.percent_bp or 0)
-        if rule.cap is not None:
-            total = min(total, rule.cap)
-        return _spread(total, indexes, remaining), 0, describe(rule, cart.currency)
+        return total if rule.cap is None else min(total, rule.cap)
     if rule.type == T.FIXED:
-        total = min(rule.amount or 0, base)
-        return _spread(total, indexes, remaining), 0, describe(rule, cart.currency)
+        return min(rule.amount or 0, base)
     if rule.type == T.TIERED:
-        # "Spend $100": thresholds compare with what the shopper put in the cart.
-        spend = sum(cart.lines[i].amount for i in indexes)
-        met = [t for t in rule.tiers if spend >= t.threshold]
-        tier = max(met, key=lambda t: t.threshold) if met else None
-        total = min(tier.discount, base) if tier else 0
-        message = describe(rule, cart.currency, tier.discount if tier else None)
-        return _spread(total, indexes, remaining), 0, message
+        tier = _tier(rule, cart, indexes)
+        return min(tier.discount, base) if tier else 0
+    raise ValueError(f"unknown discount type {rule.type!r}")
+
+
+def compute(rule: Rule, cart: Cart, remaining: list[int], shipping_remaining: int,
+            indexes: list[int] | None = None) -> tuple[list[int], int, str]:
+    """-> (discount per line, shipping discount, human message). `indexes`: the rule's
+    eligible lines, when the caller already knows them."""
+    if rule.type == T.FREE_SHIPPING:
+        return [0] * len(remaining), shipping_remaining, describe(rule, cart.currency)
+    if indexes is None:
+        indexes = eligible_line_indexes(rule, cart)
     if rule.type == T.BOGO:
         return _bogo_lines(rule, cart, indexes, remaining), 0, describe(rule, cart.currency)
-    raise ValueError(f"unknown discount type {rule.type!r}")
+    total = take_total(rule, cart, remaining, indexes)
+    message = describe(rule, cart.currency)
+    if rule.type == T.TIERED:
+        tier = _tier(rule, cart, indexes)
+        message = describe(rule, cart.currency, tier.discount if tier else None)
+    return _spread(total, indexes, remaining), 0, message

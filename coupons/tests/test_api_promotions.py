@@ -76,7 +76,7 @@ def test_evaluate_without_codes_applies_the_auto_promotions(storefront):
         "lines": [{"sku": "SKU-1", "discount": "15.00"}]}
     assert applied["SHIPELEC"]["promotion"] == "Free shipping on electronics"
     assert body["lines"] == [{"sku": "SKU-1", "discount": "15.00"}]
-    assert body["stacking_policy"] == "by_group"
+    assert body["stacking_policy"] == "by_group" and body["exact"] is True
 
 
 def test_cart_value_promotion_needs_its_minimum(storefront):
