@@ -72,8 +72,13 @@ def _name(terms: CodeTerms) -> str:
     return terms.code
 
 
+def _nothing(terms: CodeTerms) -> Rejection:
+    return Rejection(r.NO_ELIGIBLE_ITEMS, "Nothing left for it to discount on this cart",
+                     terms.code)
+
+
 def _lost(terms: CodeTerms, winners: Sequence[CodeTerms], pricing: Pricing, cart: Cart,
-          policy: str, entered: bool) -> Rejection:
+          policy: str) -> Rejection:
     """Why a compatible-by-itself candidate is not in the winning combination."""
     blockers = [w for w in winners if conflict(terms, w, policy) is not None]
     reason = conflict(terms, blockers[0], policy) if blockers else r.NOT_STACKABLE
@@ -119,6 +124,10 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
         if terms.rule.coupon_id in typed_coupons:
             continue  # typed as a code: it competes as that code
         rejection = check(terms, usage, shopper, cart, now)
+        if rejection is None and total_of(apply_in_order([terms], cart)) == 0:
+            # Worth nothing even alone (e.g. free shipping on a cart without shipping):
+            # it could only win ties against coupons that do something.
+            rejection = _nothing(terms)
         if rejection is None:
             auto_cands.append(terms)
         else:
@@ -126,24 +135,33 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
 
     typed_ids = {id(t) for t in cands}
     pricing, exact = best_combination(cands + auto_cands, cart, policy)
-    # An auto promotion that adds nothing on this cart is dropped, so it does not take a
-    # use; a typed code that adds nothing is still applied (the shopper asked for it).
-    zero = [a.terms for a in pricing.applied
-            if id(a.terms) not in typed_ids and a.discount == 0 and a.shipping_discount == 0]
-    if zero:
-        pricing = apply_in_order([a.terms for a in pricing.applied if a.terms not in zero],
-                                 cart)
-        ineligible.extend(Skipped(t, Rejection(r.NO_ELIGIBLE_ITEMS,
-                                               "Nothing left for it to discount on this cart",
-                                               t.code), entered=False) for t in zero)
-    winners = [a.terms for a in pricing.applied]
+    # An auto promotion that adds nothing after the others is dropped, so it does not
+    # take a use; a typed code that adds nothing is still applied (the shopper asked for
+    # it). Whatever is compatible with the winners left is then added after them: it adds
+    # nothing to a best combination (typed codes are kept, promotions are not).
+    winners = [a.terms for a in pricing.applied
+               if id(a.terms) in typed_ids or a.discount or a.shipping_discount]
+    zero = {id(a.terms) for a in pricing.applied} - {id(t) for t in winners}
+    for terms in cands + sorted(auto_cands, key=rank_key):
+        if id(terms) in {id(w) for w in winners}:
+            continue
+        if all(conflict(terms, w, policy) is None for w in winners):
+            if id(terms) in typed_ids:
+                winners.append(terms)
+            else:
+                zero.add(id(terms))
+    if [id(t) for t in winners] != [id(a.terms) for a in pricing.applied]:
+        pricing = apply_in_order(winners, cart)
     won = {id(t) for t in winners}
     passed_over = []
     for terms in sorted(cands + auto_cands, key=rank_key):
-        if id(terms) in won or terms in zero:
+        if id(terms) in won:
             continue
-        skipped = Skipped(terms, _lost(terms, winners, pricing, cart, policy,
-                                       id(terms) in typed_ids), entered=id(terms) in typed_ids)
+        if id(terms) in zero:
+            ineligible.append(Skipped(terms, _nothing(terms), entered=False))
+            continue
+        skipped = Skipped(terms, _lost(terms, winners, pricing, cart, policy),
+                          entered=id(terms) in typed_ids)
         if skipped.entered:
             rejected.append(skipped)
         else:
