@@ -14,3 +14,10 @@ coupon_applications = Counter(
     ["outcome"])
 redemption_transitions = Counter(
     "coupon_redemption_transitions_total", "Redemptions moved to a state.", ["status"])
+promotion_evaluations = Counter(
+    "promotion_evaluations_total",
+    "promotions/evaluate calls by outcome (applied: something applied, none, inexact: the "
+    "bounded search stopped early).", ["outcome"])
+promotion_catalog_builds = Counter(
+    "promotion_catalog_builds_total", "Compiled auto-promotion catalogs built (per process, "
+    "after a change or a Redis outage).")

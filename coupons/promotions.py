@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import metrics
 from coupons.engine.combine import rank_key
 from coupons.engine.types import Cart, CodeTerms
 from coupons.models import Coupon, PromotionSettings
@@ -164,6 +165,7 @@ def catalog() -> Catalog:
             if current is not None and version != current.version:
                 selectors.forget_local()  # typed codes' definitions may have changed too
             _catalog = _build(version)
+            metrics.promotion_catalog_builds.inc()
         return _catalog
 
 

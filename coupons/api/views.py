@@ -81,6 +81,9 @@ class PromotionEvaluateApi(APIView):
         result = services.promotions_evaluate(codes=data["codes"],
                                               shopper=shopper_from(request, data),
                                               cart=data["cart"])
+        outcome = "inexact" if not result.exact else \
+            "applied" if result.pricing.applied else "none"
+        metrics.promotion_evaluations.labels(outcome).inc()
         return Response(presenters.evaluate_body(result, data["cart"], data["codes"]))
 
 
