@@ -92,10 +92,15 @@ def flatmap_case(ctx, case):
 def fuzz_auth(transactional_db) -> dict[str, str]:
     """Committed data for the WSGI app: a key with both scopes and a few live coupons."""
     _, key = ApiKey.objects.create_key(name="fuzz", scopes=["storefront", "admin"])
-    CouponFactory(code=KNOWN_CODES[0])
+    CouponFactory(code=KNOWN_CODES[0], stackable=True)
     CouponFactory(code=KNOWN_CODES[1], type="fixed", percent_bp=None, amount_minor=500,
-                  currency="USD")
-    CouponFactory(code=KNOWN_CODES[2], type="free_shipping", percent_bp=None)
+                  currency="USD", stackable=True)
+    CouponFactory(code=KNOWN_CODES[2], type="free_shipping", percent_bp=None, stackable=True)
+    # Auto promotions, so evaluate/validate/apply combine codes with them.
+    CouponFactory(code="FUZZAUTO5", auto_apply=True, percent_bp=500, stackable=True,
+                  stack_group="auto")
+    CouponFactory(code="FUZZAUTOSHIP", auto_apply=True, type="free_shipping", percent_bp=None,
+                  eligible_categories=["electronics"], max_uses_total=50, stackable=True)
     headers = {"Authorization": f"Api-Key {key}"}
     client = APIClient()
     for n, order_id in enumerate(KNOWN_ORDERS):
