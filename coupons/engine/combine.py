@@ -27,6 +27,9 @@ from coupons.engine.eligibility import eligible_line_indexes
 from coupons.engine.types import Applied, Cart, CodeTerms, Pricing
 
 EXACT_LIMIT = 8  # candidates searched exactly; more are pre-selected (bounded strategy)
+# Percentages first, then per-unit and threshold rewards, fixed amounts last: the order
+# tried first (a percentage is worth more on the larger base).
+_TYPE_ORDER = {T.PERCENTAGE: 0, T.BOGO: 1, T.TIERED: 2, T.FIXED: 3, T.FREE_SHIPPING: 4}
 STATE_BUDGET = 600  # order-search states per evaluation before settling for the best found
 
 
@@ -123,9 +126,26 @@ class _Search:
         return hit
 
     def run(self) -> list[CodeTerms]:
-        self._visit([line.amount for line in self.cart.lines], 0, [],
-                    frozenset(range(len(self.coupons))))
+        # Start from the better of two plain orders, so a search cut short by the budget
+        # never answers less than them: rank order, and percentages first (the usual
+        # best: a percentage works on the larger base).
+        n = len(self.coupons)
+        for order in (list(range(n)),
+                      sorted(range(n), key=lambda i: (_TYPE_ORDER[self.coupons[i].rule.type], i))):
+            total = self._walk(order)
+            if total > self.best_total:
+                self.best_total, self.best_order = total, order
+        self._visit([line.amount for line in self.cart.lines], 0, [], frozenset(range(n)))
         return [self.coupons[i] for i in self.best_order]
+
+    def _walk(self, order: list[int]) -> int:
+        remaining = [line.amount for line in self.cart.lines]
+        total = 0
+        for i in order:
+            total += self.take(i, remaining)
+            lines = self.split(i, remaining)
+            remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
+        return total
 
     def _visit(self, remaining: list[int], total: int, order: list[int],
                unused: frozenset[int]) -> None:
@@ -217,6 +237,8 @@ def _maximal_sets(cands: Sequence[CodeTerms], policy: str) -> list[list[int]]:
 def best_combination(cands: Sequence[CodeTerms], cart: Cart,
                      policy: str) -> tuple[Pricing, bool]:
     """The valid set and order with the largest total discount -> (pricing, exact).
+    At equal totals the first found wins: sets are enumerated in rank order, and each
+    set's search starts from its rank order.
 
     Up to EXACT_LIMIT candidates: every maximal valid set, each ordered by branch and
     bound; a set whose standalone discounts cannot beat the best so far is skipped.
@@ -238,6 +260,7 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart,
 
     ceiling_merch, ceiling_ship = cart.subtotal, cart.shipping
     budget = Budget()
+
     best: Pricing | None = None
     exact = len(cands) <= EXACT_LIMIT
     for indexes in _maximal_sets(pool, policy):

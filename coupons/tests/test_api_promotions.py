@@ -199,7 +199,8 @@ def test_seed_25_percent_and_10_fixed_give_35_off(storefront):
 @pytest.mark.parametrize(("policy", "applied", "rejected"), [
     ("none", ["SUMMER25"], {"FREESHIP": "not_stackable", "FALL20": "not_stackable"}),
     ("by_group", ["SUMMER25", "FREESHIP"], {"FALL20": "stack_group_conflict"}),
-    ("full", ["SUMMER25", "FALL20", "FREESHIP"], {}),
+    # 25% then 20% or 20% then 25% of $150: $60 either way; the tie keeps rank (code) order
+    ("full", ["FALL20", "SUMMER25", "FREESHIP"], {}),
 ])
 def test_policy_singleton_decides_the_stacking(storefront, policy, applied, rejected):
     summer25()
