@@ -161,7 +161,7 @@ def promotions(draw, min_size=1, max_size=5, **kw) -> list[CodeTerms]:
     return [draw(promotion(i, **kw)) for i in range(n)]
 
 
-# --- engine bugs found by this file: fixed ones kept as regressions, open ones failing -
+# --- engine bugs found by this file, fixed and kept as regressions ----------------------
 # (attached to the properties below as @example; minimal tests at the end of the file)
 
 def _bounded_trap() -> list[CodeTerms]:
@@ -519,9 +519,9 @@ def test_ties_between_typed_codes_follow_rank(policy):
 @example(cart=one_line_cart(100_000), cands=_bounded_trap(), policy="by_group",
          seed=0)  # regression: see test_bounded_strategy_at_least_the_greedy_rank_order_set
 @example(cart=one_line_cart(3_040), cands=ROUNDING_CANDS, policy="full",
-         seed=0)  # OPEN ENGINE BUG: see test_not_below_the_rank_order
+         seed=0)  # regression: see test_not_below_the_rank_order
 @example(cart=SIX_LINES, cands=_order_trap(7), policy="full",
-         seed=0)  # OPEN ENGINE BUG: see test_not_below_the_rank_order
+         seed=0)  # regression: see test_not_below_the_rank_order
 def test_bounded_strategy_beyond_exact_limit(cart, cands, policy, seed):
     assert len(cands) > EXACT_LIMIT
     pricing, exact = best_combination(cands, cart, policy)
@@ -547,7 +547,7 @@ def test_bounded_strategy_beyond_exact_limit(cart, cands, policy, seed):
 @given(cart=carts(), cands=promotions(min_size=6, max_size=EXACT_LIMIT),
        policy=st.sampled_from(POLICIES))
 @example(cart=SIX_LINES, cands=_order_trap(3),
-         policy="full")  # OPEN ENGINE BUG: see test_not_below_the_rank_order
+         policy="full")  # regression: see test_not_below_the_rank_order
 def test_up_to_exact_limit_never_below_simple_floors(cart, cands, policy):
     # up to EXACT_LIMIT the search is exact unless its state budget runs out (then
     # exact is False); either way it must not lose to the obvious choices
@@ -563,9 +563,8 @@ def test_up_to_exact_limit_never_below_simple_floors(cart, cands, policy):
         (exact, [t.code for t in greedy], codes_of(pricing))
 
 
-# --- engine bugs: minimal examples -------------------------------------------------------
-# Tests marked OPEN ENGINE BUG fail on purpose until the engine is fixed (combine.py /
-# pricing.py); the hypothesis properties above carry the same cases as @example.
+# --- engine bugs: minimal examples (fixed; regressions) ---------------------------------
+# The hypothesis properties above carry the same cases as @example.
 
 def test_bounded_strategy_at_least_the_greedy_rank_order_set():
     # Regression (fixed by the greedy floors of the bounded strategy): beyond
@@ -592,15 +591,12 @@ def test_bounded_strategy_at_least_the_greedy_rank_order_set():
     ids=["8-at-exact-limit", "9-bounded", "9-bounded-one-cent"],
 )
 def test_not_below_the_rank_order(cart, cands, floor):
-    # OPEN ENGINE BUG (combine.best_order / _Search, STATE_BUDGET): all candidates stack
-    # (policy full), so the rank-order set is all of them, and applying them literally in
-    # rank order gives `floor` ($766.65 = the whole cart for the trap). The order search
-    # runs out of its 600 states and falls back to the order by take, which puts the
-    # $600 first: $664.10 with 8 candidates (exactly EXACT_LIMIT: the "exact" path, which
-    # has no greedy floor) and with 9 (bounded path: its greedy floor is priced with
-    # best_order, which runs out the same way). The one-cent case: 9 candidates, $9.18
-    # against $9.19. Suggested fix: seed the search with the literal rank order (or
-    # price it as a floor) so a run-out search never returns less.
+    # Regression (fixed: each order search starts from the rank order and from
+    # "percentages first"): all candidates stack (policy full), so the rank-order set is
+    # all of them, and applying them literally in rank order gives `floor` ($766.65 = the
+    # whole cart for the trap). The order search used to run out of its 600 states and
+    # keep the order by take, which puts the $600 first: $664.10 with 8 candidates and
+    # with 9; the one-cent case: $9.18 against $9.19.
     greedy = greedy_rank_order(cands, "full")
     assert greedy == sorted(cands, key=rank_key)
     assert total_of(apply_in_order(greedy, cart)) == floor
