@@ -195,7 +195,7 @@ BOUND_CANDS = [
 # (see test_zero_value_promotion_is_not_a_better_combination).
 ZERO_AUTOS = [make("A0", percent_bp=500, coupon_id=1), make("A1", percent_bp=500, coupon_id=2)]
 
-# OPEN: the order search runs out of its state budget and settles for an order worse
+# Fixed (regression): the order search ran out of its state budget and settled for worse
 # than simply applying the coupons in rank order (see test_not_below_the_rank_order).
 SIX_LINES = Cart(currency="USD", lines=tuple(
     Line(f"SKU-{i}", "electronics", 10_000 + 1_111 * i, 1) for i in range(6)), shipping=0)
@@ -211,7 +211,7 @@ def _order_trap(extra: int) -> list[CodeTerms]:
     return cands + [make(f"Q{i}", T.FIXED, amount=1, coupon_id=10 + i) for i in range(extra)]
 
 
-# OPEN (one cent, same cause): 9 stackable candidates, policy full, $30.40 cart.
+# Fixed (regression; one cent, same cause): 9 stackable candidates, policy full, $30.40.
 ROUNDING_CANDS = [make(f"A{i}", percent_bp=500, coupon_id=i) for i in (4, 5, 6, 8, 9, 10, 11)]
 ROUNDING_CANDS += [make("A2", T.FIXED, amount=1, coupon_id=2),
                    make("A3", percent_bp=2, coupon_id=3)]
