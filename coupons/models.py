@@ -161,7 +161,8 @@ class Redemption(models.Model):
     lines = models.JSONField(default=list, blank=True,
                              help_text="Per-line discount allocation [{sku, discount_minor}].")
     auto = models.BooleanField(
-        default=False, help_text="Applied automatically as a promotion (no code typed).")
+        default=False, db_default=False,
+        help_text="Applied automatically as a promotion (no code typed).")
     idempotency_key = models.CharField(max_length=255, blank=True)
     context = models.JSONField(default=dict, blank=True)
     expires_at = models.DateTimeField()

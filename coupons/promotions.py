@@ -16,11 +16,13 @@ MAX_AGE_SECONDS bounds the life of a catalog whatever happens to a token write.
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.cache import cache
@@ -37,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 VERSION_KEY = "promotions:version"
 FALLBACK_SECONDS = 1.0
-MAX_AGE_SECONDS = 60.0
+MAX_AGE_SECONDS = 300.0
+FREEZE_AT = 1_000  # promotions from which a rebuild also freezes the heap (see _build)
 
 
 @dataclass
@@ -79,6 +82,12 @@ class Catalog:
         return sorted(found.values(), key=rank_key)
 
 
+_RULE_FIELDS = (
+    "id", "code", "description", "type", "currency", "percent_bp", "amount_minor", "cap_minor",
+    "tiers", "bogo_buy", "bogo_get", "bogo_percent_bp", "min_cart_minor",
+    "eligible_categories", "eligible_skus", "excluded_skus", "eligible_segments",
+    "first_purchase_only", "max_uses_total", "max_uses_per_user", "valid_from", "valid_to",
+    "active", "stackable", "stack_group", "auto_apply", "priority")
 _lock = threading.Lock()
 _catalog: Catalog | None = None
 
@@ -89,8 +98,10 @@ def _build(version: str | None) -> Catalog:
     policy_row = PromotionSettings.objects.filter(pk=1).values_list(
         "stacking_policy", flat=True).first()
     now = timezone.now()
-    coupons = list(Coupon.objects.filter(Q(valid_to__isnull=True) | Q(valid_to__gte=now),
-                                         active=True, auto_apply=True))
+    # Plain rows, not model instances: building 10,000 Coupon objects was most of the cost.
+    coupons = [SimpleNamespace(pk=row["id"], **row) for row in
+               Coupon.objects.filter(Q(valid_to__isnull=True) | Q(valid_to__gte=now),
+                                     active=True, auto_apply=True).values(*_RULE_FIELDS)]
     codes = _public_codes([c.pk for c in coupons])
     indexes: dict[str, _CurrencyIndex] = {}
     size = 0
@@ -115,6 +126,12 @@ def _build(version: str | None) -> Catalog:
     for index in indexes.values():
         index.open_promos.sort(key=lambda t: (t.rule.min_cart or 0, rank_key(t)))
         index.open_min_cart = [t.rule.min_cart or 0 for t in index.open_promos]
+    if size >= FREEZE_AT:
+        # The catalog lives until the next change: keep its objects out of the garbage
+        # collector's full passes (10,000 promotions made them pause a request ~100 ms).
+        gc.unfreeze()  # the previous catalog's objects become collectable again
+        gc.collect()
+        gc.freeze()
     return Catalog(version=version, built_at=time.monotonic(), policy_row=policy_row,
                    size=size, indexes=indexes)
 

@@ -84,6 +84,16 @@ def total_of(p: Pricing) -> int:
     return p.discount + p.shipping_discount
 
 
+def standalone(terms: CodeTerms, cart: Cart) -> int:
+    """What the coupon takes on its own (merchandise + shipping), the most it can ever
+    take in a stack. Same as total_of(apply_in_order([terms], cart)), without building
+    the per-line split or the message."""
+    if terms.rule.type == T.FREE_SHIPPING:
+        return cart.shipping
+    return take_total(terms.rule, cart, [line.amount for line in cart.lines],
+                      eligible_line_indexes(terms.rule, cart))
+
+
 class _Search:
     """Branch and bound over application orders of one set of merchandise coupons.
 
@@ -234,8 +244,8 @@ def _maximal_sets(cands: Sequence[CodeTerms], policy: str) -> list[list[int]]:
     return out
 
 
-def best_combination(cands: Sequence[CodeTerms], cart: Cart,
-                     policy: str) -> tuple[Pricing, bool]:
+def best_combination(cands: Sequence[CodeTerms], cart: Cart, policy: str,
+                     alone: dict[int, int] | None = None) -> tuple[Pricing, bool]:
     """The valid set and order with the largest total discount -> (pricing, exact).
     At equal totals the first found wins: sets are enumerated in rank order, and each
     set's search starts from its rank order.
@@ -250,7 +260,8 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart,
     cands = sorted(cands, key=rank_key)
     if not cands:
         return apply_in_order([], cart), True
-    alone = {id(t): total_of(apply_in_order([t], cart)) for t in cands}
+    if alone is None:  # id(terms) -> standalone value (evaluate passes its own)
+        alone = {id(t): standalone(t, cart) for t in cands}
     pool, rest = cands, []
     if len(cands) > EXACT_LIMIT:
         by_value = sorted(cands, key=lambda t: (-alone[id(t)], rank_key(t)))

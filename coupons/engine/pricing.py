@@ -27,6 +27,7 @@ from coupons.engine.combine import (
     conflict,
     rank_key,
     stack_group,
+    standalone,
     total_of,
 )
 from coupons.engine.eligibility import check
@@ -66,6 +67,7 @@ class Evaluation:
 
 
 _STACKING = {r.NOT_STACKABLE, r.STACK_GROUP_CONFLICT}
+MAX_PASSED_OVER = 10  # promotions explained as "not applied" (a big catalog has dozens)
 
 
 def _name(terms: CodeTerms) -> str:
@@ -78,11 +80,10 @@ def _nothing(terms: CodeTerms) -> Rejection:
 
 
 def _lost(terms: CodeTerms, winners: Sequence[CodeTerms], pricing: Pricing, cart: Cart,
-          policy: str) -> Rejection:
+          policy: str, alone: int) -> Rejection:
     """Why a compatible-by-itself candidate is not in the winning combination."""
     blockers = [w for w in winners if conflict(terms, w, policy) is not None]
     reason = conflict(terms, blockers[0], policy) if blockers else r.NOT_STACKABLE
-    alone = total_of(apply_in_order([terms], cart))
     names = ", ".join(_name(w) for w in (blockers or winners))
     if policy == "none":
         why = "only one coupon or promotion can be used per order"
@@ -118,13 +119,16 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
         else:
             cands.append(terms)
 
+    alone = {id(t): standalone(t, cart) for t in cands}
     ineligible: list[Skipped] = []
     auto_cands: list[CodeTerms] = []
     for terms, usage in autos:
         if terms.rule.coupon_id in typed_coupons:
             continue  # typed as a code: it competes as that code
         rejection = check(terms, usage, shopper, cart, now)
-        if rejection is None and total_of(apply_in_order([terms], cart)) == 0:
+        if rejection is None:
+            alone[id(terms)] = standalone(terms, cart)
+        if rejection is None and alone[id(terms)] == 0:
             # Worth nothing even alone (e.g. free shipping on a cart without shipping):
             # it could only win ties against coupons that do something.
             rejection = _nothing(terms)
@@ -134,7 +138,7 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
             ineligible.append(Skipped(terms, rejection, entered=False))
 
     typed_ids = {id(t) for t in cands}
-    pricing, exact = best_combination(cands + auto_cands, cart, policy)
+    pricing, exact = best_combination(cands + auto_cands, cart, policy, alone)
     # An auto promotion that adds nothing after the others is dropped, so it does not
     # take a use; a typed code that adds nothing is still applied (the shopper asked for
     # it). Whatever is compatible with the winners left is then added after them: it adds
@@ -154,18 +158,20 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
         pricing = apply_in_order(winners, cart)
     won = {id(t) for t in winners}
     passed_over = []
-    for terms in sorted(cands + auto_cands, key=rank_key):
+    # Typed codes in request order; promotions worth most on their own first (the
+    # alternatives a shopper would ask about), at most MAX_PASSED_OVER of them.
+    for terms in cands + sorted(auto_cands, key=lambda t: (-alone[id(t)], rank_key(t))):
         if id(terms) in won:
             continue
         if id(terms) in zero:
             ineligible.append(Skipped(terms, _nothing(terms), entered=False))
             continue
-        skipped = Skipped(terms, _lost(terms, winners, pricing, cart, policy),
-                          entered=id(terms) in typed_ids)
-        if skipped.entered:
-            rejected.append(skipped)
-        else:
-            passed_over.append(skipped)
+        if id(terms) in typed_ids:
+            rejected.append(Skipped(terms, _lost(terms, winners, pricing, cart, policy,
+                                                 alone[id(terms)]), entered=True))
+        elif len(passed_over) < MAX_PASSED_OVER:
+            passed_over.append(Skipped(terms, _lost(terms, winners, pricing, cart, policy,
+                                                    alone[id(terms)]), entered=False))
     order = {t.code if t else text: i for i, (text, t, _) in enumerate(entered)}
     rejected.sort(key=lambda s: order.get(s.rejection.code, len(order)))
     return Evaluation(pricing=pricing, policy=policy, rejected=tuple(rejected),

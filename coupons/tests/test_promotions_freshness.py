@@ -58,7 +58,7 @@ def test_next_evaluation_in_another_process_sees_each_change(evaluator):
                           stack_group="flash")
     summer = CouponFactory(code="SUMMER25", percent_bp=2500, stackable=True)
     assert evaluator.evaluate("SUMMER25") == {"discount": 1500 + 3375,
-                                              "applied": ["SUMMER25", "FLASH"],
+                                              "applied": ["FLASH", "SUMMER25"],
                                               "policy": settings.STACKING_POLICY}
     # when the promotion's value changes (a committed service call) -> next evaluation
     services.coupon_update(coupon_id=flash.pk, fields={"percent_bp": 2000})
