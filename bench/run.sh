@@ -15,14 +15,28 @@
 #      1,000) checked against PostgreSQL
 #   6. pgbench: apply's SQL alone (bench/apply_tx.sql) at 4, 8 and 32 clients, and only
 #      its single write statement (bench/apply_tx_short.sql), the floor, for comparison
-#   7. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
+#   7. promotions: POST /api/v1/promotions/evaluate's work on a 20-line cart with 3 typed
+#      codes against N active auto-apply promotions (bench/promotions_seed.sql):
+#      in-process for N = 10, 100, 1,000, 10,000 (bench/promotions.py), then over HTTP at
+#      N = 1,000 with an open-loop client at a fixed 200 requests/s and a short ramp
+#      (bench/promotions_http.py); the bench promotions are removed afterwards
+#   8. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
 #
 # Knobs (environment): BENCH_PORT (8088), BENCH_WORKERS ("4 5"), BENCH_CONNS ("8 32"),
 # BENCH_DURATION (10 s per wrk run), BENCH_PG_CLIENTS ("4 8 32"), BENCH_PG_DURATION (10),
 # BENCH_APPLY_REQUESTS (1500), BENCH_APPLY_CONCURRENCY (32), BENCH_APPLY_DEADLINE (60 s),
 # BENCH_PROFILE=1 (also profile validate and apply in-process, bench/profile_path.py),
-# BENCH_WAIT_QUIET=SECONDS (first wait up to that long for other processes to go idle),
+# BENCH_WAIT_QUIET=SECONDS (first wait up to that long for other processes to go idle;
+# step 7 waits again before its HTTP run),
 # DB_POOL_MAX / DB_POOL_MIN (the product's pool settings, passed through).
+# BENCH_ONLY=promotions runs steps 1-4 (without wrk, pgbench and the 100,000-coupon seed)
+# and 7 only; BENCH_ONLY=checkout runs everything but step 7. Step 7's knobs:
+# BENCH_PROMO_NS ("10 100 1000 10000"), BENCH_PROMO_CALLS (2000 timed calls per N),
+# BENCH_PROMO_BUDGET (at most 20 s of timed calls per N), BENCH_PROMO_HTTP_N (1000),
+# BENCH_PROMO_RATE (200 requests/s), BENCH_PROMO_DURATION (15 s),
+# BENCH_PROMO_RAMP ("100 150 250 300 400 600 800" requests/s, 5 s each, up to the first
+# not sustained; "" for none); the HTTP server
+# runs the first of BENCH_WORKERS. BENCH_PROFILE=1 also profiles the in-process calls.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,6 +63,15 @@ APPLY_REQUESTS=${BENCH_APPLY_REQUESTS:-1500}
 APPLY_CONCURRENCY=${BENCH_APPLY_CONCURRENCY:-32}
 APPLY_DEADLINE=${BENCH_APPLY_DEADLINE:-60}
 HOT_LIMIT=1000
+ONLY=${BENCH_ONLY:-}
+case "$ONLY" in ""|checkout|promotions) ;; *) echo "BENCH_ONLY must be checkout or promotions" >&2; exit 2 ;; esac
+PROMO_NS=${BENCH_PROMO_NS:-"10 100 1000 10000"}
+PROMO_CALLS=${BENCH_PROMO_CALLS:-2000}
+PROMO_BUDGET=${BENCH_PROMO_BUDGET:-20}
+PROMO_HTTP_N=${BENCH_PROMO_HTTP_N:-1000}
+PROMO_RATE=${BENCH_PROMO_RATE:-200}
+PROMO_DURATION=${BENCH_PROMO_DURATION:-15}
+PROMO_RAMP=${BENCH_PROMO_RAMP-"100 150 250 300 400 600 800"}
 
 DB=growth_bench
 export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
@@ -60,18 +83,21 @@ export GUNICORN_BIND="127.0.0.1:$PORT"
 unset GUNICORN_ACCESSLOG
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+part() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }  # part checkout|promotions: run it?
 die() { log "ERROR: $*"; exit 1; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 
 # --- 1. tools ---------------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-  log "installing wrk"
-  apt-get install -y -q wrk >>"$LOG" 2>&1 \
-    || { apt-get update -q >>"$LOG" 2>&1 && apt-get install -y -q wrk >>"$LOG" 2>&1; } \
-    || die "could not install wrk (see $LOG)"
+if part checkout; then
+  if ! command -v wrk >/dev/null; then
+    log "installing wrk"
+    apt-get install -y -q wrk >>"$LOG" 2>&1 \
+      || { apt-get update -q >>"$LOG" 2>&1 && apt-get install -y -q wrk >>"$LOG" 2>&1; } \
+      || die "could not install wrk (see $LOG)"
+  fi
+  PGBENCH=$(command -v pgbench || echo /usr/bin/pgbench)
+  [ -x "$PGBENCH" ] || die "pgbench not found"
 fi
-PGBENCH=$(command -v pgbench || echo /usr/bin/pgbench)
-[ -x "$PGBENCH" ] || die "pgbench not found"
 
 # --- 2. database, cache (the bench's own cache db 3) -------------------------------------
 # shellcheck source=../scripts/harness.sh
@@ -79,18 +105,23 @@ PGBENCH=$(command -v pgbench || echo /usr/bin/pgbench)
 prepare_database 3
 
 # --- 3. seed and reset ------------------------------------------------------------------
-log "seeding 100,000 coupons (set-wise SQL)"
-seed_started=$(date +%s%N)
-sql -f bench/seed.sql || die "seed failed"
-seed_s=$(awk -v ns=$(( $(date +%s%N) - seed_started )) 'BEGIN { printf "%.1f", ns / 1e9 }')
-sql -f bench/reset.sql || die "reset failed"
-read -r HOT_ID HOT_CODE_ID <<<"$(sql -F ' ' -c \
-  "select c.id, k.id from coupons_coupon c join coupons_code k on k.coupon_id = c.id
-    where c.code = 'HOT1000'")"
-read -r PG_ID PG_CODE_ID <<<"$(sql -F ' ' -c \
-  "select c.id, k.id from coupons_coupon c join coupons_code k on k.coupon_id = c.id
-    where c.code = 'PGHOT'")"
-[ -n "${HOT_ID:-}" ] && [ -n "${PG_ID:-}" ] || die "named coupons missing after seed"
+# Auto promotions left by an interrupted step 7 would join every checkout call: remove.
+sql -v n=0 -f bench/promotions_seed.sql >/dev/null || die "removing bench promotions failed"
+seed_s=0
+if part checkout; then
+  log "seeding 100,000 coupons (set-wise SQL)"
+  seed_started=$(date +%s%N)
+  sql -f bench/seed.sql || die "seed failed"
+  seed_s=$(awk -v ns=$(( $(date +%s%N) - seed_started )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  sql -f bench/reset.sql || die "reset failed"
+  read -r HOT_ID HOT_CODE_ID <<<"$(sql -F ' ' -c \
+    "select c.id, k.id from coupons_coupon c join coupons_code k on k.coupon_id = c.id
+      where c.code = 'HOT1000'")"
+  read -r PG_ID PG_CODE_ID <<<"$(sql -F ' ' -c \
+    "select c.id, k.id from coupons_coupon c join coupons_code k on k.coupon_id = c.id
+      where c.code = 'PGHOT'")"
+  [ -n "${HOT_ID:-}" ] && [ -n "${PG_ID:-}" ] || die "named coupons missing after seed"
+fi
 
 # --- 4. API key -------------------------------------------------------------------------
 sql -c "delete from core_apikey where name in ('bench', 'bench-profile')"
@@ -122,6 +153,7 @@ row = {"kind": "env", "run_id": "$RUN_ID", "date": "$(date -u +%Y-%m-%dT%H:%M:%S
        "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo '?')",
        "modified_files": $(git status --porcelain --untracked-files=no 2>/dev/null | wc -l),
        "workers_list": "$WORKERS_LIST", "conns": "$CONNS", "duration": $DURATION,
+       "only": "$ONLY",
        "pg_duration": $PG_DURATION, "seed_s": $seed_s,
        "coupons": $(sql -c 'select count(*) from coupons_coupon'),
        "codes": $(sql -c 'select count(*) from coupons_code'), **settings}
@@ -223,64 +255,70 @@ apply_race() {  # workers
 }
 
 # Other processes on the box skew every number; optionally wait for a quiet moment.
-if [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ]; then
-  quiet_deadline=$((SECONDS + BENCH_WAIT_QUIET))
+wait_quiet() {
+  [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ] || return 0
+  local quiet_deadline=$((SECONDS + BENCH_WAIT_QUIET)) busy
   while [ "$SECONDS" -lt "$quiet_deadline" ]; do
     busy=$(background_busy)
     [ "$busy" -lt 20 ] && break
     log "machine busy (${busy}% CPU used by other processes), waiting"
     sleep 4
   done
-fi
+}
+wait_quiet
 
 MISMATCHES=0
-for workers in $WORKERS_LIST; do
-  log "gunicorn: $workers sync workers on 127.0.0.1:$PORT"
-  start_gunicorn "$workers"
-  # Warm every worker (imports, URL resolver, pool connection, API key and coupon caches).
-  timeout 20 wrk -t2 -c8 -d2s -s bench/validate.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1
-  timeout 20 wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/bench/bare" >/dev/null 2>&1
-  for conns in $CONNS; do
-    run_wrk bare "$workers" "$conns"
-    run_wrk validate "$workers" "$conns"
+if part checkout; then
+  for workers in $WORKERS_LIST; do
+    log "gunicorn: $workers sync workers on 127.0.0.1:$PORT"
+    start_gunicorn "$workers"
+    # Warm every worker (imports, URL resolver, pool connection, API key and coupon caches).
+    timeout 20 wrk -t2 -c8 -d2s -s bench/validate.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1
+    timeout 20 wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/bench/bare" >/dev/null 2>&1
+    for conns in $CONNS; do
+      run_wrk bare "$workers" "$conns"
+      run_wrk validate "$workers" "$conns"
+    done
+    apply_race "$workers"
+    stop_gunicorn
   done
-  apply_race "$workers"
-  stop_gunicorn
-done
+fi
 
 # --- 6. pgbench -------------------------------------------------------------------------
 # apply_tx.sql is the apply transaction as the service runs it (lock, checks, update,
 # insert, commit: the ceiling for the HTTP race); apply_tx_short.sql is the same work as
 # one statement (the ceiling if the lock were taken last; see docs/benchmarks.md).
-for script in apply_tx apply_tx_short; do
-  for clients in $PG_CLIENTS; do
-    sql -f bench/reset.sql
-    busy=$(background_busy)
-    mark=$(cpu_mark)
-    jobs=$(( clients < 2 ? clients : 2 ))
-    pg_out=$(timeout $((PG_DURATION + 60)) "$PGBENCH" -n -M simple -f "bench/$script.sql" \
-      -c "$clients" -j "$jobs" -T "$PG_DURATION" -D hot="$PG_ID" -D hotcode="$PG_CODE_ID" \
-      "$DB" 2>&1)
-    echo "$pg_out" >>"$LOG"
-    cpu_busy=$(cpu_busy_since "$mark")
-    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pg_out" | head -n 1)
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$pg_out" | head -n 1)
-    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$pg_out" | head -n 1)
-    read -r uses rows <<<"$(sql -F ' ' -c "select c.uses, (select count(*) from
-        coupons_redemption r where r.coupon_id = c.id) from coupons_coupon c where c.id = $PG_ID")"
-    [ "$uses" = "$rows" ] && check="consistent (uses = rows = $uses)" \
-      || check="MISMATCH (uses $uses, rows $rows)"
-    printf '  pgbench %-14s c=%-3s %8s tps  avg %s ms  failed %s  %s  (background CPU busy %s%%)\n' \
-      "$script" "$clients" "${tps:-?}" "${lat:-?}" "${failed:-?}" "$check" "$busy"
-    printf '{"kind": "pgbench", "script": "%s", "clients": %s, "tps": %s, "latency_ms": %s, "failed": %s, "verdict": "%s", "background_busy_pct": %s, "cpu_busy_pct": %s}\n' \
-      "$script" "$clients" "${tps:-null}" "${lat:-null}" "${failed:-null}" "$check" "$busy" \
-      "$cpu_busy" >>"$RESULTS"
+if part checkout; then
+  for script in apply_tx apply_tx_short; do
+    for clients in $PG_CLIENTS; do
+      sql -f bench/reset.sql
+      busy=$(background_busy)
+      mark=$(cpu_mark)
+      jobs=$(( clients < 2 ? clients : 2 ))
+      pg_out=$(timeout $((PG_DURATION + 60)) "$PGBENCH" -n -M simple -f "bench/$script.sql" \
+        -c "$clients" -j "$jobs" -T "$PG_DURATION" -D hot="$PG_ID" -D hotcode="$PG_CODE_ID" \
+        "$DB" 2>&1)
+      echo "$pg_out" >>"$LOG"
+      cpu_busy=$(cpu_busy_since "$mark")
+      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pg_out" | head -n 1)
+      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$pg_out" | head -n 1)
+      failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$pg_out" | head -n 1)
+      read -r uses rows <<<"$(sql -F ' ' -c "select c.uses, (select count(*) from
+          coupons_redemption r where r.coupon_id = c.id) from coupons_coupon c where c.id = $PG_ID")"
+      [ "$uses" = "$rows" ] && check="consistent (uses = rows = $uses)" \
+        || check="MISMATCH (uses $uses, rows $rows)"
+      printf '  pgbench %-14s c=%-3s %8s tps  avg %s ms  failed %s  %s  (background CPU busy %s%%)\n' \
+        "$script" "$clients" "${tps:-?}" "${lat:-?}" "${failed:-?}" "$check" "$busy"
+      printf '{"kind": "pgbench", "script": "%s", "clients": %s, "tps": %s, "latency_ms": %s, "failed": %s, "verdict": "%s", "background_busy_pct": %s, "cpu_busy_pct": %s}\n' \
+        "$script" "$clients" "${tps:-null}" "${lat:-null}" "${failed:-null}" "$check" "$busy" \
+        "$cpu_busy" >>"$RESULTS"
+    done
   done
-done
-sql -f bench/reset.sql
+  sql -f bench/reset.sql
+fi
 
 # --- optional in-process profile ----------------------------------------------------------
-if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+if part checkout && [ "${BENCH_PROFILE:-0}" = 1 ]; then
   for path in validate apply; do
     $PY bench/profile_path.py "$path" -n 300 --top 25 >"$OUT/profile-$path-$RUN_ID.txt" 2>&1
     log "profile of $path: $OUT/profile-$path-$RUN_ID.txt"
@@ -289,7 +327,45 @@ if [ "${BENCH_PROFILE:-0}" = 1 ]; then
   sql -f bench/reset.sql
 fi
 
-# --- 7. summary -------------------------------------------------------------------------
+# --- 7. promotions ---------------------------------------------------------------------
+# In-process for each N (bench/promotions.py seeds, tells the process, times), then over
+# HTTP at one N with the open-loop client; then the bench promotions are removed, so that
+# a later checkout run does not meet them. Exit status 2 from either script: it could not
+# set up (die); any other failure is reported and the run goes on to the summary.
+if part promotions; then
+  promo_profile=()
+  [ "${BENCH_PROFILE:-0}" = 1 ] && promo_profile=(--profile "$OUT/profile-promotions-$RUN_ID.txt")
+  busy=$(background_busy)
+  log "promotions in-process: N = $PROMO_NS, $PROMO_CALLS calls each (background CPU busy ${busy}%)"
+  # shellcheck disable=SC2086  # PROMO_NS is a list
+  $PY bench/promotions.py "$RESULTS" --ns $PROMO_NS --calls "$PROMO_CALLS" \
+    --budget "$PROMO_BUDGET" --background-busy "$busy" "${promo_profile[@]}" 2>>"$LOG"
+  rc=$?
+  [ "$rc" = 2 ] && die "promotions: cannot set up (see $LOG)"
+  [ "$rc" = 0 ] || log "promotions in-process: NO RESULT (exit $rc, see $LOG)"
+  [ ${#promo_profile[@]} -gt 0 ] && log "profile of promotions: ${promo_profile[1]}"
+
+  promo_workers=${WORKERS_LIST%% *}
+  $PY bench/promotions.py "$RESULTS" --seed-only "$PROMO_HTTP_N" 2>>"$LOG" \
+    || die "promotions: seeding $PROMO_HTTP_N failed (see $LOG)"
+  wait_quiet  # the in-process part took a minute: wait again if asked to
+  log "promotions over HTTP: $PROMO_HTTP_N promotions, $promo_workers sync workers," \
+      "$PROMO_RATE requests/s for ${PROMO_DURATION}s, then ramp: ${PROMO_RAMP:-none}"
+  start_gunicorn "$promo_workers"
+  busy=$(background_busy)
+  timeout $((PROMO_DURATION + 120)) $PY bench/promotions_http.py --port "$PORT" --key "$KEY" \
+    --rate "$PROMO_RATE" --duration "$PROMO_DURATION" --ramp "$PROMO_RAMP" \
+    --n "$PROMO_HTTP_N" --workers "$promo_workers" --background-busy "$busy" \
+    --server-pid "$GUNICORN_PID" --out "$RESULTS" 2>>"$LOG"
+  rc=$?
+  stop_gunicorn
+  [ "$rc" = 2 ] && die "promotions over HTTP: cannot set up (see $LOG)"
+  [ "$rc" = 0 ] || log "promotions over HTTP: NO RESULT (exit $rc, see $LOG)"
+  $PY bench/promotions.py "$RESULTS" --seed-only 0 2>>"$LOG" \
+    || die "promotions: removing the bench promotions failed (see $LOG)"
+fi
+
+# --- 8. summary -------------------------------------------------------------------------
 echo
 $PY bench/summary.py "$RESULTS" --latest "$OUT/latest.txt"
 cp "$OUT/latest.txt" "$OUT/summary-$RUN_ID.txt"

@@ -14,42 +14,8 @@ def num(value, fmt: str = ".0f", none: str = "-") -> str:
     return format(value, fmt)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("results")
-    parser.add_argument("--latest", default=None)
-    args = parser.parse_args()
-    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line]
-    env = next((r for r in rows if r["kind"] == "env"), {})
-    wrk = [r for r in rows if r["kind"] == "wrk"]
-    applies = [r for r in rows if r["kind"] == "apply"]
-    checks = {r["workers"]: r for r in rows if r["kind"] == "apply_check"}
-    pgb_all = [r for r in rows if r["kind"] == "pgbench"]
-    pgb = [r for r in pgb_all if r.get("script", "apply_tx") == "apply_tx"]
-    short = {r["clients"]: r for r in pgb_all if r.get("script") == "apply_tx_short"}
-    busy = [r["background_busy_pct"] for r in rows
-            if r.get("background_busy_pct") is not None]
-
-    out: list[str] = []
-    add = out.append
-    add(f"make bench - {env.get('date', '?')} - run {env.get('run_id', '?')}")
-    add(f"machine: {env.get('cpus', '?')} CPU ({env.get('cpu_model', '?')}), "
-        f"{env.get('mem_gb', '?')} GB RAM, {env.get('postgres', '?')}, loopback only")
-    add(f"server: gunicorn sync workers {env.get('workers_list', '?')}, "
-        f"DB pool per worker min {env.get('db_pool_min')} max {env.get('db_pool_max')}, "
-        f"API_KEY_CACHE_SECONDS={env.get('api_key_cache_seconds')}, "
-        f"COUPON_LOCAL_CACHE_SECONDS={env.get('coupon_local_cache_seconds')}")
-    add(f"product: commit {env.get('commit', '?')}"
-        + (f" with {env['modified_files']} uncommitted modified file(s)"
-           if env.get("modified_files") else ""))
-    add(f"seed: {env.get('coupons', '?')} coupons / {env.get('codes', '?')} codes "
-        f"(+ 200,000 past redemptions; seed step {env.get('seed_s', '?')} s)")
-    if busy:
-        add(f"background CPU busy just before each run (other processes on the box): "
-            f"min {min(busy):.0f}% avg {sum(busy) / len(busy):.0f}% max {max(busy):.0f}%"
-            + ("   <-- the machine was shared; numbers are low" if max(busy) > 25 else ""))
-    add("")
-
+def checkout_sections(add, env, wrk, applies, checks, pgb, short) -> None:
+    """Steps 5-6: wrk, the apply race, pgbench, and the issue's checkout targets."""
     add(f"HTTP throughput (wrk -t2, {env.get('duration', '?')} s per run, --latency). CPU = "
         f"both cores' busy % during the run,")
     add("bg = busy % from other processes just before it")
@@ -139,6 +105,137 @@ def main() -> None:
                     add(f"  apply >= 40% of pgbench ({label}: {ref['tps']:.0f} tps, "
                         f"{ref['clients']} clients): {share:.0%} "
                         f"-> {'met' if share >= 0.40 else 'NOT met'}")
+
+
+def promotion_sections(out: list[str], rows) -> None:
+    """Step 7: promotions/evaluate in-process by number of promotions, over HTTP, targets."""
+    add = out.append
+    inproc = sorted((r for r in rows if r["kind"] == "promo_inproc"), key=lambda r: r["n"])
+    http = [r for r in rows if r["kind"] == "promo_http"]
+    if not inproc and not http:
+        return
+    if out and out[-1]:
+        add("")
+    add("Promotions: POST /api/v1/promotions/evaluate's work on a 20-line cart (3 categories) "
+        "with 3 typed codes,")
+    add("against N active auto-apply promotions (bench/promotions_seed.sql)")
+    if inproc:
+        add("In-process (services.promotions_evaluate). cand = promotions the index returns for "
+            "the cart, elig = passing")
+        add("every check, appl = applied (auto + typed); build = catalog rebuild; cpu = this "
+            "process's CPU per call; CPU = both cores")
+        add(f"{'N':>6} {'cand':>5} {'elig':>5} {'appl':>4} {'build ms':>8} {'calls':>5} "
+            f"{'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} {'max ms':>7} {'cpu ms':>6} "
+            f"{'CPU':>4} {'bg':>4}  discount found")
+        for r in inproc:
+            add(f"{r['n']:>6} {r['candidates']:>5} {r['eligible']:>5} "
+                f"{r['applied_auto'] + r['applied_typed']:>4} {num(r.get('build_ms'), '.1f'):>8} "
+                f"{r['calls']:>5} {num(r.get('p50_ms'), '.2f'):>7} "
+                f"{num(r.get('p99_ms'), '.2f'):>7} {num(r.get('mean_ms'), '.2f'):>7} "
+                f"{num(r.get('max_ms'), '.2f'):>7} {num(r.get('cpu_ms_per_call'), '.2f'):>6} "
+                f"{num(r.get('cpu_busy_pct')) + '%':>4} "
+                f"{num(r.get('background_busy_pct')) + '%':>4}  "
+                f"{r['discount_minor'] / 100:.2f}{'' if r.get('exact') else ' (bounded)'}")
+    if http:
+        first = http[0]
+        add(f"Over HTTP at N = {first.get('n')} ({first.get('workers')} gunicorn sync workers; "
+            f"open loop: latency from each request's due time;")
+        add(f"response {first.get('response_bytes', 0):,} bytes; errors = non-200, bad body, "
+            f"socket errors and requests not sent in time;")
+        add("srv ms = gunicorn master + workers' CPU per request)")
+        add(f"{'stage':<6} {'offered':>7} {'achieved':>8} {'sent':>6} {'p50 ms':>7} "
+            f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>8} {'errors':>6} {'srv ms':>6} {'CPU':>4} "
+            f"{'bg':>4}")
+        for r in http:
+            note = "" if r["stage"] == "fixed" else (
+                "  sustained" if r.get("sustained") else "  NOT sustained")
+            add(f"{r['stage']:<6} {r['offered_rps']:>7.0f} {num(r.get('achieved_rps')):>8} "
+                f"{r['sent']:>6} {num(r.get('p50_ms'), '.2f'):>7} "
+                f"{num(r.get('p90_ms'), '.2f'):>7} {num(r.get('p99_ms'), '.2f'):>7} "
+                f"{num(r.get('max_ms'), '.2f'):>8} {r['errors'] + r['dropped']:>6} "
+                f"{num(r.get('server_cpu_ms_per_req'), '.2f'):>6} "
+                f"{num(r.get('cpu_busy_pct')) + '%':>4} "
+                f"{num(r.get('background_busy_pct')) + '%':>4}{note}")
+    add("")
+    add("Promotion targets from the issue (informational; make bench never fails on them)")
+    at = {r["n"]: r for r in inproc}
+    if 1000 in at:
+        p99 = at[1000].get("p99_ms")
+        add(f"  in-process p99 < 5 ms at N = 1,000: {num(p99, '.2f')} ms "
+            f"-> {'met' if p99 is not None and p99 < 5 else 'NOT met'}")
+    fixed = [r for r in http if r["stage"] == "fixed"]
+    for r in fixed:
+        ok = (r.get("p99_ms") or 1e9) < 15 and r["errors"] + r["dropped"] == 0 \
+            and (r.get("achieved_rps") or 0) >= 0.95 * r["offered_rps"]
+        add(f"  HTTP p99 < 15 ms at {r['offered_rps']:.0f} requests/s (N = {r.get('n')}): "
+            f"{num(r.get('p99_ms'), '.2f')} ms, {r['errors'] + r['dropped']} errors "
+            f"-> {'met' if ok else 'NOT met'}")
+    ramp = [r for r in http if r["stage"] == "ramp"]
+    if ramp:
+        held = [r["offered_rps"] for r in ramp if r.get("sustained")]
+        add("    highest rate sustained in the ramp: "
+            + (f"{max(held):.0f} requests/s" if held
+               else f"none (from {ramp[0]['offered_rps']:.0f})"))
+    if len(inproc) > 1:
+        steps = []
+        sub = True
+        for a, b in zip(inproc, inproc[1:], strict=False):
+            n_x = b["n"] / a["n"]
+            t_x = b["mean_ms"] / a["mean_ms"] if a.get("mean_ms") else None
+            sub = sub and t_x is not None and t_x < n_x
+            steps.append(f"N x{n_x:g} -> mean x{num(t_x, '.1f')} (candidates "
+                         f"{a['candidates']} -> {b['candidates']})")
+        add(f"  cost sub-linear in N (each x10 in N costs less than x10 in time): "
+            f"{'met' if sub else 'NOT met'}")
+        for step in steps:
+            add(f"    {step}")
+        per = [f"{r['n']}: {r['mean_ms'] / r['candidates'] * 1000:.0f} us"
+               for r in inproc if r.get("candidates")]
+        add(f"    mean time per candidate: {', '.join(per)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results")
+    parser.add_argument("--latest", default=None)
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line]
+    env = next((r for r in rows if r["kind"] == "env"), {})
+    wrk = [r for r in rows if r["kind"] == "wrk"]
+    applies = [r for r in rows if r["kind"] == "apply"]
+    checks = {r["workers"]: r for r in rows if r["kind"] == "apply_check"}
+    pgb_all = [r for r in rows if r["kind"] == "pgbench"]
+    pgb = [r for r in pgb_all if r.get("script", "apply_tx") == "apply_tx"]
+    short = {r["clients"]: r for r in pgb_all if r.get("script") == "apply_tx_short"}
+    busy = [r["background_busy_pct"] for r in rows
+            if r.get("background_busy_pct") is not None]
+
+    out: list[str] = []
+    add = out.append
+    add(f"make bench - {env.get('date', '?')} - run {env.get('run_id', '?')}")
+    add(f"machine: {env.get('cpus', '?')} CPU ({env.get('cpu_model', '?')}), "
+        f"{env.get('mem_gb', '?')} GB RAM, {env.get('postgres', '?')}, loopback only")
+    add(f"server: gunicorn sync workers {env.get('workers_list', '?')}, "
+        f"DB pool per worker min {env.get('db_pool_min')} max {env.get('db_pool_max')}, "
+        f"API_KEY_CACHE_SECONDS={env.get('api_key_cache_seconds')}, "
+        f"COUPON_LOCAL_CACHE_SECONDS={env.get('coupon_local_cache_seconds')}")
+    add(f"product: commit {env.get('commit', '?')}"
+        + (f" with {env['modified_files']} uncommitted modified file(s)"
+           if env.get("modified_files") else ""))
+    if env.get("only") == "promotions":
+        add("BENCH_ONLY=promotions: checkout steps and the 100,000-coupon seed skipped")
+    else:
+        add(f"seed: {env.get('coupons', '?')} coupons / {env.get('codes', '?')} codes "
+            f"(+ 200,000 past redemptions; seed step {env.get('seed_s', '?')} s)")
+    if busy:
+        add(f"background CPU busy just before each run (other processes on the box): "
+            f"min {min(busy):.0f}% avg {sum(busy) / len(busy):.0f}% max {max(busy):.0f}%"
+            + ("   <-- the machine was shared; numbers are low" if max(busy) > 25 else ""))
+    add("")
+
+    if env.get("only") != "promotions":
+        checkout_sections(add, env, wrk, applies, checks, pgb, short)
+    promotion_sections(out, rows)
     text = "\n".join(out) + "\n"
     print(text, end="")
     if args.latest:
