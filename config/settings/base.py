@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "core",
     "coupons",
+    "codebatches",
+    "campaigns",
 ]
 
 MIDDLEWARE = [

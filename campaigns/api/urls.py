@@ -1,0 +1,3 @@
+"""Flash-sale campaigns and claims (API.md "Flash-sale claims")."""
+
+urlpatterns: list = []
