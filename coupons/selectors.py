@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from core import crockford
 from coupons.engine.types import CodeTerms, Rule, Shopper, Tier, Usage
 from coupons.models import HOLDING, Code, Coupon, Redemption
 
@@ -27,6 +28,21 @@ _local: dict[str, tuple[float, object]] = {}
 
 def normalize_code(raw: str) -> str:
     return raw.strip().upper()
+
+
+def resolve_codes(codes: Iterable[str]) -> list[str]:
+    """The stored codes the shopper meant, in order, each once. A code not found as typed
+    is tried in its Crockford form (generated codes and claim tokens are stored so:
+    "summer-k3q0" finds SUMMERK3Q0, O reads as 0, I and L as 1)."""
+    typed = list(dict.fromkeys(normalize_code(c) for c in codes))
+    found = code_terms_get_many(typed)
+    retry = {c: crockford.canonical(c) for c in typed if found.get(c) is None}
+    retry = {c: k for c, k in retry.items() if k and k != c}
+    if retry:
+        again = code_terms_get_many(retry.values())
+        typed = [retry[c] if c in retry and again.get(retry[c]) is not None else c
+                 for c in typed]
+    return list(dict.fromkeys(typed))
 
 
 def _code_key(code: str) -> str:

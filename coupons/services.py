@@ -72,7 +72,7 @@ def promotions_evaluate(*, codes: list[str], shopper: Shopper, cart: Cart,
 
     `preview` (admin "try it"): a draft promotion evaluated as if it were live and
     auto-applied, next to the real ones."""
-    wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
+    wanted = selectors.resolve_codes(codes)
     terms = selectors.code_terms_get_many(wanted)
     if preview is not None:  # any code of the previewed coupon would shadow the draft
         wanted = [c for c in wanted
@@ -147,7 +147,7 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
        (docs/decisions.md). If an auto promotion stopped applying meanwhile (its limit was
        reached), the choice is made again, at most APPLY_ATTEMPTS times.
     """
-    wanted = list(dict.fromkeys(selectors.normalize_code(c) for c in codes))
+    wanted = selectors.resolve_codes(codes)
     held = selectors.holding_for_order(order_id)
     if held:
         return _existing_for_order(held, wanted, shopper.id)

@@ -25,13 +25,13 @@ def _lines(cart: Cart, discounts) -> list[dict]:
             for line, d in zip(cart.lines, discounts, strict=True)]
 
 
-def validate_body(result: Evaluation, cart: Cart, codes: list[str]) -> dict:
+def validate_body(result: Evaluation, cart: Cart) -> dict:
     rejection = result.first_rejection
     if rejection is not None:
         return rejection_body(rejection, key="valid")
     cur = cart.currency
     pricing = result.pricing
-    typed = set(codes)
+    typed = result.typed
     applied = pricing.applied
     first = next((a for a in applied if a.terms.code in typed), applied[0] if applied else None)
     return {
@@ -53,10 +53,10 @@ def _skipped(s: Skipped) -> dict:
     return body
 
 
-def evaluate_body(result: Evaluation, cart: Cart, codes: list[str]) -> dict:
+def evaluate_body(result: Evaluation, cart: Cart) -> dict:
     cur = cart.currency
     pricing = result.pricing
-    typed = set(codes)
+    typed = result.typed
     total = cart.subtotal - pricing.discount + cart.shipping - pricing.shipping_discount
     return {
         "applied": [{**_coupon(a, cur, typed), "promotion": a.terms.rule.name,

@@ -66,7 +66,7 @@ class CouponValidateApi(APIView):
                                            cart=data["cart"])
         rejection = result.first_rejection
         metrics.coupon_validations.labels(rejection.reason if rejection else "valid").inc()
-        return Response(presenters.validate_body(result, data["cart"], data["codes"]))
+        return Response(presenters.validate_body(result, data["cart"]))
 
 
 class PromotionEvaluateApi(APIView):
@@ -84,7 +84,7 @@ class PromotionEvaluateApi(APIView):
         outcome = "inexact" if not result.exact else \
             "applied" if result.pricing.applied else "none"
         metrics.promotion_evaluations.labels(outcome).inc()
-        return Response(presenters.evaluate_body(result, data["cart"], data["codes"]))
+        return Response(presenters.evaluate_body(result, data["cart"]))
 
 
 class CouponApplyApi(APIView):

@@ -54,6 +54,7 @@ class Evaluation:
     passed_over: tuple[Skipped, ...] = ()  # eligible auto promotions that lost
     ineligible: tuple[Skipped, ...] = ()  # auto promotions failing a condition (preview)
     exact: bool = True
+    typed: frozenset[str] = frozenset()  # the stored codes of the typed candidates
     extra: dict = field(default_factory=dict)
 
     @property
@@ -176,7 +177,7 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
     rejected.sort(key=lambda s: order.get(s.rejection.code, len(order)))
     return Evaluation(pricing=pricing, policy=policy, rejected=tuple(rejected),
                       passed_over=tuple(passed_over), ineligible=tuple(ineligible),
-                      exact=exact)
+                      exact=exact, typed=frozenset(t.code for _, t, _ in entered if t))
 
 
 def price(entries: Sequence[tuple[str, CodeTerms | None, Usage]], shopper: Shopper, cart: Cart,
