@@ -399,22 +399,29 @@ def _forget_on_commit(coupon: Coupon, codes: list[str] = ()) -> None:
 
 
 @transaction.atomic
-def coupon_create(*, fields: dict, public_code: str | None = None) -> Coupon:
-    """Create a coupon and, unless told otherwise, its public code (same string)."""
+def coupon_create(*, fields: dict, public_code: str | None = None,
+                  with_public_code: bool = True) -> Coupon:
+    """Create a coupon and, unless told otherwise, its public code (same string).
+
+    `with_public_code=False` creates the coupon alone: a flash-sale campaign's discount is
+    reachable only through the per-customer claim tokens, never by a typed public code.
+    """
     coupon = Coupon(**fields)
     coupon.code = selectors.normalize_code(coupon.code)
     coupon_check(coupon)
+    public = (public_code or coupon.code) if with_public_code else None
     if Coupon.objects.filter(code=coupon.code).exists() or \
-            Code.objects.filter(code=public_code or coupon.code).exists():
+            (public is not None and Code.objects.filter(code=public).exists()):
         raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.")
     try:
         with transaction.atomic():
             coupon.save()
-            code = Code.objects.create(coupon=coupon, code=public_code or coupon.code)
+            if public is not None:
+                Code.objects.create(coupon=coupon, code=public)
     except IntegrityError:
         raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.") \
             from None
-    _forget_on_commit(coupon, [code.code])
+    _forget_on_commit(coupon, [public] if public is not None else [])
     return coupon
 
 
