@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework import serializers
 
+from codebatches.admin import generate_codes
 from core import money
 from core.admin import ReadOnlyAdminMixin
 from core.errors import ApiError
@@ -430,7 +431,7 @@ class CouponAdmin(admin.ModelAdmin):
     search_fields = ["code", "codes__code", "description"]
     ordering = ("code",)
     list_per_page = 50
-    actions = ["activate", "deactivate"]
+    actions = ["activate", "deactivate", generate_codes]
     readonly_fields = ("uses", "version", "codes_link", "created_at", "updated_at")
     change_form_template = "admin/coupons/coupon/change_form.html"  # adds "Try it"
 

@@ -120,6 +120,12 @@ class Code(models.Model):
         help_text="When set, only this customer may use the code.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The batch that generated the code (codebatches). No database-level constraint: its
+    # per-row check at commit is a fifth of the cost of a million-code batch; batches are
+    # never deleted, and the ORM still applies SET_NULL if one ever is.
+    batch = models.ForeignKey("codebatches.CodeBatch", null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="codes",
+                              db_constraint=False)
 
     class Meta:
         ordering = ["code"]

@@ -1,0 +1,218 @@
+"""The admin API for bulk generation: 202 and the batch, Idempotency-Key replays, clear
+400s, status, the streamed CSV, customer-targeted codes that only their customer can use,
+and generated codes typed the way people type them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+
+import pytest
+
+from codebatches.models import CodeBatch
+from codebatches.tests.factories import CodeBatchFactory
+from coupons.models import Code
+from coupons.tests.factories import CouponFactory
+from tests.support import cart
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/admin/coupons/bulk-generate"
+FORMAT = r"^{prefix}[0-9A-HJKMNP-TV-Z]{{12}}$"
+CART_150 = cart(("SKU-1", "electronics", "50.00", 3), shipping="7.99", subtotal="150.00")
+
+
+@pytest.fixture
+def spring(db):
+    return CouponFactory(code="SPRING10")
+
+
+def generate(client, body, key=None):
+    return client.post(URL, body, format="json",
+                       HTTP_IDEMPOTENCY_KEY=key or str(uuid.uuid4()))
+
+
+def test_bulk_generate_202_then_done(admin_api, spring, django_capture_on_commit_callbacks):
+    # when a batch is requested (the task runs eagerly on commit)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = generate(admin_api, {"coupon": "spring10", "prefix": "spr",
+                                        "count": 500, "max_uses_per_code": 1})
+    # then 202 with the batch, which is done with exactly 500 codes
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["status"] == "generating" and body["requested"] == 500
+    assert body["generated"] == 0
+    status = admin_api.get(f"/api/v1/admin/code-batches/{body['batch_id']}").json()
+    assert status["status"] == "done" and status["generated"] == 500
+    assert status["coupon"] == "SPRING10" and status["prefix"] == "SPR"
+    assert status["finished_at"] and status["error"] == ""
+    codes = Code.objects.filter(batch_id=body["batch_id"])
+    assert codes.count() == 500 and codes.filter(code__regex=FORMAT.format(prefix="SPR"),
+                                                  coupon=spring).count() == 500
+
+
+def test_task_is_queued_only_on_commit(admin_api, spring, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 5})
+    assert response.status_code == 202 and len(callbacks) == 1
+    assert not Code.objects.filter(batch_id=response.json()["batch_id"]).exists()
+
+
+def test_same_idempotency_key_never_starts_a_second_batch(admin_api, spring,
+                                                          django_capture_on_commit_callbacks):
+    body = {"coupon": "SPRING10", "prefix": "SPR", "count": 10}
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        first = generate(admin_api, body, key="batch-key-1")
+        replay = generate(admin_api, body, key="batch-key-1")
+    assert first.status_code == replay.status_code == 202
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["batch_id"] == first.json()["batch_id"]
+    assert CodeBatch.objects.count() == 1 and len(callbacks) == 1
+    assert Code.objects.filter(batch__isnull=False).count() == 10
+    # the same key with another body is a conflict
+    other = generate(admin_api, {**body, "count": 11}, key="batch-key-1")
+    assert other.status_code == 409
+
+
+def test_idempotency_key_is_required(admin_api, spring):
+    response = admin_api.post(URL, {"coupon": "SPRING10", "prefix": "SPR", "count": 1},
+                              format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "idempotency_key_required"
+
+
+@pytest.mark.parametrize(("body", "field", "words"), [
+    ({"count": 0}, "count", "greater than or equal to 1"),
+    ({"count": 1_000_001}, "count", "less than or equal to 1000000"),
+    ({"prefix": "PROMO"}, "prefix", "I, L or O"),
+    ({"prefix": "IL"}, "prefix", "found I, L"),
+    ({"prefix": "AB-C"}, "prefix", "'-'"),
+    ({"prefix": "A" * 21}, "prefix", "no more than 20"),
+    ({"prefix": ""}, "prefix", "blank"),
+    ({"code_length": 11}, "code_length", "greater than or equal to 12"),
+    ({"code_length": 25}, "code_length", "less than or equal to 24"),
+    ({"max_uses_per_code": 0}, "max_uses_per_code", "greater than or equal to 1"),
+    ({"expires_at": "2001-01-01"}, "expires_at", "past"),
+    ({"expires_at": "soon"}, "expires_at", "ISO 8601"),
+    ({"count": None}, "count", "null"),
+    ({"customer_ids": ["a", "b"], "count": 3}, "count", "their number"),
+    ({"customer_ids": ["a", "a"]}, "customer_ids", "at most once"),
+    ({"customer_ids": []}, "customer_ids", "empty"),
+])
+def test_bad_input_is_a_clear_400(admin_api, spring, body, field, words):
+    full = {"coupon": "SPRING10", "prefix": "SPR", "count": 10, **body}
+    response = generate(admin_api, full)
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert words in " ".join(error["fields"][field]), error
+    assert not CodeBatch.objects.exists()
+
+
+def test_api_md_example_body_is_accepted(admin_api, django_capture_on_commit_callbacks):
+    # API.md's example: prefix SUMMER (U is allowed: nothing rewrites it on input)
+    CouponFactory(code="SUMMER")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = generate(admin_api, {"coupon": "SUMMER", "prefix": "SUMMER", "count": 5,
+                                        "max_uses_per_code": 1})
+    assert response.status_code == 202, response.json()
+    assert response.json()["status"] == "generating"
+    codes = list(Code.objects.filter(batch__isnull=False).values_list("code", flat=True))
+    assert len(codes) == 5 and all(c.startswith("SUMMER") and len(c) == 18 for c in codes)
+
+
+def test_count_required_without_customers(admin_api, spring):
+    response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR"})
+    assert response.status_code == 400
+    assert "count" in response.json()["error"]["fields"]
+
+
+def test_unknown_coupon_is_404(admin_api):
+    response = generate(admin_api, {"coupon": "NOPE", "prefix": "SPR", "count": 1})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "coupon_not_found"
+
+
+def test_needs_the_admin_scope(storefront, spring):
+    assert generate(storefront, {"coupon": "SPRING10", "prefix": "SPR",
+                                 "count": 1}).status_code == 403
+    batch = CodeBatchFactory(coupon=spring)
+    assert storefront.get(f"/api/v1/admin/code-batches/{batch.pk}").status_code == 403
+    assert storefront.get(f"/api/v1/admin/code-batches/{batch.pk}/codes.csv").status_code \
+        == 403
+
+
+def test_status_of_a_running_and_an_unknown_batch(admin_api, spring):
+    batch = CodeBatchFactory(coupon=spring, requested=1000, generated=400)
+    body = admin_api.get(f"/api/v1/admin/code-batches/{batch.pk}").json()
+    assert (body["status"], body["requested"], body["generated"]) == ("generating", 1000, 400)
+    assert body["finished_at"] is None
+    missing = admin_api.get(f"/api/v1/admin/code-batches/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "batch_not_found"
+
+
+def test_codes_csv_streams_every_code(admin_api, spring, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_id = generate(admin_api, {"coupon": "SPRING10", "prefix": "CSV", "count": 12_345,
+                                        "max_uses_per_code": 3,
+                                        "expires_at": "2099-12-31"}).json()["batch_id"]
+    response = admin_api.get(f"/api/v1/admin/code-batches/{batch_id}/codes.csv",
+                             HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["code", "max_uses", "expires_at", "customer_id"]
+    assert len(rows) == 12_346
+    assert {r[0] for r in rows[1:]} == set(Code.objects.filter(batch_id=batch_id)
+                                           .values_list("code", flat=True))
+    assert {(r[1], r[2][:10], r[3]) for r in rows[1:]} == {("3", "2099-12-31", "")}
+
+
+def test_customer_targeted_codes_bind_one_code_per_customer(
+        admin_api, storefront, spring, django_capture_on_commit_callbacks):
+    # given a targeted batch for three customers (one already known to the engine)
+    from coupons.tests.factories import CustomerFactory
+
+    CustomerFactory(external_id="u-known")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = generate(admin_api, {"coupon": "SPRING10", "prefix": "VP",
+                                        "customer_ids": ["u-known", "u-new-1", "u-new-2"]})
+    assert response.status_code == 202 and response.json()["requested"] == 3
+    codes = {c.customer.external_id: c.code
+             for c in Code.objects.filter(batch_id=response.json()["batch_id"])
+             .select_related("customer")}
+    # then each customer holds exactly one code
+    assert set(codes) == {"u-known", "u-new-1", "u-new-2"} and len(set(codes.values())) == 3
+
+    def check(code, user):
+        return storefront.post("/api/v1/coupons/validate",
+                               {"coupon_code": code, "user_id": user, "cart": CART_150},
+                               format="json").json()
+
+    # and a code works for its customer only
+    assert check(codes["u-new-1"], "u-new-1")["valid"] is True
+    assert check(codes["u-new-1"], "u-new-2")["reason"] == "code_bound_to_other_customer"
+    # the CSV names the customer of each code
+    csv_rows = b"".join(admin_api.get(
+        f"/api/v1/admin/code-batches/{response.json()['batch_id']}/codes.csv")
+        .streaming_content).decode().splitlines()[1:]
+    assert {line.split(",")[3]: line.split(",")[0] for line in csv_rows} == codes
+
+
+def test_generated_code_typed_loosely_still_validates(admin_api, storefront, spring,
+                                                       django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_id = generate(admin_api, {"coupon": "SPRING10", "prefix": "X1",
+                                        "count": 50}).json()["batch_id"]
+    # a code with a 0 and a 1 in its random part, typed with O, I/L, lower case and hyphens
+    stored = next(c for c in Code.objects.filter(batch_id=batch_id)
+                  .values_list("code", flat=True))
+    typed = stored.lower().replace("0", "o").replace("1", "l")
+    typed = "-".join(typed[i:i + 4] for i in range(0, len(typed), 4))
+    body = storefront.post("/api/v1/coupons/validate",
+                           {"coupon_code": typed, "user_id": "u-1", "cart": CART_150},
+                           format="json").json()
+    assert body["valid"] is True, (stored, typed, body)
