@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +30,12 @@ def campaign_body(c, *, admin: bool = False) -> dict:
                     coupon_id=c.coupon_id)
     return body
 
+
+# 409 is either the business answer (sold out) or an error body (an Idempotency-Key
+# reused with another request, or still in progress).
+CLAIM_CONFLICT = PolymorphicProxySerializer(
+    component_name="CampaignClaimConflict", serializers=[s.ClaimRejectedOut, ErrorOut],
+    resource_type_field_name=None)
 
 class CampaignCollectionApi(APIView):
     permission_classes = [HasAdminScope]
@@ -81,7 +87,7 @@ class CampaignClaimApi(APIView):
     @extend_schema(operation_id="campaigns_claim", tags=["campaigns"], request=s.ClaimIn,
                    parameters=[IDEMPOTENCY_HEADER],
                    responses={201: s.ClaimOut, 200: s.ClaimOut, 404: ErrorOut,
-                              409: s.ClaimRejectedOut, 422: s.ClaimRejectedOut, **ERRORS})
+                              409: CLAIM_CONFLICT, 422: s.ClaimRejectedOut, **ERRORS})
     @idempotent(required=True)
     def post(self, request, campaign_id):
         data = parse(s.ClaimIn, request.data)
