@@ -20,7 +20,9 @@
 #      in-process for N = 10, 100, 1,000, 10,000 (bench/promotions.py), then over HTTP at
 #      N = 1,000 with an open-loop client at a fixed 200 requests/s and a short ramp
 #      (bench/promotions_http.py); the bench promotions are removed afterwards
-#   8. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
+#   8. bulk codes: 1,000,000 through the real task vs a raw COPY (bench/codegen.py)
+#   9. flash-sale claims over HTTP, exact count checked (bench/claims.sh)
+#  10. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
 #
 # Knobs (environment): BENCH_PORT (8088), BENCH_WORKERS ("4 5"), BENCH_CONNS ("8 32"),
 # BENCH_DURATION (10 s per wrk run), BENCH_PG_CLIENTS ("4 8 32"), BENCH_PG_DURATION (10),
@@ -30,7 +32,8 @@
 # step 7 waits again before its HTTP run),
 # DB_POOL_MAX / DB_POOL_MIN (the product's pool settings, passed through).
 # BENCH_ONLY=promotions runs steps 1-4 (without wrk, pgbench and the 100,000-coupon seed)
-# and 7 only; BENCH_ONLY=checkout runs everything but step 7. Step 7's knobs:
+# and 7 only; BENCH_ONLY=codegen and BENCH_ONLY=claims likewise run only 8 or 9;
+# BENCH_ONLY=checkout runs steps 1-6. Step 7's knobs:
 # BENCH_PROMO_NS ("10 100 1000 10000"), BENCH_PROMO_CALLS (2000 timed calls per N),
 # BENCH_PROMO_BUDGET (at most 20 s of timed calls per N), BENCH_PROMO_HTTP_N (1000),
 # BENCH_PROMO_RATE (200 requests/s), BENCH_PROMO_DURATION (15 s),
@@ -64,7 +67,8 @@ APPLY_CONCURRENCY=${BENCH_APPLY_CONCURRENCY:-32}
 APPLY_DEADLINE=${BENCH_APPLY_DEADLINE:-60}
 HOT_LIMIT=1000
 ONLY=${BENCH_ONLY:-}
-case "$ONLY" in ""|checkout|promotions) ;; *) echo "BENCH_ONLY must be checkout or promotions" >&2; exit 2 ;; esac
+case "$ONLY" in ""|checkout|promotions|codegen|claims) ;;
+  *) echo "BENCH_ONLY must be checkout, promotions, codegen or claims" >&2; exit 2 ;; esac
 PROMO_NS=${BENCH_PROMO_NS:-"10 100 1000 10000"}
 PROMO_CALLS=${BENCH_PROMO_CALLS:-2000}
 PROMO_BUDGET=${BENCH_PROMO_BUDGET:-20}
@@ -365,7 +369,22 @@ if part promotions; then
     || die "promotions: removing the bench promotions failed (see $LOG)"
 fi
 
-# --- 8. summary -------------------------------------------------------------------------
+# --- 8. bulk codes (issue 5): 1,000,000 codes through the real Celery task, next to a raw
+# COPY of 1,000,000 random strings into a bare table with a unique index ------------------
+if part codegen; then
+  log "bulk codes: ${BENCH_CODEGEN_COUNT:-1000000} through the real task vs raw COPY"
+  $PY bench/codegen.py "$RESULTS" 2>>"$LOG" || log "bulk codes: NO RESULT (see $LOG)"
+fi
+
+# --- 9. flash-sale claims (issue 5): 10,000 claim requests from 2,000 retrying customers
+# for 1,000 units over HTTP, then an exact count in PostgreSQL (bench/claims.sh) ---------
+if part claims; then
+  log "claims: 10,000 requests from 2,000 customers for 1,000 units"
+  BENCH_RESULTS="$RESULTS" BENCH_PORT=$((PORT + 1)) bash bench/claims.sh 2>>"$LOG" \
+    || log "claims: NOT EXACT or failed (see $LOG)"
+fi
+
+# --- 10. summary ------------------------------------------------------------------------
 echo
 $PY bench/summary.py "$RESULTS" --latest "$OUT/latest.txt"
 cp "$OUT/latest.txt" "$OUT/summary-$RUN_ID.txt"

@@ -194,6 +194,46 @@ def promotion_sections(out: list[str], rows) -> None:
         add(f"    mean time per candidate: {', '.join(per)}")
 
 
+def issue5_sections(out: list[str], rows) -> None:
+    """Steps 8 and 9: bulk codes through the real task, and flash-sale claims over HTTP."""
+    add = out.append
+    codegen = [r for r in rows if r["kind"] == "codegen"]
+    loads = [r for r in rows if r["kind"] == "claims_load"]
+    checks = [r for r in rows if r["kind"] == "claims_check"]
+    if codegen:
+        add("")
+        add("Bulk codes through the real Celery task vs a raw COPY into a bare table with a "
+            "unique index")
+        add(f"{'codes':>9} {'raw COPY s':>10} {'task s':>7} {'ratio':>5} {'codes/s':>8} "
+            f"{'worker MB':>9}  check")
+        for r in codegen:
+            add(f"{r['count']:>9,} {r['raw_copy_s']:>10.2f} {r['task_s']:>7.2f} "
+                f"{r['ratio']:>5.1f} {r['codes_per_s']:>8,} "
+                f"{num(r.get('worker_peak_rss_mb'), '.0f'):>9}  "
+                f"{'EXACT' if r.get('ok') else 'NOT EXACT'}")
+        best = min(codegen, key=lambda r: r["task_s"])
+        add(f"  target: < 10 s and within 2x of raw COPY, worker < 200 MB: "
+            f"{best['task_s']:.1f} s, {best['ratio']:.1f}x, "
+            f"{num(best.get('worker_peak_rss_mb'), '.0f')} MB -> "
+            f"{'met' if best['task_s'] < 10 and best['ratio'] <= 2 else 'NOT met'} (time), "
+            f"{'met' if (best.get('worker_peak_rss_mb') or 1e9) < 200 else 'NOT met'} "
+            "(memory)")
+    if loads:
+        add("")
+        add("Flash-sale claims over HTTP (bench/claims.sh; each request a fresh "
+            "Idempotency-Key)")
+        add(f"{'workers':>7} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}  "
+            "statuses  check")
+        for load, check in zip(loads, checks + [{}] * len(loads), strict=False):
+            add(f"{load['workers']:>7} {load['clients']:>7} {load['requests_per_s']:>7.0f} "
+                f"{load['p50_ms']:>7.1f} {load['p99_ms']:>7.1f}  {load['status']}  "
+                f"{check.get('verdict', '?')} ({check.get('claims', '?')} claims)")
+        best = max(loads, key=lambda r: r["requests_per_s"])
+        add(f"  target: >= 1,500 req/s and p99 < 100 ms: {best['requests_per_s']:.0f} req/s, "
+            f"p99 {best['p99_ms']:.0f} ms -> "
+            f"{'met' if best['requests_per_s'] >= 1500 and best['p99_ms'] < 100 else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
@@ -236,6 +276,7 @@ def main() -> None:
     if env.get("only") != "promotions":
         checkout_sections(add, env, wrk, applies, checks, pgb, short)
     promotion_sections(out, rows)
+    issue5_sections(out, rows)
     text = "\n".join(out) + "\n"
     print(text, end="")
     if args.latest:
