@@ -262,8 +262,8 @@ def main() -> None:
     add(f"product: commit {env.get('commit', '?')}"
         + (f" with {env['modified_files']} uncommitted modified file(s)"
            if env.get("modified_files") else ""))
-    if env.get("only") == "promotions":
-        add("BENCH_ONLY=promotions: checkout steps and the 100,000-coupon seed skipped")
+    if env.get("only") in ("promotions", "codegen", "claims"):
+        add(f"BENCH_ONLY={env['only']}: checkout steps and the 100,000-coupon seed skipped")
     else:
         add(f"seed: {env.get('coupons', '?')} coupons / {env.get('codes', '?')} codes "
             f"(+ 200,000 past redemptions; seed step {env.get('seed_s', '?')} s)")
@@ -273,7 +273,7 @@ def main() -> None:
             + ("   <-- the machine was shared; numbers are low" if max(busy) > 25 else ""))
     add("")
 
-    if env.get("only") != "promotions":
+    if env.get("only") in (None, "", "checkout"):
         checkout_sections(add, env, wrk, applies, checks, pgb, short)
     promotion_sections(out, rows)
     issue5_sections(out, rows)

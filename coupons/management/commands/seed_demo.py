@@ -9,9 +9,13 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from campaigns import services as campaign_services
+from campaigns.models import Campaign
 from core.models import ApiKey
 from coupons import services
 from coupons.models import Coupon
+
+DEMO_CAMPAIGN = "Demo flash sale"
 
 
 def demo_coupons(now):
@@ -61,6 +65,14 @@ class Command(BaseCommand):
         for fields in demo_coupons(now):
             if not Coupon.objects.filter(code=fields["code"]).exists():
                 services.coupon_create(fields=fields)
+        campaign = Campaign.objects.filter(name=DEMO_CAMPAIGN).first()
+        if campaign is None:
+            # A flash sale live for a week: 100 claims of 50% off (max $20).
+            campaign = campaign_services.campaign_create(
+                name=DEMO_CAMPAIGN, inventory=100, starts_at=now - timedelta(minutes=1),
+                ends_at=now + timedelta(days=7), claim_hold_minutes=15,
+                discount={"type": "percentage", "percent_bp": 5000, "cap_minor": 2000,
+                          "currency": "USD"})
         User = get_user_model()
         admin_password = secrets.token_urlsafe(9)
         admin, _ = User.objects.get_or_create(username="admin",
@@ -87,6 +99,7 @@ class Command(BaseCommand):
         out(f"  marketing user  marketing / {marketing_password}")
         out(f"Storefront key:   {storefront_key}")
         out(f"Admin API key:    {admin_key}")
+        out(f"Flash sale:       {DEMO_CAMPAIGN} -> POST /api/v1/campaigns/{campaign.pk}/claim")
         out("API docs:         http://127.0.0.1:8000/api/docs/")
         out(f"Try it:           export KEY={storefront_key}   (then see README.md)")
         out("=" * 72)
