@@ -154,12 +154,26 @@ def _public_codes(coupon_ids: list[int]) -> dict[int, tuple]:
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
+_redis_quiet_until = 0.0  # monotonic time before which the version is not asked for
+SLOW_SECONDS = 0.1  # a version read this slow means Redis is not answering
+
+
 def _read_version() -> str | None:
+    """The version token, or None when Redis does not answer. A read that times out
+    (a frozen Redis costs the socket timeout per call) pauses the reads for
+    FALLBACK_SECONDS, so checkout does not pay the timeout on every request."""
+    global _redis_quiet_until
+    started = time.monotonic()
+    if started < _redis_quiet_until:
+        return None
     version = cache.get(VERSION_KEY)
     if version is None:
-        # First use after a Redis flush, or Redis is down (then this is a no-op too).
+        if time.monotonic() - started > SLOW_SECONDS:
+            _redis_quiet_until = time.monotonic() + FALLBACK_SECONDS
+            return None
+        # First use after a Redis flush: publish a token (a concurrent process may win;
+        # the next read sees whichever did).
         cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-        version = cache.get(VERSION_KEY)
     return version
 
 
@@ -206,5 +220,6 @@ def policy() -> str:
 
 def reset() -> None:
     """Forget this process's catalog (tests)."""
-    global _catalog
+    global _catalog, _redis_quiet_until
     _catalog = None
+    _redis_quiet_until = 0.0

@@ -30,19 +30,21 @@ def normalize_code(raw: str) -> str:
     return raw.strip().upper()
 
 
-def resolve_codes(codes: Iterable[str]) -> list[str]:
-    """The stored codes the shopper meant, in order, each once. A code not found as typed
-    is tried in its Crockford form (generated codes and claim tokens are stored so:
-    "summer-k3q0" finds SUMMERK3Q0, O reads as 0, I and L as 1)."""
+def resolve_codes(codes: Iterable[str]) -> tuple[list[str], dict[str, CodeTerms | None]]:
+    """The stored codes the shopper meant, in order, each once, with their terms. A code
+    not found as typed is tried in its Crockford form (generated codes and claim tokens
+    are stored so: "summer-k3q0" finds SUMMERK3Q0, O reads as 0, I and L as 1)."""
     typed = list(dict.fromkeys(normalize_code(c) for c in codes))
     found = code_terms_get_many(typed)
     retry = {c: crockford.canonical(c) for c in typed if found.get(c) is None}
     retry = {c: k for c, k in retry.items() if k and k != c}
     if retry:
         again = code_terms_get_many(retry.values())
+        found.update({k: v for k, v in again.items() if v is not None})
         typed = [retry[c] if c in retry and again.get(retry[c]) is not None else c
                  for c in typed]
-    return list(dict.fromkeys(typed))
+    wanted = list(dict.fromkeys(typed))
+    return wanted, {c: found.get(c) for c in wanted}
 
 
 def _code_key(code: str) -> str:
