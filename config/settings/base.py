@@ -169,6 +169,10 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
 
 # --- Product settings -------------------------------------------------------------------
 COUPON_RESERVATION_TTL = env.int("COUPON_RESERVATION_TTL", default=30 * 60)  # seconds
+# Bulk code generation: database sessions inserting one batch's chunks side by side, and
+# how long a generating batch may show no progress before the beat job re-queues it.
+CODEBATCH_PARALLEL = env.int("CODEBATCH_PARALLEL", default=2)
+CODEBATCH_STALL_SECONDS = env.int("CODEBATCH_STALL_SECONDS", default=120)
 COUPON_CACHE_SECONDS = env.int("COUPON_CACHE_SECONDS", default=300)
 COUPON_LOCAL_CACHE_SECONDS = env.float("COUPON_LOCAL_CACHE_SECONDS", default=1.0)
 STACKING_POLICY = env("STACKING_POLICY", default="by_group")  # none | by_group | full
