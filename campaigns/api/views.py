@@ -49,7 +49,7 @@ class CampaignCollectionApi(APIView):
 
     @extend_schema(operation_id="admin_campaigns_create", tags=["admin"],
                    request=s.CampaignCreateIn, parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
-                   responses={201: s.CampaignAdminOut, **ERRORS})
+                   responses={201: s.CampaignAdminOut, 409: ErrorOut, **ERRORS})
     @idempotent(required=False)
     def post(self, request):
         data = parse(s.CampaignCreateIn, request.data)
