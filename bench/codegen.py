@@ -172,6 +172,11 @@ def cleanup() -> None:
         cursor.execute("DELETE FROM codebatches_codebatch WHERE coupon_id IN "
                        "(SELECT id FROM coupons_coupon WHERE code = 'BENCHGEN')")
     Code.objects.filter(coupon__code="BENCHGEN", batch__isnull=True).delete()
+    # A million deleted rows leave the table and its six indexes bloated; without this
+    # every later run inserts into gigabytes of dead pages (measured: 3.2 GB for 101,006
+    # live rows, 25 s instead of 15 s). A real deployment does not delete a batch a run.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) coupons_code")
 
 
 def main() -> int:

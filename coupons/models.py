@@ -117,6 +117,7 @@ class Code(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="bound_codes",
+        db_index=False,  # partial index in Meta: most codes are not bound
         help_text="When set, only this customer may use the code.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -129,6 +130,12 @@ class Code(models.Model):
 
     class Meta:
         ordering = ["code"]
+        indexes = [
+            # Only bound codes (claim tokens, targeted batches) have a customer: an index
+            # over the NULLs of a million generated public codes would cost every insert.
+            models.Index(fields=["customer"], name="code_customer_idx",
+                         condition=Q(customer__isnull=False)),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(max_uses__isnull=True) | Q(uses__lte=F("max_uses")),
