@@ -55,33 +55,7 @@ KEY=$($PY manage.py create_api_key bench-claims --scopes storefront 2>>"$LOG" | 
 trap stop_gunicorn EXIT  # scripts/harness.sh
 trap 'exit 130' INT TERM
 
-start_gunicorn() {
-  local workers=$1
-  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
-    die "port $PORT is already in use (set BENCH_PORT)"
-  fi
-  GUNICORN_WORKERS=$workers .venv/bin/gunicorn config.wsgi --config config/gunicorn.py \
-    >>"$LOG" 2>&1 &
-  GUNICORN_PID=$!
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/health/live" && return 0
-    kill -0 "$GUNICORN_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  die "gunicorn did not answer /health/live (see $LOG)"
-}
 
-# CPU busy % of the whole machine over one second (other processes share the 2 cores).
-background_busy() {
-  local a b
-  read -r -a a < <(head -n1 /proc/stat)
-  sleep 1
-  read -r -a b < <(head -n1 /proc/stat)
-  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
-  local total=0 i
-  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
-  [ "$total" -gt 0 ] && echo $(( 100 * (total - idle) / total )) || echo 0
-}
 
 FAILED=0
 for workers in $WORKERS_LIST; do

@@ -46,6 +46,7 @@ from django.db import connection  # noqa: E402
 from codebatches import codegen  # noqa: E402
 from codebatches.models import CodeBatch  # noqa: E402
 from coupons.models import Code, Coupon  # noqa: E402
+from tests.faults.conftest import children_of  # noqa: E402
 
 QUEUE = "codegen_bench"
 PREFIX = "BENCH"
@@ -61,20 +62,6 @@ def proc_status(pid: int, field: str) -> int | None:
     except FileNotFoundError:
         return None
     return None
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return found
 
 
 def raw_copy(count: int) -> float:
@@ -117,7 +104,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"celery exited (see {self.log_path})")
-            kids = children(self.proc.pid)
+            kids = children_of(self.proc.pid)
             if " ready." in self.log_path.read_text(errors="replace") and len(kids) == 1:
                 return kids[0]
             time.sleep(0.2)

@@ -164,18 +164,6 @@ row = {"kind": "env", "run_id": "$RUN_ID", "date": "$(date -u +%Y-%m-%dT%H:%M:%S
 open(sys.argv[1], "a").write(json.dumps(row) + "\n")
 EOF
 
-# CPU busy % of the whole machine over one second, taken while nothing of ours runs: how
-# much of the two cores other processes were using just before a measurement.
-background_busy() {
-  local a b
-  read -r -a a < <(head -n1 /proc/stat)
-  sleep 1
-  read -r -a b < <(head -n1 /proc/stat)
-  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
-  local total=0 i
-  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
-  [ "$total" -gt 0 ] && echo $(( 100 * (total - idle) / total )) || echo 0
-}
 
 # Machine-wide CPU counters: `cpu_mark` before a run, `cpu_busy_since MARK` after it
 # prints how busy both cores were on average during the run (the bench's own processes
@@ -192,21 +180,6 @@ cpu_busy_since() {
 trap stop_gunicorn EXIT  # scripts/harness.sh
 trap 'exit 130' INT TERM
 
-start_gunicorn() {
-  local workers=$1
-  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
-    die "port $PORT is already in use (set BENCH_PORT)"
-  fi
-  GUNICORN_WORKERS=$workers .venv/bin/gunicorn config.wsgi --config config/gunicorn.py \
-    >>"$LOG" 2>&1 &
-  GUNICORN_PID=$!
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/health/live" && return 0
-    kill -0 "$GUNICORN_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  die "gunicorn did not answer /health/live (see $LOG)"
-}
 
 run_wrk() {  # test workers conns
   local test=$1 workers=$2 conns=$3 busy

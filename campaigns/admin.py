@@ -16,6 +16,7 @@ from django.utils import timezone
 from campaigns import services
 from campaigns.models import Campaign, CampaignStatus, Claim
 from core import money
+from core.admin import ReadOnlyAdminMixin
 from core.errors import ApiError
 
 
@@ -167,7 +168,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Claim)
-class ClaimAdmin(admin.ModelAdmin):
+class ClaimAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "campaign", "customer", "status", "token", "expires_at",
                     "created_at", "released_at")
     list_select_related = ("campaign", "customer", "code")
@@ -178,12 +179,3 @@ class ClaimAdmin(admin.ModelAdmin):
     @admin.display(description="token")
     def token(self, obj: Claim) -> str:
         return obj.code.code
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

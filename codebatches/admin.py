@@ -21,6 +21,7 @@ from django.utils.html import format_html
 from codebatches import services
 from codebatches.api.views import csv_response
 from codebatches.models import MAX_CODE_LENGTH, MAX_COUNT, MIN_CODE_LENGTH, CodeBatch
+from core.admin import ReadOnlyAdminMixin
 from coupons.models import Coupon
 
 ADD_PERMISSION = "codebatches.add_codebatch"
@@ -108,7 +109,9 @@ def generate_codes(modeladmin, request, queryset):
 
 
 @admin.register(CodeBatch)
-class CodeBatchAdmin(admin.ModelAdmin):
+class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Created only through "Generate codes…" (a coupon action), written only by the task."""
+
     list_display = ("short_id", "coupon", "prefix", "status", "progress", "requested",
                     "generated", "targeted", "created_by", "created_at", "finished_at")
     list_filter = ("status", "created_at")
@@ -125,16 +128,6 @@ class CodeBatchAdmin(admin.ModelAdmin):
     change_list_template = "admin/codebatches/codebatch/change_list.html"
     # Refresh interval of the pages while a batch is generating, in seconds.
     refresh_seconds = 2
-
-    # Created only through "Generate codes…" (a coupon action), written only by the task.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_resume_permission(self, request):
         return request.user.has_perm(ADD_PERMISSION)

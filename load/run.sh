@@ -85,9 +85,6 @@ busy_pct() {  # MARK_BEFORE MARK_AFTER -> busy % of all cores between them
   read -r t0 i0 <<<"$1"; read -r t1 i1 <<<"$2"
   [ $((t1 - t0)) -gt 0 ] && echo $(( 100 * ((t1 - t0) - (i1 - i0)) / (t1 - t0) )) || echo 0
 }
-background_busy() {  # busy % over one second while nothing of ours runs
-  local a b; a=$(cpu_mark); sleep 1; b=$(cpu_mark); busy_pct "$a" "$b"
-}
 # CPU ticks (user + system) used so far by the gunicorn master and its workers.
 gunicorn_ticks() {
   local total=0 pid fields

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from coupons.api.admin_serializers import CouponDefinitionIn, ValidityField
+from coupons.api.serializers import ShopperContextIn
 
 
 class CampaignDiscountIn(CouponDefinitionIn):
@@ -75,7 +76,7 @@ class _CustomerRef(serializers.Serializer):
 class ClaimIn(serializers.Serializer):
     customer = _CustomerRef(required=False)
     user_id = serializers.CharField(max_length=100, required=False)
-    context = serializers.DictField(required=False)
+    context = ShopperContextIn(required=False)  # the same shopper context as apply
 
     class Meta:
         ref_name = "CampaignClaimIn"
