@@ -165,9 +165,7 @@ class _Search:
                 self.best_total, self.best_order = total, list(order)
             return
         if self.budget.left < 0:
-            self.exhausted = True
-            if self.best_total < 0:  # always finish one order: the greedy one
-                self._greedy(remaining, total, order, unused)
+            self.exhausted = True  # keep the best order found (run() seeded two)
             return
         takes = [(self.take(i, remaining), i) for i in unused]
         # What is left on the lines the unused coupons can touch caps them too. (Not line
@@ -187,20 +185,6 @@ class _Search:
             order.append(i)
             self._visit(nxt, total + take, order, unused - {i})
             order.pop()
-
-    def _greedy(self, remaining, total, order, unused) -> None:
-        order = list(order)
-        unused = set(unused)
-        while unused:
-            take, i = max(((self.take(i, remaining), i) for i in sorted(unused)),
-                          key=lambda t: (t[0], -t[1]))
-            lines = self.split(i, remaining)
-            remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
-            total += take
-            order.append(i)
-            unused.discard(i)
-        if total > self.best_total:
-            self.best_total, self.best_order = total, order
 
 
 def best_order(coupons: Sequence[CodeTerms], cart: Cart, *,

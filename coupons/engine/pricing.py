@@ -15,7 +15,7 @@ so the three can never disagree:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from core.money import display
@@ -55,7 +55,6 @@ class Evaluation:
     ineligible: tuple[Skipped, ...] = ()  # auto promotions failing a condition (preview)
     exact: bool = True
     typed: frozenset[str] = frozenset()  # the stored codes of the typed candidates
-    extra: dict = field(default_factory=dict)
 
     @property
     def first_rejection(self) -> Rejection | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 # Discount types (coupons.models.DiscountType uses the same values).
@@ -134,7 +134,6 @@ class Pricing:
     line_discounts: tuple[int, ...] = ()
     discount: int = 0
     shipping_discount: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
