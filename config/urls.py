@@ -14,6 +14,7 @@ urlpatterns = [
     # codebatches first: its admin/coupons/bulk-generate would else match the coupon detail
     path("api/v1/", include("codebatches.api.urls")),
     path("api/v1/", include("campaigns.api.urls")),
+    path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("coupons.api.urls")),
 ]
 

@@ -12,6 +12,7 @@ import uuid
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
+from simple_history.models import HistoricalRecords
 
 
 class DiscountType(models.TextChoices):
@@ -71,10 +72,35 @@ class Coupon(models.Model):
     auto_apply = models.BooleanField(default=False)
     priority = models.IntegerField(default=0)
 
+    # Budget guard: discount (merchandise + shipping) held by reserved and confirmed
+    # redemptions, moved with `uses` by the same conditional updates.
+    budget_minor = models.BigIntegerField(
+        null=True, blank=True, help_text="Total discount budget in minor units (empty: none).")
+    budget_used_minor = models.BigIntegerField(default=0, editable=False)
+
+    # Abuse protection (abuse/).
+    leak_threshold = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Disable the public code when more unique customers than this redeem it "
+                  "within an hour (empty: the ABUSE_LEAK_THRESHOLD setting).")
+    farming_action = models.CharField(
+        max_length=5, choices=[("flag", "Flag for review"), ("block", "Block")], default="flag",
+        help_text="When one shopper identity (device, IP, email, card) redeems this "
+                  "first-purchase or once-per-customer coupon from several accounts.")
+    limit_by_identity = models.BooleanField(
+        default=False,
+        help_text="The per-customer limit also counts uses by the same device, email or card.")
+    disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     uses = models.PositiveIntegerField(default=0, editable=False)
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Audit trail of definition changes: staff edits (admin, admin API) and automatic
+    # actions (leak auto-disable) with who/why. Counters move by UPDATE and leave no row.
+    history = HistoricalRecords(excluded_fields=["uses", "budget_used_minor", "updated_at"])
 
     class Meta:
         ordering = ["code"]
@@ -86,6 +112,10 @@ class Coupon(models.Model):
             models.CheckConstraint(
                 condition=Q(max_uses_total__isnull=True) | Q(uses__lte=F("max_uses_total")),
                 name="coupon_uses_within_limit"),
+            models.CheckConstraint(
+                condition=Q(budget_used_minor__gte=0) & (
+                    Q(budget_minor__isnull=True) | Q(budget_used_minor__lte=F("budget_minor"))),
+                name="coupon_budget_within_limit"),
             models.CheckConstraint(
                 condition=Q(percent_bp__isnull=True) | Q(percent_bp__lte=10_000),
                 name="coupon_percent_at_most_100"),
@@ -225,6 +255,7 @@ class PromotionSettings(models.Model):
     stacking_policy = models.CharField(max_length=10, choices=StackingPolicy.choices,
                                        default=StackingPolicy.BY_GROUP)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
 
     class Meta:
         verbose_name = "promotion settings"

@@ -26,10 +26,14 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_prometheus",
+    "simple_history",
+    "chartjs",
     "core",
     "coupons",
     "codebatches",
     "campaigns",
+    "abuse",
+    "analytics",
 ]
 
 MIDDLEWARE = [
@@ -42,6 +46,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -184,6 +189,33 @@ IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", default=5.0)
 # retry then takes it over. Keep it above the gunicorn timeout (30 s).
 IDEMPOTENCY_STALE_SECONDS = env.int("IDEMPOTENCY_STALE_SECONDS", default=60)
 MAX_CART_ITEMS = env.int("MAX_CART_ITEMS", default=500)
+
+# --- Abuse protection (abuse/, docs/decisions.md) ----------------------------------------
+# Attempts with unknown codes (coupon_not_found) allowed per window before 429; rates are
+# django-ratelimit's "N/period" ("10/m", "5/h", "20/10m"). Redis down -> not limited.
+ABUSE_RATE_LIMITS_ENABLED = env.bool("ABUSE_RATE_LIMITS_ENABLED", default=True)
+ABUSE_NOT_FOUND_RATE_CUSTOMER = env("ABUSE_NOT_FOUND_RATE_CUSTOMER", default="10/m")
+ABUSE_NOT_FOUND_RATE_IP = env("ABUSE_NOT_FOUND_RATE_IP", default="10/m")
+ABUSE_NOT_FOUND_RATE_SESSION = env("ABUSE_NOT_FOUND_RATE_SESSION", default="5/h")
+# A public code redeemed by more than this many unique customers in an hour is disabled
+# (per-coupon override: Coupon.leak_threshold).
+ABUSE_LEAK_THRESHOLD = env.int("ABUSE_LEAK_THRESHOLD", default=1000)
+# Return rate above which a coupon is flagged, once it has this many confirmed orders.
+ABUSE_RETURN_RATE_THRESHOLD = env.float("ABUSE_RETURN_RATE_THRESHOLD", default=0.30)
+ABUSE_RETURN_MIN_ORDERS = env.int("ABUSE_RETURN_MIN_ORDERS", default=10)
+# Key of the HMAC that hashes shopper identities (device, IP, email, card); rotating it
+# makes earlier redemptions unmatchable. Defaults to a key derived from SECRET_KEY.
+ABUSE_IDENTITY_KEY = env("ABUSE_IDENTITY_KEY", default="")
+MARKETING_ALERT_EMAIL = env.list("MARKETING_ALERT_EMAIL", default=["marketing@localhost"])
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="growth-engine@localhost")
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+# --- Analytics (analytics/) -------------------------------------------------------------
+# Checkout events are buffered in-process and written in batches by a background thread;
+# a crash loses at most one flush interval of events (docs/decisions.md).
+ANALYTICS_ENABLED = env.bool("ANALYTICS_ENABLED", default=True)
+ANALYTICS_FLUSH_SECONDS = env.float("ANALYTICS_FLUSH_SECONDS", default=1.0)
+ANALYTICS_BUFFER_MAX = env.int("ANALYTICS_BUFFER_MAX", default=50_000)
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

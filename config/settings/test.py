@@ -16,3 +16,5 @@ DATABASES["default"]["OPTIONS"].pop("pool", None)
 LOGGING["root"]["level"] = "WARNING"
 # Parallel test runs (several developers or agents on one machine) use their own names.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", default="test_growth")}
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+ANALYTICS_FLUSH_SECONDS = 3600  # tests flush explicitly (analytics.events.flush)
