@@ -5,6 +5,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from analytics import events
 from core import auth
 from core.models import ApiKey
 from coupons import promotions, selectors
@@ -19,7 +20,9 @@ def _clean_cache():
     selectors._local.clear()
     promotions.reset()
     auth._key_cache.clear()
+    events.discard()
     yield
+    events.discard()  # buffered analytics events never outlive their test
 
 
 def _client(scopes: list[str]) -> APIClient:

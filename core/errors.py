@@ -95,7 +95,8 @@ def api_exception_handler(exc, context):
         return Response(error_body("malformed_json", str(exc.detail)), status=400)
     if isinstance(exc, exceptions.Throttled):
         headers = {"Retry-After": str(int(exc.wait or 1))}
-        return Response(error_body("rate_limited", "Too many requests."), status=429,
+        message = str(exc.detail) if exc.detail else "Too many requests."
+        return Response(error_body("rate_limited", message), status=429,
                         headers=headers)
     if isinstance(exc, exceptions.APIException):
         headers = {}

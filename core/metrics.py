@@ -21,3 +21,8 @@ promotion_evaluations = Counter(
 promotion_catalog_builds = Counter(
     "promotion_catalog_builds_total", "Compiled auto-promotion catalogs built (per process, "
     "after a change or a Redis outage).")
+abuse_rate_limited = Counter(
+    "abuse_rate_limited_total", "Checkout calls answered 429 for guessing, by the limit that "
+    "tripped (customer, ip, session).", ["dimension"])
+abuse_actions = Counter(
+    "abuse_actions_total", "Automatic abuse actions and flags, by kind.", ["kind"])

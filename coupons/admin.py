@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework import serializers
+from simple_history.admin import SimpleHistoryAdmin
 
 from codebatches.admin import generate_codes
 from core import money
@@ -138,6 +139,9 @@ class CouponAdminForm(forms.ModelForm):
     bogo_percent_off = forms.DecimalField(
         required=False, max_digits=7, decimal_places=2, label="BOGO percent off",
         help_text="BOGO coupons: how much the free units are discounted; blank means 100.")
+    budget = _money_field("Total discount budget (merchandise + shipping), e.g. 5000.00; "
+                          "apply refuses a discount that would pass it. Blank: no budget.",
+                          label="Discount budget")
 
     class Meta:
         model = Coupon
@@ -146,11 +150,12 @@ class CouponAdminForm(forms.ModelForm):
             "eligible_categories", "eligible_skus", "excluded_skus", "eligible_segments",
             "first_purchase_only", "max_uses_total", "max_uses_per_user",
             "valid_from", "valid_to", "active", "stackable", "stack_group", "auto_apply",
-            "priority",
+            "priority", "leak_threshold", "farming_action", "limit_by_identity",
         ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["farming_action"].required = False  # blank keeps the default (flag)
         self.coupon_fields: dict = {}
         self.coupon_changes: dict = {}
         c = self.instance
@@ -170,6 +175,7 @@ class CouponAdminForm(forms.ModelForm):
                                     for t in c.tiers or []),
             "bogo_percent_off": None if c.bogo_percent_bp is None
             else _percent_text(c.bogo_percent_bp),
+            "budget": dec(c.budget_minor),
         }
         for name, value in initial.items():
             self.initial.setdefault(name, value)
@@ -183,6 +189,9 @@ class CouponAdminForm(forms.ModelForm):
         if self.instance.pk is None and Code.objects.filter(code=code).exists():
             raise ValidationError(f"A code '{code}' already exists.")
         return code
+
+    def clean_farming_action(self) -> str:
+        return self.cleaned_data.get("farming_action") or "flag"
 
     def clean(self):
         cleaned = super().clean()
@@ -239,6 +248,7 @@ class CouponAdminForm(forms.ModelForm):
             "tiers": self._tiers(cleaned.get("tiers_text") or "", currency)
             if kind == DiscountType.TIERED else [],
             "bogo_percent_bp": bp("bogo_percent_off") if kind == DiscountType.BOGO else None,
+            "budget_minor": minor("budget"),
         }
 
     def _tiers(self, text: str, currency: str) -> list[dict]:
@@ -272,6 +282,7 @@ class CouponAdminForm(forms.ModelForm):
             "cap_minor": "cap",
             "min_cart_minor": "min_cart",
             "bogo_percent_bp": "bogo_percent_off",
+            "budget_minor": "budget",
         }.get(key, key)
         return name if name in self.fields else None
 
@@ -422,7 +433,11 @@ def preview_context(result: Evaluation, cart: Cart, coupon: Coupon,
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
+class CouponAdmin(SimpleHistoryAdmin):
+    """Coupons for marketing. History (simple-history) lists every definition change with
+    who made it: staff edits, and automatic actions such as a leak auto-disable with
+    their reason."""
+
     form = CouponAdminForm
     list_display = ("code", "type", "value", "currency", "active", "stackable", "stack_group",
                     "auto_apply", "window", "usage")
@@ -432,8 +447,10 @@ class CouponAdmin(admin.ModelAdmin):
     ordering = ("code",)
     list_per_page = 50
     actions = ["activate", "deactivate", generate_codes]
-    readonly_fields = ("uses", "version", "codes_link", "created_at", "updated_at")
+    readonly_fields = ("uses", "version", "codes_link", "created_at", "updated_at",
+                       "budget_status", "abuse_status")
     change_form_template = "admin/coupons/coupon/change_form.html"  # adds "Try it"
+    history_list_display = ["active", "disabled_reason"]
 
     def has_delete_permission(self, request, obj=None):
         # Coupons are stopped, not deleted: redemptions point at them, and the delete
@@ -450,8 +467,34 @@ class CouponAdmin(admin.ModelAdmin):
         ("Limits and window", {"fields": ("max_uses_total", "max_uses_per_user",
                                           "valid_from", "valid_to")}),
         ("Stacking", {"fields": ("stackable", "stack_group")}),
+        ("Budget", {"fields": ("budget", "budget_status")}),
+        ("Abuse protection", {"fields": ("abuse_status", "leak_threshold", "farming_action",
+                                         "limit_by_identity")}),
         ("Usage", {"fields": ("uses", "version", "codes_link", "created_at", "updated_at")}),
     )
+
+    @admin.display(description="budget used")
+    def budget_status(self, obj: Coupon) -> str:
+        if obj.pk is None or obj.budget_minor is None:
+            return "No budget"
+        used, budget = obj.budget_used_minor, obj.budget_minor
+        return (f"{_money_text(used, obj.currency)} of {_money_text(budget, obj.currency)} "
+                f"held by reserved and confirmed redemptions ({used / budget:.0%})")
+
+    @admin.display(description="status")
+    def abuse_status(self, obj: Coupon) -> str:
+        """Why an automatic action stopped the coupon, and its alerts."""
+        if obj.pk is None:
+            return "—"
+        alerts = obj.abuse_alerts.filter(status="open").count()
+        url = f"{reverse('admin:abuse_abusealert_changelist')}?coupon__id__exact={obj.pk}"
+        link = format_html('<a href="{}">{} open alert(s)</a>', url, alerts)
+        if obj.disabled_reason:
+            return format_html(
+                '<strong style="color:#ba2121">Disabled automatically {}:</strong> {}<br>'
+                'Tick "Active" and save, or use the "Activate" action, to re-enable it '
+                "after review. {}", _when(obj.disabled_at), obj.disabled_reason, link)
+        return link
 
     def get_readonly_fields(self, request, obj=None):
         # The coupon's identifier is also its public code's string: renaming one would
@@ -534,7 +577,8 @@ class CouponAdmin(admin.ModelAdmin):
             if not change:
                 saved = services.coupon_create(fields=form.coupon_fields)
             elif form.coupon_changes:
-                saved = services.coupon_update(coupon_id=obj.pk, fields=form.coupon_changes)
+                saved = services.coupon_update(coupon_id=obj.pk, fields=form.coupon_changes,
+                                               who=request.user.get_username())
             else:
                 saved = Coupon.objects.get(pk=obj.pk)
         except (ApiError, ValidationError) as exc:
@@ -588,13 +632,16 @@ class CouponAdmin(admin.ModelAdmin):
     @admin.action(description="Activate selected coupons", permissions=["change"])
     def activate(self, request, queryset):
         changed = services.coupons_set_active(
-            coupon_ids=list(queryset.values_list("pk", flat=True)), active=True)
+            coupon_ids=list(queryset.values_list("pk", flat=True)), active=True,
+            reason=f"Activated by {request.user.get_username()}",
+            who=request.user.get_username())
         self.message_user(request, f"Activated {changed} coupon(s).", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected coupons (stop now)", permissions=["change"])
     def deactivate(self, request, queryset):
         changed = services.coupons_set_active(
-            coupon_ids=list(queryset.values_list("pk", flat=True)), active=False)
+            coupon_ids=list(queryset.values_list("pk", flat=True)), active=False,
+            reason=f"Deactivated by {request.user.get_username()}")
         self.message_user(request, f"Deactivated {changed} coupon(s); they stop applying "
                                    "now.", messages.SUCCESS)
 

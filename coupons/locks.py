@@ -37,8 +37,9 @@ def customers_lock(ids: Iterable[int]) -> dict[int, Customer]:
 
 
 def redemptions_lock(ids: Iterable) -> list[Redemption]:
-    return list(Redemption.objects.select_for_update(of=("self",)).filter(pk__in=set(ids))
-                .order_by("pk"))
+    """Redemptions (with their code and customer, unlocked) locked by pk."""
+    return list(Redemption.objects.select_for_update(of=("self",))
+                .select_related("code", "customer").filter(pk__in=set(ids)).order_by("pk"))
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ def customer_facts_lock(customer_pk: int | None, coupon_ids: list[int],
 
 _TAKE_AND_RECORD_SQL = """
 WITH coupon AS (
-    UPDATE coupons_coupon SET uses = uses + 1
+    UPDATE coupons_coupon
+       SET uses = uses + 1, budget_used_minor = budget_used_minor + %(spend)s
      WHERE id = %(coupon_id)s AND (max_uses_total IS NULL OR uses < max_uses_total)
+       AND (budget_minor IS NULL OR budget_used_minor + %(spend)s <= budget_minor)
     RETURNING id),
 code AS (
     UPDATE coupons_code SET uses = uses + 1
@@ -108,10 +111,10 @@ RETURNING id
 
 
 def use_take_and_record(x: Redemption) -> bool:
-    """Under the coupon and code locks: the conditional counter updates (coupon, then
-    code) and the redemption insert as one statement, so the hot row stays locked for one
-    round trip instead of three. False when a limit was reached (nothing inserted; the
-    caller rolls back the coupon's increment)."""
+    """Under the coupon and code locks: the conditional counter updates (coupon uses and
+    budget, then code) and the redemption insert as one statement, so the hot row stays
+    locked for one round trip instead of three. False when a limit or the budget was
+    reached (nothing inserted; the caller rolls back the coupon's increment)."""
     params = {
         "id": x.id, "coupon_id": x.coupon_id, "code_id": x.code_id,
         "customer_id": x.customer_id, "order_id": x.order_id, "status": x.status,
@@ -121,6 +124,7 @@ def use_take_and_record(x: Redemption) -> bool:
         "lines": json.dumps(x.lines), "auto": x.auto, "idempotency_key": x.idempotency_key,
         "context": json.dumps(x.context, cls=DjangoJSONEncoder),
         "expires_at": x.expires_at, "created_at": x.created_at,
+        "spend": x.discount_minor + x.shipping_discount_minor,
     }
     with connection.cursor() as cursor:
         cursor.execute(_TAKE_AND_RECORD_SQL, params)

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
+
+
+def history_user(instance=None, request=None, **kwargs):
+    """Who made a change, for the audit trail: the admin's staff user. API-key callers are
+    not users (DRF puts its principal on the request), so their changes have no user."""
+    user = getattr(request, "user", None)
+    return user if isinstance(user, AbstractBaseUser) and user.is_authenticated else None
 
 
 class DiscountType(models.TextChoices):
@@ -100,7 +108,8 @@ class Coupon(models.Model):
 
     # Audit trail of definition changes: staff edits (admin, admin API) and automatic
     # actions (leak auto-disable) with who/why. Counters move by UPDATE and leave no row.
-    history = HistoricalRecords(excluded_fields=["uses", "budget_used_minor", "updated_at"])
+    history = HistoricalRecords(excluded_fields=["uses", "budget_used_minor", "updated_at"],
+                                get_user=history_user)
 
     class Meta:
         ordering = ["code"]
@@ -255,7 +264,7 @@ class PromotionSettings(models.Model):
     stacking_policy = models.CharField(max_length=10, choices=StackingPolicy.choices,
                                        default=StackingPolicy.BY_GROUP)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         verbose_name = "promotion settings"

@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core import metrics
+from core import metrics, redis_guard
 from coupons.engine.combine import rank_key
 from coupons.engine.types import Cart, CodeTerms
 from coupons.models import Coupon, PromotionSettings
@@ -87,7 +87,7 @@ _RULE_FIELDS = (
     "tiers", "bogo_buy", "bogo_get", "bogo_percent_bp", "min_cart_minor",
     "eligible_categories", "eligible_skus", "excluded_skus", "eligible_segments",
     "first_purchase_only", "max_uses_total", "max_uses_per_user", "valid_from", "valid_to",
-    "active", "stackable", "stack_group", "auto_apply", "priority")
+    "active", "stackable", "stack_group", "auto_apply", "priority", "budget_minor")
 _lock = threading.Lock()
 _catalog: Catalog | None = None
 
@@ -154,22 +154,16 @@ def _public_codes(coupon_ids: list[int]) -> dict[int, tuple]:
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-_redis_quiet_until = 0.0  # monotonic time before which the version is not asked for
-SLOW_SECONDS = 0.1  # a version read this slow means Redis is not answering
-
-
 def _read_version() -> str | None:
     """The version token, or None when Redis does not answer. A read that times out
-    (a frozen Redis costs the socket timeout per call) pauses the reads for
-    FALLBACK_SECONDS, so checkout does not pay the timeout on every request."""
-    global _redis_quiet_until
-    started = time.monotonic()
-    if started < _redis_quiet_until:
+    pauses optional Redis reads for a second (core/redis_guard.py), so checkout does not
+    pay the timeout on every request."""
+    if not redis_guard.available():
         return None
+    started = time.monotonic()
     version = cache.get(VERSION_KEY)
     if version is None:
-        if time.monotonic() - started > SLOW_SECONDS:
-            _redis_quiet_until = time.monotonic() + FALLBACK_SECONDS
+        if redis_guard.note(started):
             return None
         # First use after a Redis flush: publish a token (a concurrent process may win;
         # the next read sees whichever did).
@@ -220,6 +214,6 @@ def policy() -> str:
 
 def reset() -> None:
     """Forget this process's catalog (tests)."""
-    global _catalog, _redis_quiet_until
+    global _catalog
     _catalog = None
-    _redis_quiet_until = 0.0
+    redis_guard.reset()

@@ -20,7 +20,7 @@ from core import crockford
 from coupons.engine.types import CodeTerms, Rule, Shopper, Tier, Usage
 from coupons.models import HOLDING, Code, Coupon, Redemption
 
-CACHE_VERSION = "v2"  # bump when the cached Rule/row shapes change
+CACHE_VERSION = "v3"  # bump when the cached Rule/row shapes change
 _MISSING = "__missing__"  # cached marker for "no such code" (guessing costs no query)
 _MISSING_TTL = 60
 _local: dict[str, tuple[float, object]] = {}
@@ -68,6 +68,7 @@ def rule_from_coupon(c: Coupon) -> Rule:
         max_uses_per_user=c.max_uses_per_user, valid_from=c.valid_from, valid_to=c.valid_to,
         active=c.active, stackable=c.stackable, stack_group=c.stack_group,
         auto_apply=c.auto_apply, priority=c.priority, name=c.description or c.code,
+        budget=c.budget_minor,
     )
 
 
@@ -187,7 +188,7 @@ def forget_local() -> None:
 
 
 _LIVE_SQL = """
-SELECT k.id, k.uses, c.uses, cu.segments, cu.orders_count,
+SELECT k.id, k.uses, c.uses, c.budget_used_minor, cu.segments, cu.orders_count,
        CASE WHEN cu.id IS NULL THEN 0 ELSE (
          SELECT count(*) FROM coupons_redemption r
           WHERE r.customer_id = cu.id AND r.coupon_id = c.id
@@ -208,9 +209,10 @@ def live_state(code_ids: list[int], customer_id: str | None,
     with connection.cursor() as cursor:
         if code_ids:
             cursor.execute(_LIVE_SQL, [customer_id, code_ids])
-            for code_id, code_uses, coupon_uses, segments, orders, cust_uses in cursor.fetchall():
+            for code_id, code_uses, coupon_uses, budget_used, segments, orders, cust_uses \
+                    in cursor.fetchall():
                 usage[code_id] = Usage(coupon_uses=coupon_uses, code_uses=code_uses,
-                                       customer_uses=cust_uses)
+                                       customer_uses=cust_uses, budget_used=budget_used)
                 if segments is not None:
                     stored = (segments, orders)
         elif customer_id is not None:

@@ -23,9 +23,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from abuse import identity
+from abuse import services as abuse_services
 from core import metrics
 from core.errors import ApiError, Conflict
-from coupons import locks, promotions, selectors
+from coupons import checkout_events, locks, promotions, selectors
 from coupons.engine import reasons as r
 from coupons.engine.eligibility import check
 from coupons.engine.pricing import Evaluation, evaluate
@@ -36,11 +38,13 @@ logger = logging.getLogger(__name__)
 
 
 class RejectedError(Exception):
-    """A business rejection inside a transaction: rolls it back, carries the reason."""
+    """A business rejection inside a transaction: rolls it back, carries the reason (and
+    abuse findings to record once the rollback is done)."""
 
-    def __init__(self, rejection: Rejection):
+    def __init__(self, rejection: Rejection, findings: list | None = None):
         super().__init__(rejection.reason)
         self.rejection = rejection
+        self.findings = findings or []
 
 
 class OrderNotFoundError(ApiError):
@@ -92,8 +96,39 @@ def promotions_evaluate(*, codes: list[str], shopper: Shopper, cart: Cart,
             list(dict.fromkeys(t.code_id for t in known + live)), shopper.id, shopper)
     entries = [(code, terms[code], usage.get(terms[code].code_id, Usage()) if terms[code]
                 else Usage()) for code in wanted]
-    return evaluate(entries, [(a, usage.get(a.code_id, Usage())) for a in autos], shopper,
-                    cart, now, cat.policy)
+    return _evaluate_within_budgets(entries, [(a, usage.get(a.code_id, Usage())) for a in autos],
+                                    shopper, cart, now, cat.policy)
+
+
+BUDGET_PASSES = 3
+
+
+def _spent(terms: CodeTerms | None, usage: Usage, over: set[int]) -> Usage:
+    if terms is None or terms.code_id not in over:
+        return usage
+    return replace(usage, budget_used=terms.rule.budget)
+
+
+def _evaluate_within_budgets(entries, autos, shopper: Shopper, cart: Cart, now,
+                             policy: str) -> Evaluation:
+    """evaluate(), without coupons whose discount here would overrun their remaining
+    budget: such a coupon counts as exhausted (usage_limit_reached) and the best
+    combination is chosen again. Only carts where a budgeted coupon applies pay a second
+    pass; apply's conditional update stays the guard (docs/decisions.md)."""
+    for _ in range(BUDGET_PASSES):
+        result = evaluate(entries, autos, shopper, cart, now, policy)
+        used = {t.code_id: u.budget_used for _, t, u in entries if t is not None}
+        used.update((t.code_id, u.budget_used) for t, u in autos)
+        over = {a.terms.code_id for a in result.pricing.applied
+                if a.terms.rule.budget is not None
+                and used.get(a.terms.code_id, 0) + a.discount + a.shipping_discount
+                > a.terms.rule.budget}
+        if not over:
+            return result
+
+        entries = [(text, t, _spent(t, u, over)) for text, t, u in entries]
+        autos = [(t, _spent(t, u, over)) for t, u in autos]
+    return result
 
 
 def promotion_preview(*, coupon: Coupon, codes: list[str], shopper: Shopper,
@@ -109,8 +144,11 @@ def promotion_preview(*, coupon: Coupon, codes: list[str], shopper: Shopper,
 
 
 def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Evaluation:
-    """API.md validate: the evaluation, valid only when every typed code is applied."""
-    return promotions_evaluate(codes=codes, shopper=shopper, cart=cart)
+    """API.md validate and promotions/evaluate: the evaluation (valid only when every
+    typed code is applied), recorded for analytics."""
+    result = promotions_evaluate(codes=codes, shopper=shopper, cart=cart)
+    checkout_events.priced(result, shopper, cart)
+    return result
 
 
 _LIVE_ONLY = {r.USAGE_LIMIT_REACHED, r.CUSTOMER_LIMIT_REACHED, r.SEGMENT_NOT_ELIGIBLE,
@@ -128,7 +166,7 @@ def _needs_live_state(terms: CodeTerms, shopper: Shopper) -> bool:
     """Only limits and customer-based conditions need PostgreSQL on the validate path."""
     rule = terms.rule
     return (rule.max_uses_total is not None or terms.max_uses is not None
-            or rule.max_uses_per_user is not None
+            or rule.max_uses_per_user is not None or rule.budget is not None
             or (shopper.id is not None and (bool(rule.eligible_segments)
                                             or rule.first_purchase_only)))
 
@@ -158,7 +196,10 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
                                      resolved=resolved if attempt == 0 else None)
         rejection = result.first_rejection
         if rejection is not None:
+            checkout_events.apply_rejected(rejection, shopper, cart, order_id)
             return ApplyResult(redemptions=[], rejection=rejection)
+        if attempt == 0:
+            checkout_events.cart_seen(result, shopper, cart)
         if not result.pricing.applied:
             return ApplyResult(redemptions=[])
         customer_pk = selectors.customer_pk_ensure(shopper.id) if shopper.id else None
@@ -166,6 +207,8 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
             return _reserve(result, wanted, shopper, customer_pk, cart, order_id,
                             context or {}, idempotency_key)
         except RejectedError as exc:
+            _flag_farming(exc.findings, shopper.id)
+            checkout_events.apply_rejected(exc.rejection, shopper, cart, order_id)
             return ApplyResult(redemptions=[], rejection=exc.rejection)
         except _AutoChanged:
             if attempt == APPLY_ATTEMPTS - 1:
@@ -205,19 +248,24 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
                           max_uses=code.max_uses, expires_at=code.expires_at,
                           bound_customer=code.bound_external_id, active=code.active)
         return fresh, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
-                            customer_uses=facts.customer_uses.get(coupon.pk, 0))
+                            customer_uses=facts.customer_uses.get(coupon.pk, 0),
+                            budget_used=coupon.budget_used_minor)
 
     by_code = {t.code: t for t in chosen}
     entries = [(text, *locked(by_code[text])) for text in codes]
     autos = [locked(t) for t in chosen if t.code not in typed]
     now = timezone.now()
-    result = evaluate(entries, [(t, u) for t, u in autos if t is not None], shopper, cart,
-                      now, prechecked.policy)
+    result = _evaluate_within_budgets(entries, [(t, u) for t, u in autos if t is not None],
+                                      shopper, cart, now, prechecked.policy)
     if result.first_rejection is not None:
         raise RejectedError(result.first_rejection)
     if [a.terms.code for a in result.pricing.applied] != [t.code for t in chosen]:
         raise _AutoChanged
 
+    digests = identity.digests(context)
+    watched, findings = _identity_checks(result.pricing.applied, typed, coupons, digests,
+                                         customer_pk, facts)
+    stored_context = identity.stored_context(context)
     expires_at = now + timedelta(seconds=settings.COUPON_RESERVATION_TTL)
     created = []
     for applied in result.pricing.applied:
@@ -229,17 +277,85 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
             shipping_discount_minor=applied.shipping_discount, order_value_minor=cart.subtotal,
             lines=[{"sku": line.sku, "discount_minor": d}
                    for line, d in zip(cart.lines, applied.line_discounts, strict=True)],
-            auto=terms.code not in typed, idempotency_key=idempotency_key, context=context,
-            expires_at=expires_at, created_at=now)
+            auto=terms.code not in typed, idempotency_key=idempotency_key,
+            context=stored_context, expires_at=expires_at, created_at=now)
         if not locks.use_take_and_record(redemption):
             if redemption.auto:
                 raise _AutoChanged
             raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED,
                                           r.MESSAGES[r.USAGE_LIMIT_REACHED], terms.code))
         created.append(redemption)
+    checkout_events.reserved(created, shopper.id, new_customer=shopper.orders_count == 0)
+    if watched:
+        abuse_services.identity_record(
+            redemptions=[x for x in created if x.coupon_id in watched], digests=digests)
     transaction.on_commit(
         lambda: metrics.redemption_transitions.labels("reserved").inc(len(created)))
+    transaction.on_commit(lambda: _after_reserve(created, coupons, findings, shopper.id))
     return ApplyResult(redemptions=created)
+
+
+def _identity_checks(applied, typed: set[str], coupons: dict[int, Coupon],
+                     digests: dict[str, str], customer_pk: int | None,
+                     facts: locks.CustomerFacts) -> tuple[set[int], list]:
+    """Multi-account farming (seed 004): for the applied coupons a shopper should get once
+    (first purchase, one use per customer) or that count uses by identity, look for live
+    redemptions by OTHER customers with the same device, IP, email or card. The coupon row
+    lock held by the caller serialises these checks with every other apply of the coupon.
+
+    Returns the coupons whose identities to keep and the findings to flag after commit;
+    raises RejectedError for a typed code the coupon's settings refuse. Automatic
+    promotions are flagged, never refused (a shopper typed nothing to be refused)."""
+    watched: set[int] = set()
+    findings: list = []
+    if not digests:
+        return watched, findings
+    for a in applied:
+        coupon = coupons[a.terms.rule.coupon_id]
+        once = coupon.first_purchase_only or coupon.max_uses_per_user == 1
+        if not (once or coupon.limit_by_identity):
+            continue
+        watched.add(coupon.pk)
+        shared = abuse_services.identity_shared(coupon_id=coupon.pk, digests=digests,
+                                                customer_pk=customer_pk)
+        if not shared:
+            continue
+        found = (coupon.pk, shared) if once else None
+        refuse = None
+        if a.terms.code in typed:
+            if coupon.limit_by_identity and coupon.max_uses_per_user is not None and \
+                    facts.customer_uses.get(coupon.pk, 0) + len({row[3] for row in shared}) \
+                    >= coupon.max_uses_per_user:
+                refuse = r.CUSTOMER_LIMIT_REACHED
+            elif once and coupon.farming_action == "block":
+                refuse = r.MULTI_ACCOUNT_SUSPECTED
+        if refuse is not None:
+            raise RejectedError(Rejection(refuse, r.MESSAGES[refuse], a.terms.code),
+                                findings=[found] if found else [])
+        if found:
+            findings.append(found)
+    return watched, findings
+
+
+def _flag_farming(findings: list, customer_id: str | None) -> None:
+    for coupon_id, shared in findings:
+        abuse_services.farming_flag(coupon_id=coupon_id, customer_id=customer_id,
+                                    shared=shared)
+
+
+def _after_reserve(created: list[Redemption], coupons: dict[int, Coupon], findings: list,
+                   customer_id: str | None) -> None:
+    """After commit, outside the locks: flag farming, count public codes' unique
+    customers (leak detection)."""
+    _flag_farming(findings, customer_id)
+    if customer_id is None:
+        return
+    for x in created:
+        code = x.code
+        if code.customer_id is None and code.batch_id is None:  # the public code
+            abuse_services.leak_note(coupon_id=x.coupon_id, code_id=code.pk, code=code.code,
+                                     customer_id=customer_id,
+                                     threshold=coupons[x.coupon_id].leak_threshold)
 
 
 def _existing_for_order(held: list[Redemption], codes: list[str],
@@ -271,9 +387,8 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
         customers = locks.customers_lock(
             c for c, status in rows if c is not None and status == RedemptionStatus.RESERVED)
         now = timezone.now()
-        confirmed = list(Redemption.objects.filter(order_id=order_id,
-                                                   status=RedemptionStatus.RESERVED)
-                         .values_list("customer_id", flat=True))
+        confirmed = list(Redemption.objects.select_related("code", "customer")
+                         .filter(order_id=order_id, status=RedemptionStatus.RESERVED))
         changed = Redemption.objects.filter(order_id=order_id,
                                             status=RedemptionStatus.RESERVED) \
             .update(status=RedemptionStatus.CONFIRMED, confirmed_at=now)
@@ -281,8 +396,11 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
             transaction.on_commit(
                 lambda: metrics.redemption_transitions.labels("confirmed").inc(changed))
             # A first confirmed order ends "first purchase" eligibility.
-            buyers = {c for c in confirmed if c is not None} & set(customers)
+            buyers = {x.customer_id for x in confirmed if x.customer_id is not None} \
+                & set(customers)
             Customer.objects.filter(pk__in=buyers).update(orders_count=F("orders_count") + 1)
+            checkout_events.moved("confirm", confirmed, new_customers=frozenset(
+                pk for pk in buyers if customers[pk].orders_count == 0))
         result = selectors.redemptions_for_order(order_id)
     if not any(x.status == RedemptionStatus.CONFIRMED for x in result):
         raise Conflict("reservation_expired",
@@ -315,11 +433,17 @@ def order_return(*, order_id: str, amount_minor: int | None = None) -> list[Rede
         if not confirmed:
             raise Conflict("order_not_confirmed", "Only a confirmed order can be returned.")
         now = timezone.now()
+        returned = []
         for x in confirmed:
             if x.returned_at is None:
                 value = x.order_value_minor if amount_minor is None else \
                     min(amount_minor, x.order_value_minor)
                 Redemption.objects.filter(pk=x.pk).update(returned_at=now, returned_minor=value)
+                returned.append((x, value))
+        checkout_events.moved("return", [x for x, _ in returned],
+                              returned={x.pk: value for x, value in returned})
+    if returned:
+        abuse_services.return_rate_check(coupon_ids=[x.coupon_id for x, _ in returned])
     return selectors.redemptions_for_order(order_id)
 
 
@@ -337,8 +461,14 @@ def _give_back(ids: list, new_status: str) -> int:
             return 0
         Redemption.objects.filter(pk__in=[x.pk for x in rows]).update(
             status=new_status, released_at=timezone.now())
+        checkout_events.moved("release" if new_status == RedemptionStatus.RELEASED
+                              else "expire", rows)
+        spent: Counter = Counter()
+        for x in rows:
+            spent[x.coupon_id] += x.discount_minor + x.shipping_discount_minor
         for coupon_id, n in Counter(x.coupon_id for x in rows).items():
-            Coupon.objects.filter(pk=coupon_id).update(uses=F("uses") - n)
+            Coupon.objects.filter(pk=coupon_id).update(
+                uses=F("uses") - n, budget_used_minor=F("budget_used_minor") - spent[coupon_id])
         for code_id, n in Counter(x.code_id for x in rows).items():
             Code.objects.filter(pk=code_id).update(uses=F("uses") - n)
         count = len(rows)
@@ -388,6 +518,10 @@ def coupon_check(coupon: Coupon) -> None:
             errors[name] = ["Must not be negative."]
     if coupon.valid_from and coupon.valid_to and coupon.valid_from >= coupon.valid_to:
         errors["valid_to"] = ["valid_to must be after valid_from."]
+    if coupon.budget_minor is not None and coupon.budget_minor < (coupon.budget_used_minor or 0):
+        errors["budget"] = ["The coupon's live redemptions already hold more than this."]
+    if coupon.budget_minor is not None and coupon.budget_minor <= 0:
+        errors["budget"] = ["A budget must be positive (leave it empty for none)."]
     if coupon.max_uses_total is not None and coupon.max_uses_total < coupon.uses:
         errors["max_uses_total"] = [
             f"The coupon has already been used {coupon.uses} times; deactivate it instead."]
@@ -429,24 +563,46 @@ def coupon_create(*, fields: dict, public_code: str | None = None,
 
 
 @transaction.atomic
-def coupon_update(*, coupon_id: int, fields: dict) -> Coupon:
+def coupon_update(*, coupon_id: int, fields: dict, who: str = "") -> Coupon:
     """Change a coupon's definition under lock; counters are never set from outside."""
     coupon = locks.coupons_lock([coupon_id])[coupon_id]
+    if fields.get("active") and not coupon.active and coupon.disabled_reason:
+        fields = {**fields, "disabled_reason": "", "disabled_at": None}
+        abuse_services.reenabled(coupon_ids=[coupon_id], who=who)
     for name, value in fields.items():
         setattr(coupon, name, value)
     coupon_check(coupon)
-    coupon.version = F("version") + 1
+    coupon.version += 1  # the row is locked; an F() would reach the history table as is
     coupon.save()
-    coupon.refresh_from_db()
     _forget_on_commit(coupon)
     return coupon
 
 
-def coupons_set_active(*, coupon_ids: list[int], active: bool) -> int:
-    """Activate or stop coupons (admin action, the "stop a leaked code" button)."""
+def coupons_set_active(*, coupon_ids: list[int], active: bool, reason: str = "",
+                       disabled_reason: str = "", who: str = "") -> int:
+    """Activate or stop coupons (admin action, the "stop a leaked code" button, the leak
+    detector). Saved row by row under lock so each change lands in the coupon's history
+    with `reason`. `disabled_reason` (automatic disables) is shown on the coupon until it
+    is re-enabled."""
     with transaction.atomic():
-        changed = Coupon.objects.filter(pk__in=coupon_ids).update(
-            active=active, version=F("version") + 1, updated_at=timezone.now())
+        changed = 0
+        reenabled = []
+        for coupon in locks.coupons_lock(coupon_ids).values():
+            if coupon.active == active:
+                continue
+            if active and coupon.disabled_reason:
+                reenabled.append(coupon.pk)
+            coupon.active = active
+            coupon.version += 1
+            coupon.disabled_reason = "" if active else disabled_reason[:300]
+            coupon.disabled_at = timezone.now() if coupon.disabled_reason else None
+            # simple-history keeps 100 characters; the full reason is on the coupon/alert.
+            coupon._change_reason = (reason or ("Activated" if active else "Deactivated"))[:100]
+            coupon.save(update_fields=["active", "version", "disabled_reason", "disabled_at",
+                                       "updated_at"])
+            changed += 1
+        if reenabled:
+            abuse_services.reenabled(coupon_ids=reenabled, who=who)
         transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=coupon_ids))
     return changed
 

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from analytics.api import views
+
+urlpatterns = [
+    path("admin/coupons/<str:code>/stats", views.CouponStatsApi.as_view(),
+         name="admin-coupon-stats"),
+]

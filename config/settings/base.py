@@ -197,6 +197,8 @@ ABUSE_RATE_LIMITS_ENABLED = env.bool("ABUSE_RATE_LIMITS_ENABLED", default=True)
 ABUSE_NOT_FOUND_RATE_CUSTOMER = env("ABUSE_NOT_FOUND_RATE_CUSTOMER", default="10/m")
 ABUSE_NOT_FOUND_RATE_IP = env("ABUSE_NOT_FOUND_RATE_IP", default="10/m")
 ABUSE_NOT_FOUND_RATE_SESSION = env("ABUSE_NOT_FOUND_RATE_SESSION", default="5/h")
+RATELIMIT_FAIL_OPEN = True
+RATELIMIT_CACHE_PREFIX = "abuse:rl:"
 # A public code redeemed by more than this many unique customers in an hour is disabled
 # (per-coupon override: Coupon.leak_threshold).
 ABUSE_LEAK_THRESHOLD = env.int("ABUSE_LEAK_THRESHOLD", default=1000)

@@ -111,6 +111,19 @@ class CouponDefinitionIn(serializers.Serializer):
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
     tiers = TierIn(many=True, required=False, max_length=50)
     bogo = BogoIn(required=False)
+    budget = MoneyIn(required=False, allow_null=True,
+                     help_text="Total discount budget (merchandise + shipping); null: none.")
+    leak_threshold = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=10_000_000,
+        help_text="Unique customers per hour above which the public code is disabled "
+                  "(null: the site default, ABUSE_LEAK_THRESHOLD).")
+    farming_action = serializers.ChoiceField(
+        choices=["flag", "block"], required=False,
+        help_text="Multi-account use of a first-purchase / once-per-customer coupon: flag "
+                  "for review, or block (reason multi_account_suspected).")
+    limit_by_identity = serializers.BooleanField(
+        required=False, help_text="The per-customer limit also counts uses by the same "
+                                  "device, IP, email or payment fingerprint.")
 
     class Meta:
         ref_name = "CouponDefinition"
@@ -148,9 +161,12 @@ def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
 
     if data.get("coupon_id") or data.get("code"):
         fields["code"] = (data.get("coupon_id") or data.get("code")).upper()
-    for name in ("description", "stack_group", "auto_apply", "active", "priority", "stackable"):
+    for name in ("description", "stack_group", "auto_apply", "active", "priority", "stackable",
+                 "leak_threshold", "farming_action", "limit_by_identity"):
         if name in data:
             fields[name] = data[name]
+    if "budget" in data:
+        fields["budget_minor"] = minor(data["budget"], "budget")
     if "currency" in data or instance is None:
         fields["currency"] = currency
     if "type" in data:
@@ -231,6 +247,10 @@ def coupon_body(c: Coupon) -> dict:
                   "percent_off": _percent(c.bogo_percent_bp or 10_000)}
                  if c.bogo_buy else None),
         "uses": c.uses,
+        "budget": fmt(c.budget_minor), "budget_used": fmt(c.budget_used_minor),
+        "leak_threshold": c.leak_threshold, "farming_action": c.farming_action,
+        "limit_by_identity": c.limit_by_identity, "disabled_reason": c.disabled_reason,
+        "disabled_at": c.disabled_at.isoformat() if c.disabled_at else None,
         "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
     }
 
@@ -255,6 +275,13 @@ class CouponOut(serializers.Serializer):
     tiers = serializers.ListField(child=serializers.DictField())
     bogo = serializers.DictField(allow_null=True)
     uses = serializers.IntegerField()
+    budget = serializers.CharField(allow_null=True)
+    budget_used = serializers.CharField(help_text="Held by reserved and confirmed redemptions.")
+    leak_threshold = serializers.IntegerField(allow_null=True)
+    farming_action = serializers.ChoiceField(choices=["flag", "block"])
+    limit_by_identity = serializers.BooleanField()
+    disabled_reason = serializers.CharField(help_text="Why it was disabled automatically.")
+    disabled_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -7,6 +7,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from abuse.ratelimit import Guard
 from core import metrics
 from core.auth import HasStorefrontScope, HasStorefrontServerScope, resolve_customer_id
 from core.idempotency import idempotent
@@ -14,6 +15,7 @@ from core.money import MoneyError, parse_amount
 from coupons import services
 from coupons.api import presenters
 from coupons.api import serializers as s
+from coupons.engine.reasons import COUPON_NOT_FOUND
 from coupons.engine.types import Shopper
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -54,6 +56,19 @@ def shopper_from(request, data) -> Shopper:
                    orders_count=customer.get("orders_count") or 0)
 
 
+def guard_for(request, data, shopper: Shopper) -> Guard:
+    """Abuse limits for a call with codes: refused (429) while its customer, IP or session
+    is blocked for guessing."""
+    guard = Guard.for_request(request, shopper.id, data.get("context"))
+    if data["codes"]:
+        guard.check()
+    return guard
+
+
+def not_found(rejections) -> int:
+    return sum(1 for x in rejections if x.reason == COUPON_NOT_FOUND)
+
+
 class CouponValidateApi(APIView):
     permission_classes = [HasStorefrontScope]
 
@@ -61,9 +76,11 @@ class CouponValidateApi(APIView):
                    responses={200: s.CouponValidateOut, **ERRORS}, tags=["coupons"])
     def post(self, request):
         data = parse(s.CouponValidateIn, request.data)
-        result = services.coupons_validate(codes=data["codes"],
-                                           shopper=shopper_from(request, data),
+        shopper = shopper_from(request, data)
+        guard = guard_for(request, data, shopper)
+        result = services.coupons_validate(codes=data["codes"], shopper=shopper,
                                            cart=data["cart"])
+        guard.count_not_found(not_found(x.rejection for x in result.rejected))
         rejection = result.first_rejection
         metrics.coupon_validations.labels(rejection.reason if rejection else "valid").inc()
         return Response(presenters.validate_body(result, data["cart"]))
@@ -78,9 +95,11 @@ class PromotionEvaluateApi(APIView):
                    responses={200: s.PromotionEvaluateOut, **ERRORS}, tags=["promotions"])
     def post(self, request):
         data = parse(s.PromotionEvaluateIn, request.data)
-        result = services.promotions_evaluate(codes=data["codes"],
-                                              shopper=shopper_from(request, data),
-                                              cart=data["cart"])
+        shopper = shopper_from(request, data)
+        guard = guard_for(request, data, shopper)
+        result = services.coupons_validate(codes=data["codes"], shopper=shopper,
+                                           cart=data["cart"])
+        guard.count_not_found(not_found(x.rejection for x in result.rejected))
         outcome = "inexact" if not result.exact else \
             "applied" if result.pricing.applied else "none"
         metrics.promotion_evaluations.labels(outcome).inc()
@@ -97,11 +116,14 @@ class CouponApplyApi(APIView):
     @idempotent(required=True)
     def post(self, request):
         data = parse(s.CouponApplyIn, request.data)
+        shopper = shopper_from(request, data)
+        guard = guard_for(request, data, shopper)
         result = services.redemption_apply(
-            codes=data["codes"], shopper=shopper_from(request, data), cart=data["cart"],
+            codes=data["codes"], shopper=shopper, cart=data["cart"],
             order_id=data["order_id"], context=data.get("context") or {},
             idempotency_key=request.headers.get("Idempotency-Key", ""))
         if result.rejection is not None:
+            guard.count_not_found(not_found([result.rejection]))
             metrics.coupon_applications.labels(result.rejection.reason).inc()
             return Response(presenters.rejection_body(result.rejection, key="applied"),
                             status=422)

@@ -12,6 +12,8 @@ from core.money import display
 from coupons.engine import reasons as r
 from coupons.engine.types import TIERED, Cart, CodeTerms, Rejection, Rule, Shopper, Usage
 
+BUDGET_EXHAUSTED = "The coupon's discount budget is used up"
+
 
 def _reject(reason: str, code: str | None, message: str | None = None) -> Rejection:
     return Rejection(reason=reason, message=message or r.MESSAGES[reason], code=code)
@@ -48,6 +50,8 @@ def check(terms: CodeTerms | None, usage: Usage, shopper: Shopper, cart: Cart,
     if (rule.max_uses_total is not None and usage.coupon_uses >= rule.max_uses_total) or \
             (terms.max_uses is not None and usage.code_uses >= terms.max_uses):
         return _reject(r.USAGE_LIMIT_REACHED, code)
+    if rule.budget is not None and usage.budget_used >= rule.budget:
+        return _reject(r.USAGE_LIMIT_REACHED, code, BUDGET_EXHAUSTED)
     if rule.max_uses_per_user is not None:
         if shopper.id is None:
             return _reject(r.CUSTOMER_REQUIRED, code)

@@ -18,6 +18,9 @@ STACK_GROUP_CONFLICT = "stack_group_conflict"
 CAMPAIGN_NOT_LIVE = "campaign_not_live"
 SOLD_OUT = "sold_out"
 ALREADY_REDEEMED = "already_redeemed"
+# Beyond API.md's list (abuse protection, issue 6): a first-purchase or once-per-customer
+# coupon set to block, already used from the same device/IP/email/card by another account.
+MULTI_ACCOUNT_SUSPECTED = "multi_account_suspected"
 
 MESSAGES = {
     COUPON_NOT_FOUND: "Coupon not found",
@@ -38,4 +41,6 @@ MESSAGES = {
     CAMPAIGN_NOT_LIVE: "The campaign is not live",
     SOLD_OUT: "Sold out",
     ALREADY_REDEEMED: "This code has already been redeemed",
+    MULTI_ACCOUNT_SUSPECTED: "This coupon was already used by another account from the same "
+                             "device, network, email or payment method",
 }

@@ -83,6 +83,7 @@ class Rule:
     auto_apply: bool = False
     priority: int = 0
     name: str = ""  # what the shopper is shown for a promotion (description or code)
+    budget: int | None = None  # total discount budget (merchandise + shipping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class Usage:
     coupon_uses: int = 0
     code_uses: int = 0
     customer_uses: int = 0
+    budget_used: int = 0  # discount held by the coupon's live redemptions
 
 
 @dataclass(frozen=True, slots=True)

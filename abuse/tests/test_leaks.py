@@ -1,0 +1,101 @@
+"""Leaked public codes: disabled at N+1 unique customers within an hour (not before, not
+for repeats, never for per-customer codes), alert + email, audit trail, staff re-enable."""
+
+import pytest
+from django.core import mail
+from django.test import override_settings
+
+from abuse.models import AbuseAlert, AlertKind
+from coupons import services
+from coupons.engine.types import Cart, Line, Shopper
+from coupons.models import Code, Coupon
+from coupons.tests.factories import CouponFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CART = Cart(currency="USD", lines=(Line("SKU-1", "books", 4000, 1),))
+_orders = iter(range(10**9))
+
+
+def apply(code: str, customer: str) -> services.ApplyResult:
+    return services.redemption_apply(codes=[code], shopper=Shopper(id=customer), cart=CART,
+                                     order_id=f"o-{next(_orders)}")
+
+
+def active(coupon: Coupon) -> bool:
+    coupon.refresh_from_db()
+    return coupon.active
+
+
+def test_disables_at_n_plus_one_unique_customers_not_before():
+    coupon = CouponFactory(code="LEAKY", leak_threshold=5)
+    for n in range(5):
+        assert apply("LEAKY", f"c-{n}").rejection is None
+    # Repeat customers are not new unique redeemers.
+    for n in range(5):
+        assert apply("LEAKY", f"c-{n}").rejection is None
+    assert active(coupon) and not AbuseAlert.objects.exists() and not mail.outbox
+
+    assert apply("LEAKY", "c-5").rejection is None  # the sixth unique customer
+    assert not active(coupon)
+    assert "6 unique customers" in coupon.disabled_reason
+    alert = AbuseAlert.objects.get()
+    assert alert.kind == AlertKind.LEAKED_CODE and alert.coupon == coupon
+    assert alert.details["unique_customers"] == 6 and alert.details["threshold"] == 5
+    assert len(mail.outbox) == 1 and "LEAKY" in mail.outbox[0].subject
+    assert mail.outbox[0].to == ["marketing@localhost"]
+    # The automatic action is in the coupon's history, with its reason and no user.
+    last = coupon.history.first()
+    assert last.active is False and last.history_user is None
+    assert last.history_change_reason.startswith("Automatic: Leaked code")
+    # And it takes effect: the next shopper is told the coupon is inactive.
+    assert apply("LEAKY", "c-6").rejection.reason == "coupon_inactive"
+
+
+@override_settings(ABUSE_LEAK_THRESHOLD=3)
+def test_site_default_threshold_applies_without_an_override():
+    coupon = CouponFactory(code="DEFAULTED")
+    for n in range(3):
+        apply("DEFAULTED", f"d-{n}")
+    assert active(coupon)
+    apply("DEFAULTED", "d-3")
+    assert not active(coupon)
+
+
+def test_per_customer_and_generated_codes_never_trigger_it():
+    coupon = CouponFactory(code="PERSONAL", leak_threshold=2)
+    from coupons.models import Customer
+    for n in range(6):
+        customer = Customer.objects.create(external_id=f"p-{n}")
+        Code.objects.create(coupon=coupon, code=f"PERSONAL-{n}", customer=customer)
+        assert apply(f"PERSONAL-{n}", f"p-{n}").rejection is None
+    assert active(coupon) and not AbuseAlert.objects.exists()
+
+
+def test_staff_reenable_clears_the_reason_and_starts_the_count_over():
+    coupon = CouponFactory(code="BACKAGAIN", leak_threshold=2)
+    for n in range(3):
+        apply("BACKAGAIN", f"b-{n}")
+    assert not active(coupon)
+
+    services.coupons_set_active(coupon_ids=[coupon.pk], active=True, who="alice",
+                                reason="Activated by alice")
+    coupon.refresh_from_db()
+    assert coupon.active and coupon.disabled_reason == "" and coupon.disabled_at is None
+    leak = AbuseAlert.objects.get(kind=AlertKind.LEAKED_CODE)
+    assert leak.status == "reviewed"
+    assert AbuseAlert.objects.get(kind=AlertKind.REENABLED).message == "Re-enabled by alice"
+    # The old hour's customers no longer count: one new customer does not disable it.
+    assert apply("BACKAGAIN", "b-new").rejection is None
+    assert active(coupon)
+
+
+def test_reenable_through_the_admin_form_path(admin_user):
+    coupon = CouponFactory(code="FORMBACK", leak_threshold=1)
+    apply("FORMBACK", "f-1")
+    apply("FORMBACK", "f-2")
+    assert not active(coupon)
+    services.coupon_update(coupon_id=coupon.pk, fields={"active": True}, who="bob")
+    coupon.refresh_from_db()
+    assert coupon.active and coupon.disabled_reason == ""
+    assert AbuseAlert.objects.filter(kind=AlertKind.REENABLED).count() == 1
