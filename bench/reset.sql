@@ -4,8 +4,9 @@
 -- each pgbench run so every run starts from the same state and the script can re-run.
 \set ON_ERROR_STOP on
 BEGIN;
+DELETE FROM abuse_identityuse;
 DELETE FROM coupons_redemption WHERE order_id NOT LIKE 'seed-o-%';
-UPDATE coupons_coupon SET uses = 0 WHERE code IN ('BENCH25', 'HOT1000', 'PGHOT');
+UPDATE coupons_coupon SET uses = 0, budget_used_minor = 0 WHERE code IN ('BENCH25', 'HOT1000', 'PGHOT');
 UPDATE coupons_code SET uses = 0 WHERE code IN ('BENCH25', 'HOT1000', 'PGHOT');
 DELETE FROM coupons_customer c
  WHERE external_id NOT LIKE 'seed-%'

@@ -23,6 +23,11 @@
 #   8. bulk codes: 1,000,000 through the real task vs a raw COPY (bench/codegen.py)
 #   9. flash-sale claims over HTTP, exact count checked (bench/claims.sh)
 #  10. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
+#  11. abuse protection + analytics overhead (issue 6): wrk on validate (with a shopper
+#      context) and on apply (new order, customer and Idempotency-Key per request) with
+#      ANALYTICS_ENABLED and ABUSE_RATE_LIMITS_ENABLED off, then on, twice alternated;
+#      runs before the summary (BENCH_ONLY=overhead runs steps 1-4 and 11 only;
+#      BENCH_OVERHEAD_WORKERS (4), BENCH_OVERHEAD_CONNS (16), BENCH_DURATION)
 #
 # Knobs (environment): BENCH_PORT (8088), BENCH_WORKERS ("4 5"), BENCH_CONNS ("8 32"),
 # BENCH_DURATION (10 s per wrk run), BENCH_PG_CLIENTS ("4 8 32"), BENCH_PG_DURATION (10),
@@ -67,8 +72,9 @@ APPLY_CONCURRENCY=${BENCH_APPLY_CONCURRENCY:-32}
 APPLY_DEADLINE=${BENCH_APPLY_DEADLINE:-60}
 HOT_LIMIT=1000
 ONLY=${BENCH_ONLY:-}
-case "$ONLY" in ""|checkout|promotions|codegen|claims) ;;
-  *) echo "BENCH_ONLY must be checkout, promotions, codegen or claims" >&2; exit 2 ;; esac
+case "$ONLY" in ""|checkout|promotions|codegen|claims|overhead) ;;
+  *) echo "BENCH_ONLY must be checkout, promotions, codegen, claims or overhead" >&2
+     exit 2 ;; esac
 PROMO_NS=${BENCH_PROMO_NS:-"10 100 1000 10000"}
 PROMO_CALLS=${BENCH_PROMO_CALLS:-2000}
 PROMO_BUDGET=${BENCH_PROMO_BUDGET:-20}
@@ -92,7 +98,7 @@ die() { log "ERROR: $*"; exit 1; }
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 
 # --- 1. tools ---------------------------------------------------------------------------
-if part checkout; then
+if part checkout || part overhead; then
   if ! command -v wrk >/dev/null; then
     log "installing wrk"
     apt-get install -y -q wrk >>"$LOG" 2>&1 \
@@ -112,7 +118,7 @@ prepare_database 3
 # Auto promotions left by an interrupted step 7 would join every checkout call: remove.
 sql -v n=0 -f bench/promotions_seed.sql >/dev/null || die "removing bench promotions failed"
 seed_s=0
-if part checkout; then
+if part checkout || part overhead; then
   log "seeding 100,000 coupons (set-wise SQL)"
   seed_started=$(date +%s%N)
   sql -f bench/seed.sql || die "seed failed"
@@ -181,10 +187,13 @@ trap stop_gunicorn EXIT  # scripts/harness.sh
 trap 'exit 130' INT TERM
 
 
-run_wrk() {  # test workers conns
-  local test=$1 workers=$2 conns=$3 busy
+run_wrk() {  # test workers conns [mode: overhead runs]
+  local test=$1 workers=$2 conns=$3 mode=${4:-} busy
   local -a target=("http://127.0.0.1:$PORT/bench/bare")
   [ "$test" = validate ] && target=(-s bench/validate.lua "http://127.0.0.1:$PORT")
+  [ "$test" = apply ] && target=(-s bench/apply.lua "http://127.0.0.1:$PORT")
+  local -a kind=()
+  [ -n "$mode" ] && kind=(--kind overhead --mode "$mode")
   local mark output
   busy=$(background_busy)
   mark=$(cpu_mark)
@@ -193,7 +202,7 @@ run_wrk() {  # test workers conns
   echo "$output" >>"$LOG"
   $PY bench/wrk_parse.py --out "$RESULTS" --test "$test" --workers "$workers" \
     --conns "$conns" --background-busy "$busy" --cpu-busy "$(cpu_busy_since "$mark")" \
-    <<<"$output"
+    "${kind[@]}" <<<"$output"
 }
 
 apply_race() {  # workers
@@ -347,6 +356,30 @@ fi
 if part codegen; then
   log "bulk codes: ${BENCH_CODEGEN_COUNT:-1000000} through the real task vs raw COPY"
   $PY bench/codegen.py "$RESULTS" 2>>"$LOG" || log "bulk codes: NO RESULT (see $LOG)"
+fi
+
+# --- 11. abuse protection + analytics overhead (issue 6) --------------------------------
+# The same server and load with both features off, then on, alternated twice so a drift
+# of the machine shows up as a difference between the rounds, not as overhead.
+if part overhead; then
+  ov_workers=${BENCH_OVERHEAD_WORKERS:-4}
+  ov_conns=${BENCH_OVERHEAD_CONNS:-16}
+  wait_quiet
+  for round in 1 2; do
+    for mode in off on; do
+      flag=$([ "$mode" = on ] && echo true || echo false)
+      log "overhead round $round: analytics + rate limits $mode ($ov_workers workers)"
+      sql -f bench/reset.sql
+      ANALYTICS_ENABLED=$flag ABUSE_RATE_LIMITS_ENABLED=$flag start_gunicorn "$ov_workers"
+      BENCH_CONTEXT=1 timeout 20 wrk -t2 -c8 -d2s -s bench/validate.lua \
+        "http://127.0.0.1:$PORT" >/dev/null 2>&1
+      BENCH_CONTEXT=1 run_wrk validate "$ov_workers" "$ov_conns" "$mode"
+      run_wrk apply "$ov_workers" "$ov_conns" "$mode"
+      stop_gunicorn
+    done
+  done
+  sql -f bench/reset.sql
+  sql -c "delete from analytics_couponevent" >/dev/null
 fi
 
 # --- 9. flash-sale claims (issue 5): 10,000 claim requests from 2,000 retrying customers

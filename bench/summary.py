@@ -234,6 +234,29 @@ def issue5_sections(out: list[str], rows) -> None:
             f"{'met' if best['requests_per_s'] >= 1500 and best['p99_ms'] < 100 else 'NOT met'}")
 
 
+def issue6_section(out: list[str], rows) -> None:
+    """Step 11: validate and apply with analytics + abuse rate limits off vs on."""
+    runs = [r for r in rows if r["kind"] == "overhead"]
+    if not runs:
+        return
+    add = out.append
+    add("")
+    add("Abuse protection + analytics overhead (same server and load, features off vs on, "
+        "alternated)")
+    add(f"{'test':<9} {'mode':<4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}")
+    for r in runs:
+        add(f"{r['test']:<9} {r['mode']:<4} {num(r['rps']):>8} {num(r['p50_ms'], '.2f'):>7} "
+            f"{num(r['p99_ms'], '.2f'):>7} {r['non2xx']:>7}")
+    for test in ("validate", "apply"):
+        off = [r["rps"] for r in runs if r["test"] == test and r["mode"] == "off" and r["rps"]]
+        on = [r["rps"] for r in runs if r["test"] == test and r["mode"] == "on" and r["rps"]]
+        if off and on:
+            a, b = sum(off) / len(off), sum(on) / len(on)
+            overhead = 100 * (a - b) / a
+            add(f"  {test}: off {a:.0f} req/s, on {b:.0f} req/s -> overhead {overhead:.1f}% "
+                f"(target < 10%: {'met' if overhead < 10 else 'NOT met'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
@@ -262,7 +285,7 @@ def main() -> None:
     add(f"product: commit {env.get('commit', '?')}"
         + (f" with {env['modified_files']} uncommitted modified file(s)"
            if env.get("modified_files") else ""))
-    if env.get("only") in ("promotions", "codegen", "claims"):
+    if env.get("only") in ("promotions", "codegen", "claims", "overhead"):
         add(f"BENCH_ONLY={env['only']}: checkout steps and the 100,000-coupon seed skipped")
     else:
         add(f"seed: {env.get('coupons', '?')} coupons / {env.get('codes', '?')} codes "
@@ -277,6 +300,7 @@ def main() -> None:
         checkout_sections(add, env, wrk, applies, checks, pgb, short)
     promotion_sections(out, rows)
     issue5_sections(out, rows)
+    issue6_section(out, rows)
     text = "\n".join(out) + "\n"
     print(text, end="")
     if args.latest:

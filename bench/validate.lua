@@ -14,6 +14,9 @@ wrk.headers["Content-Type"] = "application/json"
 
 local prefix = '{"coupon_code":"' .. code .. '","customer":{"id":"u-'
 local suffix = '"},"cart":' .. cart .. '}'
+-- BENCH_CONTEXT=1: also send a shopper context (IP and session), so the abuse limits
+-- have keys to check (bench/run.sh step 11).
+local with_context = os.getenv("BENCH_CONTEXT") == "1"
 
 local threads = {}
 function setup(thread)
@@ -27,7 +30,13 @@ function init(args)
 end
 
 function request()
-  return wrk.format(nil, nil, nil, prefix .. math.random(1, 1000000000) .. suffix)
+  local n = math.random(1, 1000000000)
+  if with_context then
+    return wrk.format(nil, nil, nil, prefix .. n .. '"},"context":{"ip":"10.' ..
+      (n % 250) .. '.' .. (n % 199) .. '.' .. (n % 97) .. '","session_id":"s-' .. n ..
+      '"},"cart":' .. cart .. '}')
+  end
+  return wrk.format(nil, nil, nil, prefix .. n .. suffix)
 end
 
 function response(status, headers, body)

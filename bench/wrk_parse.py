@@ -44,13 +44,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--test", required=True)
+    parser.add_argument("--kind", default="wrk")
+    parser.add_argument("--mode", default=None, help="overhead runs: on | off")
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--conns", type=int, required=True)
     parser.add_argument("--background-busy", type=float, default=None)
     parser.add_argument("--cpu-busy", type=float, default=None)
     args = parser.parse_args()
     raw = sys.stdin.read()
-    result = {"kind": "wrk", "test": args.test, "workers": args.workers, "conns": args.conns,
+    result = {"kind": args.kind, "mode": args.mode, "test": args.test,
+              "workers": args.workers, "conns": args.conns,
               "background_busy_pct": args.background_busy, "cpu_busy_pct": args.cpu_busy,
               **parse(raw)}
     if result["rps"] is None:
