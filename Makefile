@@ -34,6 +34,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: venv services
+	bash scripts/browser.sh
 	$(VENV)/bin/ruff check .
 	$(TESTENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TESTENV) $(PY) manage.py check

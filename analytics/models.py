@@ -87,6 +87,9 @@ class DailyCouponFact(models.Model):
                                     name="dailycouponfact_unique_day"),
         ]
         indexes = [models.Index(fields=["coupon_id", "day"], name="dailycouponfact_coupon_idx")]
+        # Its admin list is the analytics page (analytics/admin.py): named for marketing.
+        verbose_name = "analytics"
+        verbose_name_plural = "analytics"
 
     def __str__(self) -> str:
         return f"{self.day}:{self.coupon_id}:{self.currency}"

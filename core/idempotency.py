@@ -128,7 +128,9 @@ def _claim(principal: str, key: str, fp: str, method: str, path: str):
 
 
 def _finish(record: IdempotencyRecord, response) -> None:
-    if response.status_code >= 500:
+    # Not kept: a 5xx (may have done nothing) and a 429 (refused before doing anything);
+    # a retry with the same key after Retry-After must run, not replay the refusal.
+    if response.status_code >= 500 or response.status_code == 429:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
     IdempotencyRecord.objects.filter(pk=record.pk).update(

@@ -170,3 +170,19 @@ def test_redis_down_lets_checkout_continue_unlimited(storefront, real, caplog):
         redis_guard.reset()
         assert validate(storefront, "REAL10").json()["valid"] is True
     assert "rate limits skipped" in caplog.text
+
+
+def test_a_refused_apply_is_not_replayed_to_its_retry(storefront, real, settings):
+    settings.ABUSE_NOT_FOUND_RATE_CUSTOMER = "1/m"
+    validate(storefront, "G1", customer="retry")
+    validate(storefront, "G2", customer="retry")  # blocked from here on
+    body = {"coupon_code": "REAL10", "customer": {"id": "retry"}, "cart": CART,
+            "order_id": "o-retry"}
+    first = storefront.post("/api/v1/coupons/apply", body, format="json",
+                            HTTP_IDEMPOTENCY_KEY="same-key")
+    assert_limited(first, 60)
+    settings.ABUSE_RATE_LIMITS_ENABLED = False  # as if the window had passed
+    retry = storefront.post("/api/v1/coupons/apply", body, format="json",
+                            HTTP_IDEMPOTENCY_KEY="same-key")
+    assert retry.status_code == 200 and retry.json()["applied"] is True
+    assert "Idempotent-Replayed" not in retry

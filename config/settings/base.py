@@ -211,6 +211,12 @@ ABUSE_IDENTITY_KEY = env("ABUSE_IDENTITY_KEY", default="")
 MARKETING_ALERT_EMAIL = env.list("MARKETING_ALERT_EMAIL", default=["marketing@localhost"])
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="growth-engine@localhost")
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # --- Analytics (analytics/) -------------------------------------------------------------
 # Checkout events are buffered in-process and written in batches by a background thread;

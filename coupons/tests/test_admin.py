@@ -402,3 +402,11 @@ def test_customer_orders_count_is_read_only(admin_client):
     assert customer.segments == ["vip", "new"]
     assert (customer.orders_count, customer.external_id) == (2, external_id)
     assert not Customer.objects.filter(external_id="hijack").exists()
+
+
+def test_coupon_page_links_analytics_and_what_if(marketing_client):
+    coupon = CouponFactory(code="LINKS")
+    page = marketing_client.get(reverse("admin:coupons_coupon_change", args=[coupon.pk]))
+    assert f'{reverse("admin:analytics_dashboard")}?coupon=LINKS'.encode() in page.content
+    assert reverse("admin:analytics_simulationrun_simulate",
+                   args=[coupon.pk]).encode() in page.content

@@ -79,7 +79,14 @@ def test_checkout_survives_redis_loss_and_readiness_recovers(private_redis, guni
     assert replay.status == 200
     assert replay.headers.get("idempotent-replayed") == "true"
     assert replay.body == second.body
-    slowest = max(r.elapsed for r in (validated, second, third, fourth, sold_out, replay))
+    # and the guessing limits fail open: twelve unknown codes in a row are all answered
+    guesses = [web.call("POST", VALIDATE, {**body, "coupon_code": f"GUESS{n}",
+                                           "context": {"ip": "203.0.113.5"}}, headers=auth)
+               for n in range(12)]
+    assert [g.status for g in guesses] == [200] * 12, guesses[-1].body
+    assert {g.json()["reason"] for g in guesses} == {"coupon_not_found"}
+    slowest = max(r.elapsed for r in (validated, second, third, fourth, sold_out, replay,
+                                      *guesses))
     assert slowest < FAST, f"a call took {slowest:.2f}s without Redis"
     coupon.refresh_from_db()
     assert coupon.uses == 3

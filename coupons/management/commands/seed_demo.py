@@ -12,7 +12,7 @@ from django.utils import timezone
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
 from core.models import ApiKey
-from coupons import services
+from coupons import demo_history, services
 from coupons.models import Coupon
 
 DEMO_CAMPAIGN = "Demo flash sale"
@@ -73,6 +73,7 @@ class Command(BaseCommand):
                 ends_at=now + timedelta(days=7), claim_hold_minutes=15,
                 discount={"type": "percentage", "percent_bp": 5000, "cap_minor": 2000,
                           "currency": "USD"})
+        history = demo_history.load()
         User = get_user_model()
         admin_password = secrets.token_urlsafe(9)
         admin, _ = User.objects.get_or_create(username="admin",
@@ -100,6 +101,9 @@ class Command(BaseCommand):
         out(f"Storefront key:   {storefront_key}")
         out(f"Admin API key:    {admin_key}")
         out(f"Flash sale:       {DEMO_CAMPAIGN} -> POST /api/v1/campaigns/{campaign.pk}/claim")
+        if history:
+            out(f"Analytics:        {history:,} demo checkout events over two weeks -> "
+                "/admin/analytics/dailycouponfact/")
         out("API docs:         http://127.0.0.1:8000/api/docs/")
         out(f"Try it:           export KEY={storefront_key}   (then see README.md)")
         out("=" * 72)
