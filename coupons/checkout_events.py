@@ -4,7 +4,9 @@ Read-only calls (validate, evaluate, the pre-check of apply) are `record`ed into
 in-process buffer: one `cart` event per call (the cart as the engine saw it, for what-if
 simulations and the "without coupon" order value) and one `validate` event per typed
 code. Money transitions (apply, confirm, release, expire, return) are `write`n inside the
-transaction that makes them, so the events can never disagree with the redemptions.
+transaction that makes them, so they commit or roll back with the redemptions. The
+apply events carry the pre-check's discounts (written before the coupon locks); the
+money metrics (confirm, return) come from the redemption rows themselves.
 """
 
 from __future__ import annotations
@@ -84,11 +86,17 @@ def _row(kind: str, x: Redemption, now, *, outcome: str = "ok", customer_id: str
             "new_customer": new_customer, "auto": x.auto}
 
 
-def reserved(created: list[Redemption], customer_id: str | None, new_customer: bool) -> None:
-    """In apply's transaction: one `apply` event per redemption reserved."""
+def reserving(applied, typed: set[str], shopper: Shopper, cart: Cart,
+              order_id: str) -> None:
+    """In apply's transaction: one `apply` event per coupon about to be reserved."""
     now = timezone.now()
-    events.write([_row("apply", x, now, outcome="applied", customer_id=customer_id or "",
-                       new_customer=new_customer) for x in created])
+    events.write([{"kind": "apply", "occurred_at": now, "outcome": "applied",
+                   "code": a.terms.code, "coupon_id": a.terms.rule.coupon_id,
+                   "customer_id": shopper.id or "", "order_id": order_id,
+                   "currency": cart.currency, "order_value_minor": cart.subtotal,
+                   "discount_minor": a.discount + a.shipping_discount,
+                   "new_customer": shopper.orders_count == 0,
+                   "auto": a.terms.code not in typed} for a in applied])
 
 
 def moved(kind: str, rows: list[Redemption], *, new_customers: frozenset = frozenset(),

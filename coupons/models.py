@@ -84,7 +84,9 @@ class Coupon(models.Model):
     # redemptions, moved with `uses` by the same conditional updates.
     budget_minor = models.BigIntegerField(
         null=True, blank=True, help_text="Total discount budget in minor units (empty: none).")
-    budget_used_minor = models.BigIntegerField(default=0, editable=False)
+    # Database defaults on the new columns: raw SQL inserts (bench and load seeds) that
+    # predate them keep working.
+    budget_used_minor = models.BigIntegerField(default=0, db_default=0, editable=False)
 
     # Abuse protection (abuse/).
     leak_threshold = models.PositiveIntegerField(
@@ -93,12 +95,14 @@ class Coupon(models.Model):
                   "within an hour (empty: the ABUSE_LEAK_THRESHOLD setting).")
     farming_action = models.CharField(
         max_length=5, choices=[("flag", "Flag for review"), ("block", "Block")], default="flag",
+        db_default="flag",
         help_text="When one shopper identity (device, IP, email, card) redeems this "
                   "first-purchase or once-per-customer coupon from several accounts.")
     limit_by_identity = models.BooleanField(
-        default=False,
+        default=False, db_default=False,
         help_text="The per-customer limit also counts uses by the same device, email or card.")
-    disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=300, blank=True, default="", db_default="",
+                                       editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     uses = models.PositiveIntegerField(default=0, editable=False)

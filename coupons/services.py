@@ -117,6 +117,8 @@ def _evaluate_within_budgets(entries, autos, shopper: Shopper, cart: Cart, now,
     pass; apply's conditional update stays the guard (docs/decisions.md)."""
     for _ in range(BUDGET_PASSES):
         result = evaluate(entries, autos, shopper, cart, now, policy)
+        if all(a.terms.rule.budget is None for a in result.pricing.applied):
+            return result
         used = {t.code_id: u.budget_used for _, t, u in entries if t is not None}
         used.update((t.code_id, u.budget_used) for t, u in autos)
         over = {a.terms.code_id for a in result.pricing.applied
@@ -227,6 +229,9 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
              idempotency_key: str) -> ApplyResult:
     chosen = [a.terms for a in prechecked.pricing.applied]
     typed = set(codes)
+    # The apply events go first, before the coupon locks, so they add nothing to the time
+    # a hot coupon stays locked; any rejection below rolls them back with the rest.
+    checkout_events.reserving(prechecked.pricing.applied, typed, shopper, cart, order_id)
     # Code -> coupon never changes, so the ids come from the pre-check.
     coupon_ids = [t.rule.coupon_id for t in chosen]
     coupons = locks.coupons_lock(coupon_ids)
@@ -285,7 +290,6 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
             raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED,
                                           r.MESSAGES[r.USAGE_LIMIT_REACHED], terms.code))
         created.append(redemption)
-    checkout_events.reserved(created, shopper.id, new_customer=shopper.orders_count == 0)
     if watched:
         abuse_services.identity_record(
             redemptions=[x for x in created if x.coupon_id in watched], digests=digests)
