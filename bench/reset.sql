@@ -6,7 +6,10 @@
 BEGIN;
 DELETE FROM abuse_identityuse;
 DELETE FROM coupons_redemption WHERE order_id NOT LIKE 'seed-o-%';
-UPDATE coupons_coupon SET uses = 0, budget_used_minor = 0 WHERE code IN ('BENCH25', 'HOT1000', 'PGHOT');
+-- Active again, and never "leaked": the bench's applies come from thousands of new
+-- customers an hour, which the leak detector would rightly stop.
+UPDATE coupons_coupon SET uses = 0, budget_used_minor = 0, active = true,
+       disabled_reason = '', disabled_at = NULL, leak_threshold = 1000000000 WHERE code IN ('BENCH25', 'HOT1000', 'PGHOT');
 UPDATE coupons_code SET uses = 0 WHERE code IN ('BENCH25', 'HOT1000', 'PGHOT');
 DELETE FROM coupons_customer c
  WHERE external_id NOT LIKE 'seed-%'

@@ -4,7 +4,11 @@
 \set ON_ERROR_STOP on
 BEGIN;
 DELETE FROM coupons_redemption WHERE order_id NOT LIKE 'hist-o-%';
-UPDATE coupons_coupon SET uses = 0 WHERE code IN ('LOAD25', 'LOAD10', 'LIMIT500', 'ONCE1');
+-- Active, and exempt from the leak detector (the load test's thousands of new customers
+-- an hour would rightly trip it).
+UPDATE coupons_coupon SET uses = 0, budget_used_minor = 0, active = true,
+       disabled_reason = '', disabled_at = NULL, leak_threshold = 1000000000
+ WHERE code IN ('LOAD25', 'LOAD10', 'LIMIT500', 'ONCE1');
 UPDATE coupons_code SET uses = 0 WHERE code IN ('LOAD25', 'LOAD10', 'LIMIT500', 'ONCE1');
 DELETE FROM coupons_customer c
  WHERE external_id NOT LIKE 'hist-%'
