@@ -9,8 +9,9 @@ IP and session come from the body's `context`; only an end customer's own call (
 back to the connection's address. When a limit is passed, a block marker with the
 window's remaining time is written; every later call by that customer/IP/session is 429
 with Retry-After until it expires, whatever code it sends (otherwise a script would learn
-which guesses are real from which calls are not blocked). Checking the markers is one
-Redis MGET per call with codes; counting happens only on unknown codes.
+which guesses are real from which calls are not blocked). The markers are read in the
+same Redis round trip as the promotions version the evaluation needs anyway
+(promotions.read_with); counting happens only on unknown codes.
 
 Redis down: nothing is limited (fail open) and a warning is logged.
 """
@@ -28,6 +29,7 @@ from django_ratelimit.core import get_usage
 from rest_framework.exceptions import Throttled
 
 from core import metrics, redis_guard
+from coupons import promotions
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +77,15 @@ class Guard:
         if not self.active or not redis_guard.available():
             return
         names = {_block_key(d, v): d for d, v in self.keys.items()}
-        started = time.monotonic()
         try:
-            found = cache.get_many(list(names))
+            # Same round trip as the promotions version read the evaluation needs anyway.
+            found = promotions.read_with(list(names))
         except Exception:  # noqa: BLE001 - fail open: checkout must not depend on Redis
             logger.warning("abuse rate limits skipped: Redis unavailable", exc_info=True)
             redis_guard.pause()
             return
-        redis_guard.note(started)
         if found:
+            promotions.drop_prefetched()
             until = max(found.values())
             dimension = names[max(found, key=found.get)]
             self._refuse(dimension, until - time.time())

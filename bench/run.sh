@@ -25,7 +25,8 @@
 #  10. summary table (bench/summary.py) -> stdout and bench/out/latest.txt
 #  11. abuse protection + analytics overhead (issue 6): wrk on validate (with a shopper
 #      context) and on apply (new order, customer and Idempotency-Key per request) with
-#      ANALYTICS_ENABLED and ABUSE_RATE_LIMITS_ENABLED off, then on, twice alternated;
+#      ANALYTICS_ENABLED and ABUSE_RATE_LIMITS_ENABLED off and on, in the order off, on,
+#      on, off (a drift of the machine cancels out of the means);
 #      runs before the summary (BENCH_ONLY=overhead runs steps 1-4 and 11 only;
 #      BENCH_OVERHEAD_WORKERS (4), BENCH_OVERHEAD_CONNS (16), BENCH_DURATION)
 #
@@ -359,24 +360,26 @@ if part codegen; then
 fi
 
 # --- 11. abuse protection + analytics overhead (issue 6) --------------------------------
-# The same server and load with both features off, then on, alternated twice so a drift
-# of the machine shows up as a difference between the rounds, not as overhead.
+# The same server and load with both features off and on.
 if part overhead; then
   ov_workers=${BENCH_OVERHEAD_WORKERS:-4}
   ov_conns=${BENCH_OVERHEAD_CONNS:-16}
   wait_quiet
-  for round in 1 2; do
-    for mode in off on; do
-      flag=$([ "$mode" = on ] && echo true || echo false)
-      log "overhead round $round: analytics + rate limits $mode ($ov_workers workers)"
-      sql -f bench/reset.sql
-      ANALYTICS_ENABLED=$flag ABUSE_RATE_LIMITS_ENABLED=$flag start_gunicorn "$ov_workers"
-      BENCH_CONTEXT=1 timeout 20 wrk -t2 -c8 -d2s -s bench/validate.lua \
-        "http://127.0.0.1:$PORT" >/dev/null 2>&1
-      BENCH_CONTEXT=1 run_wrk validate "$ov_workers" "$ov_conns" "$mode"
-      run_wrk apply "$ov_workers" "$ov_conns" "$mode"
-      stop_gunicorn
-    done
+  # off, on, on, off: a drift of the machine over the four runs cancels out of the means.
+  run=0
+  for mode in off on on off; do
+    run=$((run + 1))
+    flag=$([ "$mode" = on ] && echo true || echo false)
+    log "overhead run $run: analytics + rate limits $mode ($ov_workers workers)"
+    sql -f bench/reset.sql
+    sql -c "truncate analytics_couponevent" >/dev/null
+    redis-cli -n 3 flushdb >/dev/null  # block markers, leak sets, cached definitions
+    ANALYTICS_ENABLED=$flag ABUSE_RATE_LIMITS_ENABLED=$flag start_gunicorn "$ov_workers"
+    BENCH_CONTEXT=1 timeout 20 wrk -t2 -c8 -d2s -s bench/validate.lua \
+      "http://127.0.0.1:$PORT" >/dev/null 2>&1
+    BENCH_CONTEXT=1 run_wrk validate "$ov_workers" "$ov_conns" "$mode"
+    run_wrk apply "$ov_workers" "$ov_conns" "$mode"
+    stop_gunicorn
   done
   sql -f bench/reset.sql
   sql -c "delete from analytics_couponevent" >/dev/null

@@ -154,10 +154,40 @@ def _public_codes(coupon_ids: list[int]) -> dict[int, tuple]:
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
+_prefetched = threading.local()  # .version, .at: read_with()'s token for this request
+PREFETCH_SECONDS = 0.5
+
+
+def read_with(keys: list[str]) -> dict:
+    """One Redis round trip for the version token and `keys` (the abuse limits' block
+    markers, abuse/ratelimit.py): the token is kept for this thread's next catalog() call
+    (the same request, within PREFETCH_SECONDS) and the other values are returned. A
+    checkout call with codes then pays one round trip for both."""
+    if not redis_guard.available():
+        return {}
+    started = time.monotonic()
+    found = cache.get_many([VERSION_KEY, *keys])
+    if redis_guard.note(started):
+        return {}
+    _prefetched.version = found.pop(VERSION_KEY, None)
+    _prefetched.at = time.monotonic()
+    return found
+
+
+def drop_prefetched() -> None:
+    """The request that prefetched the token will not evaluate (refused): forget it."""
+    _prefetched.version = None
+
+
 def _read_version() -> str | None:
     """The version token, or None when Redis does not answer. A read that times out
     pauses optional Redis reads for a second (core/redis_guard.py), so checkout does not
     pay the timeout on every request."""
+    version = getattr(_prefetched, "version", None)
+    if version is not None:
+        _prefetched.version = None
+        if time.monotonic() - _prefetched.at < PREFETCH_SECONDS:
+            return version
     if not redis_guard.available():
         return None
     started = time.monotonic()
@@ -216,4 +246,5 @@ def reset() -> None:
     """Forget this process's catalog (tests)."""
     global _catalog
     _catalog = None
+    _prefetched.version = None
     redis_guard.reset()

@@ -186,3 +186,18 @@ def test_a_refused_apply_is_not_replayed_to_its_retry(storefront, real, settings
                             HTTP_IDEMPOTENCY_KEY="same-key")
     assert retry.status_code == 200 and retry.json()["applied"] is True
     assert "Idempotent-Replayed" not in retry
+
+
+def test_the_block_check_shares_the_promotions_version_round_trip(real, monkeypatch, rf):
+    from abuse.ratelimit import Guard
+    from coupons import promotions
+
+    promotions.catalog()  # publishes the version token
+    request = rf.post(VALIDATE)
+    Guard.for_request(request, "c-1", {"ip": "203.0.113.1"}).check()
+
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("the version was read again")
+
+    monkeypatch.setattr(promotions.cache, "get", no_second_read)
+    assert promotions.catalog() is not None  # served by the check's MGET
