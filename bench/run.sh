@@ -26,7 +26,8 @@
 #  11. abuse protection + analytics overhead (issue 6): wrk on validate (with a shopper
 #      context) and on apply (new order, customer and Idempotency-Key per request) with
 #      ANALYTICS_ENABLED and ABUSE_RATE_LIMITS_ENABLED off and on, in the order off, on,
-#      on, off (a drift of the machine cancels out of the means);
+#      on, off, twice (BENCH_OVERHEAD_ROUNDS; a drift of the machine cancels out of the
+#      means);
 #      runs before the summary (BENCH_ONLY=overhead runs steps 1-4 and 11 only;
 #      BENCH_OVERHEAD_WORKERS (4), BENCH_OVERHEAD_CONNS (16), BENCH_DURATION)
 #
@@ -365,9 +366,12 @@ if part overhead; then
   ov_workers=${BENCH_OVERHEAD_WORKERS:-4}
   ov_conns=${BENCH_OVERHEAD_CONNS:-16}
   wait_quiet
-  # off, on, on, off: a drift of the machine over the four runs cancels out of the means.
+  # off, on, on, off (repeated BENCH_OVERHEAD_ROUNDS times, default 2): a drift of the
+  # machine over the runs cancels out of the means; one run is too noisy on this VM.
   run=0
-  for mode in off on on off; do
+  modes=""
+  for _ in $(seq 1 "${BENCH_OVERHEAD_ROUNDS:-2}"); do modes="$modes off on on off"; done
+  for mode in $modes; do
     run=$((run + 1))
     flag=$([ "$mode" = on ] && echo true || echo false)
     log "overhead run $run: analytics + rate limits $mode ($ov_workers workers)"
