@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from abuse import identity
@@ -471,8 +472,10 @@ def _give_back(ids: list, new_status: str) -> int:
         for x in rows:
             spent[x.coupon_id] += x.discount_minor + x.shipping_discount_minor
         for coupon_id, n in Counter(x.coupon_id for x in rows).items():
+            # Never below zero: rows inserted by raw SQL (seeds) never added their share.
             Coupon.objects.filter(pk=coupon_id).update(
-                uses=F("uses") - n, budget_used_minor=F("budget_used_minor") - spent[coupon_id])
+                uses=F("uses") - n,
+                budget_used_minor=Greatest(F("budget_used_minor") - spent[coupon_id], 0))
         for code_id, n in Counter(x.code_id for x in rows).items():
             Code.objects.filter(pk=code_id).update(uses=F("uses") - n)
         count = len(rows)

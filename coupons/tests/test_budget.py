@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from coupons import services
 from coupons.engine.types import Cart, Line, Shopper
-from coupons.models import Coupon, Redemption
+from coupons.models import Code, Coupon, Redemption
 from coupons.tests.factories import CouponFactory
 from tests.race import race, unexpected
 from tests.support import cart
@@ -117,3 +117,19 @@ def test_validate_over_http_reports_an_exhausted_budget(storefront):
                                 "cart": cart(("S", "books", "40.00", 1))}, format="json")
     assert response.json()["valid"] is False
     assert response.json()["reason"] == "usage_limit_reached"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_giving_back_a_use_that_never_took_budget_does_not_break_expiry():
+    # A reservation made before the budget guard existed (or seeded by raw SQL) never
+    # added its discount to budget_used; expiring it must not take the counter below 0.
+    coupon = CouponFactory(code="OLDRES", max_uses_total=5)
+    code = coupon.codes.get()
+    Redemption.objects.create(coupon=coupon, code=code, order_id="old-1", currency="USD",
+                              discount_minor=500, order_value_minor=4000,
+                              expires_at=timezone.now() - timedelta(seconds=1))
+    Coupon.objects.filter(pk=coupon.pk).update(uses=1)
+    Code.objects.filter(pk=code.pk).update(uses=1)
+    assert services.redemptions_expire_stale() == 1
+    coupon.refresh_from_db()
+    assert (coupon.uses, coupon.budget_used_minor) == (0, 0)
