@@ -99,3 +99,16 @@ def test_reenable_through_the_admin_form_path(admin_user):
     coupon.refresh_from_db()
     assert coupon.active and coupon.disabled_reason == ""
     assert AbuseAlert.objects.filter(kind=AlertKind.REENABLED).count() == 1
+
+
+def test_racing_new_customers_disable_it_once():
+    from tests.race import race, unexpected
+
+    coupon = CouponFactory(code="RUSH", leak_threshold=10)
+    outcomes = race(lambda n: apply("RUSH", f"rush-{n}"), range(30), workers=30)
+    assert not unexpected(outcomes), unexpected(outcomes)
+    assert not active(coupon)
+    applied = [o.value for o in outcomes if o.value.rejection is None]
+    assert len(applied) >= 11  # at least the N+1 that tripped it
+    assert AbuseAlert.objects.filter(kind=AlertKind.LEAKED_CODE).count() == 1
+    assert AbuseAlert.objects.get().occurrences == 1 and len(mail.outbox) == 1
