@@ -2,6 +2,7 @@
 clients, and a clean Redis cache (tests use their own Redis database)."""
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -23,6 +24,16 @@ def _clean_cache():
     events.discard()
     yield
     events.discard()  # buffered analytics events never outlive their test
+
+
+@pytest.fixture
+def marketing_client(client):
+    """The admin as a staff user ("mia") whose only rights come from the migrations'
+    "marketing" group."""
+    user = User.objects.create_user("mia", password="x", is_staff=True)  # noqa: S106
+    user.groups.add(Group.objects.get(name="marketing"))
+    client.force_login(user)
+    return client
 
 
 def _client(scopes: list[str]) -> APIClient:

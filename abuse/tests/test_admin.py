@@ -2,7 +2,6 @@
 changes, marketing can review alerts and re-enable an auto-disabled coupon."""
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from abuse import services as abuse_services
 from abuse.models import AbuseAlert, AlertKind
@@ -11,14 +10,6 @@ from coupons.tests.factories import CouponFactory
 from coupons.tests.test_admin import change_form
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def marketing(client):
-    user = User.objects.create_user("mia", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="marketing"))
-    client.force_login(user)
-    return client
 
 
 def leaked(code: str = "LEAKED") -> Coupon:
@@ -32,19 +23,19 @@ def leaked(code: str = "LEAKED") -> Coupon:
     return coupon
 
 
-def test_history_shows_the_automatic_disable_next_to_staff_edits(marketing):
+def test_history_shows_the_automatic_disable_next_to_staff_edits(marketing_client):
     coupon = leaked()
     url = f"/admin/coupons/coupon/{coupon.pk}/change/"
-    page = marketing.get(url)
+    page = marketing_client.get(url)
     assert page.status_code == 200
     assert b"Disabled automatically" in page.content and b"1001 unique customers" in page.content
     # A staff re-enable through the form...
-    response = marketing.post(url, change_form(coupon, active="on", percent="10"))
+    response = marketing_client.post(url, change_form(coupon, active="on", percent="10"))
     assert response.status_code == 302, response.content
     coupon.refresh_from_db()
     assert coupon.active and not coupon.disabled_reason
     # ...and both changes are in the history, the staff one with its user.
-    history = marketing.get(f"/admin/coupons/coupon/{coupon.pk}/history/")
+    history = marketing_client.get(f"/admin/coupons/coupon/{coupon.pk}/history/")
     assert history.status_code == 200
     assert b"Automatic: Leaked code" in history.content and b"mia" in history.content
     assert AbuseAlert.objects.get(kind=AlertKind.LEAKED_CODE).status == "reviewed"
@@ -62,18 +53,18 @@ def test_activate_action_reenables_with_the_users_name(admin_client):
     assert AbuseAlert.objects.get(kind=AlertKind.REENABLED).message == "Re-enabled by admin"
 
 
-def test_marketing_reviews_alerts(marketing):
+def test_marketing_reviews_alerts(marketing_client):
     coupon = leaked("REVIEW")
     alert = AbuseAlert.objects.get(coupon=coupon)
-    listing = marketing.get("/admin/abuse/abusealert/")
+    listing = marketing_client.get("/admin/abuse/abusealert/")
     assert listing.status_code == 200 and b"REVIEW" in listing.content
-    assert marketing.get(f"/admin/abuse/abusealert/{alert.pk}/change/").status_code == 200
-    response = marketing.post("/admin/abuse/abusealert/",
+    assert marketing_client.get(f"/admin/abuse/abusealert/{alert.pk}/change/").status_code == 200
+    response = marketing_client.post("/admin/abuse/abusealert/",
                               {"action": "mark_reviewed", "_selected_action": [alert.pk]})
     assert response.status_code == 302
     alert.refresh_from_db()
     assert alert.status == "reviewed" and alert.reviewed_by.username == "mia"
-    assert marketing.get("/admin/abuse/abusealert/add/").status_code == 403
+    assert marketing_client.get("/admin/abuse/abusealert/add/").status_code == 403
 
 
 def test_budget_and_abuse_settings_are_editable_in_the_form(admin_client):

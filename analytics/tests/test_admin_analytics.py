@@ -10,7 +10,7 @@ import json
 from datetime import datetime, time, timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
@@ -71,14 +71,6 @@ def superuser(client):
 
 
 @pytest.fixture
-def marketer(client):
-    user = User.objects.create_user("mia", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="marketing"))
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def outsider(client):
     client.force_login(User.objects.create_user("otto", password="pw", is_staff=True))
     return client
@@ -116,12 +108,12 @@ def test_superuser_sees_the_numbers(superuser):
     assert f"{PAGE}?" in top and "coupon=SUMMER" in top  # per-coupon link
 
 
-def test_marketing_user_sees_the_page_from_the_admin_index(marketer):
+def test_marketing_user_sees_the_page_from_the_admin_index(marketing_client):
     coupon = CouponFactory(code="MKT10")
     make_activity(coupon)
-    index = marketer.get(reverse("admin:index"))
+    index = marketing_client.get(reverse("admin:index"))
     assert index.status_code == 200 and PAGE.encode() in index.content
-    response = marketer.get(PAGE)
+    response = marketing_client.get(PAGE)
     assert response.status_code == 200
     assert kpi(response.content.decode(), "redemptions") == "4"
 
@@ -284,25 +276,25 @@ def simulate_url(coupon) -> str:
 
 
 def test_simulation_form_runs_and_the_run_page_shows_the_result(
-        marketer, django_capture_on_commit_callbacks):
+        marketing_client, django_capture_on_commit_callbacks):
     # given: three carts seen this week, two of them in the coupon's currency
     coupon = CouponFactory(code="WHATIF", budget_minor=10_000, active=False)  # a draft
     events.write([cart_event("s-1"), cart_event("s-2", back_days=3),
                   cart_event("s-3", currency="EUR")])
-    form_page = marketer.get(simulate_url(coupon))
+    form_page = marketing_client.get(simulate_url(coupon))
     assert form_page.status_code == 200
     assert b"What-if: run against the carts of the last N days" in form_page.content
     assert form_page.context["form"]["days"].value() == 14
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        response = marketer.post(simulate_url(coupon), {"days": "14"})
+        response = marketing_client.post(simulate_url(coupon), {"days": "14"})
     # then: the run exists, ran (eager Celery) and its page shows the result
     run = coupon.simulation_runs.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:analytics_simulationrun_change",
                                            args=[run.pk])
     assert run.requested_by.username == "mia" and run.days == 14
-    page = marketer.get(response["Location"])
+    page = marketing_client.get(response["Location"])
     assert page.status_code == 200
     html = page.content.decode()
     assert "<progress" in html and 'http-equiv="refresh"' not in html  # done: no reload
@@ -320,30 +312,30 @@ def test_simulation_form_runs_and_the_run_page_shows_the_result(
     header = html.split('id="run-per-day"', 1)[1].split("</thead>", 1)[0]
     assert [c.split("</th>")[0] for c in header.split('scope="col">')[1:]] == \
         ["Day", "Carts", "Eligible", "Redemptions", "Discount"]
-    all_runs = marketer.get(reverse("admin:analytics_simulationrun_changelist"),
+    all_runs = marketing_client.get(reverse("admin:analytics_simulationrun_changelist"),
                             {"coupon__id__exact": coupon.pk})
     assert all_runs.status_code == 200 and b"WHATIF" in all_runs.content
 
 
-def test_a_running_simulation_page_reloads_itself(marketer):
+def test_a_running_simulation_page_reloads_itself(marketing_client):
     from analytics.models import SimulationRun
 
     coupon = CouponFactory()
     run = SimulationRun.objects.create(coupon=coupon, days=7, status="running",
                                        carts_total=200, carts_done=50)
-    page = marketer.get(reverse("admin:analytics_simulationrun_change", args=[run.pk]))
+    page = marketing_client.get(reverse("admin:analytics_simulationrun_change", args=[run.pk]))
     assert page.status_code == 200
     html = page.content.decode()
     assert 'http-equiv="refresh"' in html and 'value="0.25"' in html
-    listing = marketer.get(reverse("admin:analytics_simulationrun_changelist"))
+    listing = marketing_client.get(reverse("admin:analytics_simulationrun_changelist"))
     assert listing.status_code == 200 and b'http-equiv="refresh"' in listing.content
     assert b"50/200" in listing.content
 
 
 @pytest.mark.parametrize("days", ["0", "91", "abc", ""])
-def test_simulation_days_out_of_range_is_a_form_error(marketer, days):
+def test_simulation_days_out_of_range_is_a_form_error(marketing_client, days):
     coupon = CouponFactory()
-    response = marketer.post(simulate_url(coupon), {"days": days})
+    response = marketing_client.post(simulate_url(coupon), {"days": days})
     assert response.status_code == 200 and response.context["form"].errors["days"]
     assert not coupon.simulation_runs.exists()
 
@@ -370,13 +362,13 @@ def test_simulation_is_refused_without_permission(outsider):
     assert not coupon.simulation_runs.exists()
 
 
-def test_runs_are_read_only(marketer):
+def test_runs_are_read_only(marketing_client):
     coupon = CouponFactory()
-    assert marketer.get(reverse("admin:analytics_simulationrun_add")).status_code == 403
+    assert marketing_client.get(reverse("admin:analytics_simulationrun_add")).status_code == 403
     from analytics.models import SimulationRun
 
     run = SimulationRun.objects.create(coupon=coupon, days=7)
-    page = marketer.get(reverse("admin:analytics_simulationrun_change", args=[run.pk]))
+    page = marketing_client.get(reverse("admin:analytics_simulationrun_change", args=[run.pk]))
     assert b'name="_save"' not in page.content
 
 

@@ -5,7 +5,6 @@ marketing group's rights."""
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,14 +16,6 @@ from coupons.models import Code
 pytestmark = pytest.mark.django_db
 LIST = reverse("admin:campaigns_campaign_changelist")
 ADD = reverse("admin:campaigns_campaign_add")
-
-
-@pytest.fixture
-def marketing_client(client):
-    user = User.objects.create_user("marketer", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="marketing"))
-    client.force_login(user)
-    return client
 
 
 def _form(**overrides) -> dict:

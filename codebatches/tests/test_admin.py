@@ -5,7 +5,7 @@ who may do what (the marketing group may; a staff user without the permissions m
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -18,14 +18,6 @@ pytestmark = pytest.mark.django_db
 
 COUPONS = reverse("admin:coupons_coupon_changelist")
 BATCHES = reverse("admin:codebatches_codebatch_changelist")
-
-
-@pytest.fixture
-def marketer(client):
-    user = User.objects.create_user("mia", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="marketing"))
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -46,26 +38,27 @@ def form(**overrides) -> dict:
     return {k: v for k, v in data.items() if v is not None}
 
 
-def test_action_on_coupon_list_leads_to_the_form(marketer):
+def test_action_on_coupon_list_leads_to_the_form(marketing_client):
     coupon = CouponFactory()
-    response = marketer.post(COUPONS, {"action": "generate_codes",
+    response = marketing_client.post(COUPONS, {"action": "generate_codes",
                                        "_selected_action": [coupon.pk]})
     assert response.status_code == 302 and response["Location"] == generate_url(coupon)
-    page = marketer.get(generate_url(coupon))
+    page = marketing_client.get(generate_url(coupon))
     assert page.status_code == 200 and b"Generate codes" in page.content
 
 
-def test_action_wants_exactly_one_coupon(marketer):
+def test_action_wants_exactly_one_coupon(marketing_client):
     a, b = CouponFactory(), CouponFactory()
-    response = marketer.post(COUPONS, {"action": "generate_codes",
+    response = marketing_client.post(COUPONS, {"action": "generate_codes",
                                        "_selected_action": [a.pk, b.pk]}, follow=True)
     assert b"Select exactly one coupon" in response.content
 
 
-def test_form_creates_the_batch_and_shows_its_page(marketer, django_capture_on_commit_callbacks):
+def test_form_creates_the_batch_and_shows_its_page(marketing_client,
+                                                   django_capture_on_commit_callbacks):
     coupon = CouponFactory()
     with django_capture_on_commit_callbacks(execute=True):
-        response = marketer.post(generate_url(coupon), form())
+        response = marketing_client.post(generate_url(coupon), form())
     batch = CodeBatch.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:codebatches_codebatch_change",
@@ -73,19 +66,19 @@ def test_form_creates_the_batch_and_shows_its_page(marketer, django_capture_on_c
     assert batch.prefix == "ADM" and batch.coupon == coupon
     assert batch.created_by.username == "mia"
     assert batch.status == "done" and Code.objects.filter(batch=batch).count() == 300
-    page = marketer.get(response["Location"])
+    page = marketing_client.get(response["Location"])
     assert page.status_code == 200
     assert b"<progress" in page.content and b"Download CSV" in page.content
     assert b'http-equiv="refresh"' not in page.content  # done: no more reloading
 
 
-def test_form_with_customer_csv_binds_one_code_each(marketer,
+def test_form_with_customer_csv_binds_one_code_each(marketing_client,
                                                      django_capture_on_commit_callbacks):
     coupon = CouponFactory()
     upload = SimpleUploadedFile("vip.csv", b"customer_id\nu-1\nu-2\n\nu-2\nu-3\n",
                                 content_type="text/csv")
     with django_capture_on_commit_callbacks(execute=True):
-        response = marketer.post(generate_url(coupon), form(count="", customers_csv=upload))
+        response = marketing_client.post(generate_url(coupon), form(count="", customers_csv=upload))
     assert response.status_code == 302
     batch = CodeBatch.objects.get()
     assert batch.requested == 3 and batch.customer_ids == ["u-1", "u-2", "u-3"]
@@ -101,48 +94,49 @@ def test_form_with_customer_csv_binds_one_code_each(marketer,
     ({"code_length": "30"}, "code_length", "less than or equal to 24"),
     ({"expires_at_0": "2001-01-01", "expires_at_1": "00:00"}, "expires_at", "past"),
 ])
-def test_form_errors_are_clear(marketer, data, field, words):
+def test_form_errors_are_clear(marketing_client, data, field, words):
     coupon = CouponFactory()
-    response = marketer.post(generate_url(coupon), form(**data))
+    response = marketing_client.post(generate_url(coupon), form(**data))
     assert response.status_code == 200
     errors = response.context["form"].errors
     assert words in " ".join(errors[field]), errors
     assert not CodeBatch.objects.exists()
 
 
-def test_csv_count_must_match(marketer):
+def test_csv_count_must_match(marketing_client):
     coupon = CouponFactory()
     upload = SimpleUploadedFile("c.csv", b"a\nb\n", content_type="text/csv")
-    response = marketer.post(generate_url(coupon), form(count="5", customers_csv=upload))
+    response = marketing_client.post(generate_url(coupon), form(count="5", customers_csv=upload))
     assert "their number" in " ".join(response.context["form"].errors["count"])
 
 
-def test_batch_list_shows_progress_and_refreshes_while_generating(marketer):
+def test_batch_list_shows_progress_and_refreshes_while_generating(marketing_client):
     CodeBatchFactory(requested=200, generated=50)
-    page = marketer.get(BATCHES)
+    page = marketing_client.get(BATCHES)
     assert page.status_code == 200
     assert b'<progress value="50" max="200"' in page.content and b"25%" in page.content
     assert b'http-equiv="refresh"' in page.content
     batch = CodeBatch.objects.get()
-    detail = marketer.get(reverse("admin:codebatches_codebatch_change", args=[batch.pk]))
+    detail = marketing_client.get(reverse("admin:codebatches_codebatch_change", args=[batch.pk]))
     assert detail.status_code == 200 and b'http-equiv="refresh"' in detail.content
 
 
-def test_csv_download_from_the_admin(marketer, django_capture_on_commit_callbacks):
+def test_csv_download_from_the_admin(marketing_client, django_capture_on_commit_callbacks):
     coupon = CouponFactory()
     with django_capture_on_commit_callbacks(execute=True):
-        marketer.post(generate_url(coupon), form(count="40"))
+        marketing_client.post(generate_url(coupon), form(count="40"))
     batch = CodeBatch.objects.get()
-    response = marketer.get(reverse("admin:codebatches_codebatch_csv", args=[batch.pk]))
+    response = marketing_client.get(reverse("admin:codebatches_codebatch_csv", args=[batch.pk]))
     assert response.status_code == 200 and response.streaming
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0] == "code,max_uses,expires_at,customer_id" and len(lines) == 41
 
 
-def test_resume_action_requeues_failed_batches(marketer, django_capture_on_commit_callbacks):
+def test_resume_action_requeues_failed_batches(marketing_client,
+                                               django_capture_on_commit_callbacks):
     batch = CodeBatchFactory(requested=30, status=CodeBatch.Status.FAILED, error="boom")
     with django_capture_on_commit_callbacks(execute=True):
-        marketer.post(BATCHES, {"action": "resume", "_selected_action": [batch.pk]})
+        marketing_client.post(BATCHES, {"action": "resume", "_selected_action": [batch.pk]})
     batch.refresh_from_db()
     assert batch.status == "done" and batch.generated == 30
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
@@ -59,15 +58,6 @@ def redemption_for(coupon: Coupon, **kw) -> Redemption:
               "order_value_minor": 15000, "expires_at": timezone.now() + timedelta(hours=1)}
     fields.update(kw)
     return Redemption.objects.create(**fields)
-
-
-@pytest.fixture
-def marketing_client(client):
-    # given a staff user whose only rights come from the migration's "marketing" group
-    user = User.objects.create_user("mia", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="marketing"))
-    client.force_login(user)
-    return client
 
 
 # --- pages render -------------------------------------------------------------------------

@@ -4,7 +4,7 @@ coupon "Try it" preview (services.promotion_preview) rendered as a page."""
 import json
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from coupons import promotions
@@ -36,15 +36,6 @@ def preview(client, coupon: Coupon, cart: str | None = None, **fields):
 
 def codes(rows) -> list[str]:
     return [row["code"] for row in rows]
-
-
-@pytest.fixture
-def marketing_client(client):
-    # given a staff user whose only rights come from the migrations' "marketing" group
-    user = User.objects.create_user("mia", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="marketing"))
-    client.force_login(user)
-    return client
 
 
 # --- promotion settings -------------------------------------------------------------------
