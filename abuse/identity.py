@@ -18,7 +18,6 @@ from django.conf import settings
 # context field -> identity kind. `session_id` is not an identity (it changes per visit).
 IDENTITY_FIELDS = {"device_id": "device", "ip": "ip", "email": "email",
                    "payment_fingerprint": "payment"}
-STORED_FIELDS = (*IDENTITY_FIELDS, "session_id")
 
 
 def _key() -> bytes:
@@ -61,7 +60,11 @@ def digests(context: dict | None) -> dict[str, str]:
             if context and context.get(field)}
 
 
-def stored_context(context: dict | None) -> dict[str, str]:
-    """What a redemption keeps of the context: the same fields, each hashed."""
-    return {field: digest(field, context[field]) for field in STORED_FIELDS
-            if context and context.get(field)}
+def stored_context(context: dict | None, digested: dict[str, str]) -> dict[str, str]:
+    """What a redemption keeps of the context: the same fields, each hashed. `digested`:
+    digests(context), so apply hashes each identity once."""
+    stored = {field: digested[kind] for field, kind in IDENTITY_FIELDS.items()
+              if kind in digested}
+    if context and context.get("session_id"):
+        stored["session_id"] = digest("session_id", context["session_id"])
+    return stored

@@ -271,7 +271,7 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
     digests = identity.digests(context)
     watched, findings = _identity_checks(result.pricing.applied, typed, coupons, digests,
                                          customer_pk, facts)
-    stored_context = identity.stored_context(context)
+    stored_context = identity.stored_context(context, digests)
     expires_at = now + timedelta(seconds=settings.COUPON_RESERVATION_TTL)
     created = []
     for applied in result.pricing.applied:

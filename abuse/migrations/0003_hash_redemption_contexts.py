@@ -6,13 +6,13 @@ from django.db import migrations
 
 
 def forwards(apps, schema_editor):
-    from abuse.identity import stored_context
+    from abuse.identity import digests, stored_context
 
     Redemption = apps.get_model("coupons", "Redemption")
     rows = Redemption.objects.exclude(context={}).only("pk", "context")
     batch = []
     for row in rows.iterator(chunk_size=2000):
-        row.context = stored_context(row.context)
+        row.context = stored_context(row.context, digests(row.context))
         batch.append(row)
         if len(batch) >= 2000:
             Redemption.objects.bulk_update(batch, ["context"])

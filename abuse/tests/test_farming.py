@@ -52,6 +52,9 @@ def test_same_card_on_a_first_purchase_coupon_is_flagged_and_stored_hashed():
     # Nothing raw is stored: not in the redemption's context, not in the identities.
     stored = json.dumps(list(Redemption.objects.values_list("context", flat=True)))
     assert "card-123" not in stored and "Alice" not in stored and "203.0.113.9" not in stored
+    first = Redemption.objects.get(customer__external_id="alice").context
+    assert set(first) == {"payment_fingerprint", "email", "ip"}
+    assert first["email"] == identity.digest("email", "alicesmith@example.com")
     assert IdentityUse.objects.filter(kind="payment").count() == 3
     assert all(len(d) == 64 for d in IdentityUse.objects.values_list("digest", flat=True))
 
