@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator, Mapping
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -47,6 +49,52 @@ class ApiError(exceptions.APIException):
 class Conflict(ApiError):
     def __init__(self, code: str, message: str, **kw):
         super().__init__(code, message, status_code=409, **kw)
+
+
+UNIQUE_VIOLATION = "23505"
+CHECK_VIOLATION = "23514"
+
+
+def _sql_cause(exc: DatabaseError) -> tuple[str | None, str | None]:
+    """(SQLSTATE, constraint name) of a database error (psycopg's diagnostics)."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    return getattr(cause, "sqlstate", None), getattr(diag, "constraint_name", None)
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    return _sql_cause(exc)[0] == UNIQUE_VIOLATION
+
+
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the constraint an IntegrityError reports, if any."""
+    return _sql_cause(exc)[1]
+
+
+@contextlib.contextmanager
+def database_input_errors(fields: Mapping[str, str] | None = None) -> Iterator[None]:
+    """The last line of defence around a write of validated input: what the validation
+    missed and the database refused is the client's bad input, never a 500. A check
+    constraint is a `400` on the field `fields` maps its name to; a value the column
+    cannot hold (out of range, too long) a `400`; a unique constraint a `409`. Use it
+    outside the service's transaction, which has rolled back by then."""
+    try:
+        yield
+    except IntegrityError as exc:
+        state, constraint = _sql_cause(exc)
+        if state == UNIQUE_VIOLATION:
+            logger.warning("unique violation on %s", constraint)
+            raise Conflict("conflict", "The request conflicts with stored data.") from None
+        if state != CHECK_VIOLATION:
+            raise
+        logger.error("check constraint %s violated by validated input", constraint)
+        field = (fields or {}).get(constraint or "", "non_field_errors")
+        raise ApiError("invalid_request", "Invalid input.",
+                       fields={field: ["This value is not allowed here."]}) from None
+    except DataError as exc:
+        logger.error("database refused a validated value: %s", exc)
+        raise ApiError("invalid_request", "Invalid input.", fields={
+            "non_field_errors": ["A value is out of range or too long."]}) from None
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:

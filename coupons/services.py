@@ -562,7 +562,9 @@ def coupon_create(*, fields: dict, public_code: str | None = None,
             coupon.save()
             if public is not None:
                 Code.objects.create(coupon=coupon, code=public)
-    except IntegrityError:
+    except IntegrityError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "23505":  # not unique: a check
+            raise  # constraint (bad input, a 400 for the caller), never "exists"
         raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.") \
             from None
     _forget_on_commit(coupon, [public] if public is not None else [])

@@ -10,12 +10,20 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from core import money
 from coupons.engine.types import DISCOUNT_TYPES, PERCENTAGE
 from coupons.models import Coupon
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# The largest value of a PositiveIntegerField column: input beyond it is a 400 here, never
+# a database error.
+MAX_POSITIVE_INT = 2**31 - 1
+# Times the database and every site time zone can hold: PostgreSQL stores years past
+# 9999 that Python cannot read back, so such a row would break every later read.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=dt.UTC)
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -35,11 +43,19 @@ class ValidityField(serializers.Field):
             if len(text) == 10:
                 day = dt.date.fromisoformat(text)
                 moment = dt.datetime.combine(day, dt.time.max if self.end_of_day else dt.time.min)
-                return timezone.make_aware(moment)
-            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            else:
+                moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise serializers.ValidationError("Enter an ISO 8601 date or datetime.") from None
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+        try:
+            if timezone.is_naive(moment):
+                moment = timezone.make_aware(moment)
+            in_range = EARLIEST <= moment.astimezone(dt.UTC) <= LATEST
+        except (OverflowError, ValueError):  # past year 9999 (or before 1) in UTC
+            in_range = False
+        if not in_range:
+            raise serializers.ValidationError("Enter a time between 1970 and 9999.")
+        return moment
 
     def to_representation(self, value):
         return value.isoformat() if value else None
@@ -53,9 +69,21 @@ class MoneyIn(serializers.DecimalField):
         super().__init__(**kw)
 
 
-def _names():
-    return serializers.ListField(child=serializers.CharField(max_length=100), required=False,
-                                 max_length=1000)
+class WholeOnPatch:
+    """For a nested object that a PATCH replaces as a whole (the bogo terms, a tier): it is
+    validated exactly as on create, required fields and defaults included. DRF's partial
+    update would skip those inside the nested object too, and half an object would reach
+    the model (a 500 for `{"bogo": {"buy": 2}}`)."""
+
+    def run_validation(self, data=empty):
+        if data is empty or self.parent is None or not getattr(self.root, "partial", False):
+            return super().run_validation(data)
+        return type(self)().run_validation(data)  # unbound: never partial
+
+
+def _names(max_length: int = 100):
+    return serializers.ListField(child=serializers.CharField(max_length=max_length),
+                                 required=False, max_length=1000)
 
 
 class ConditionsIn(serializers.Serializer):
@@ -63,10 +91,12 @@ class ConditionsIn(serializers.Serializer):
     eligible_categories = _names()
     eligible_skus = _names()
     excluded_skus = _names()
-    eligible_user_segments = _names()
+    eligible_user_segments = _names(64)  # Coupon.eligible_segments holds 64 characters
     first_purchase_only = serializers.BooleanField(required=False)
-    max_uses_total = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    max_uses_per_user = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_uses_total = serializers.IntegerField(min_value=1, max_value=MAX_POSITIVE_INT,
+                                              required=False, allow_null=True)
+    max_uses_per_user = serializers.IntegerField(min_value=1, max_value=MAX_POSITIVE_INT,
+                                                 required=False, allow_null=True)
     valid_from = ValidityField(end_of_day=False, required=False, allow_null=True)
     valid_to = ValidityField(end_of_day=True, required=False, allow_null=True)
     stackable = serializers.BooleanField(required=False)
@@ -75,7 +105,9 @@ class ConditionsIn(serializers.Serializer):
         ref_name = "CouponConditions"
 
 
-class TierIn(serializers.Serializer):
+class TierIn(WholeOnPatch, serializers.Serializer):
+    """A spend tier; PATCH replaces the tiers as a whole (each tier in full)."""
+
     threshold = MoneyIn()
     discount = MoneyIn()
 
@@ -83,7 +115,10 @@ class TierIn(serializers.Serializer):
         ref_name = "CouponTier"
 
 
-class BogoIn(serializers.Serializer):
+class BogoIn(WholeOnPatch, serializers.Serializer):
+    """Buy `buy`, get `get` at `percent_off`; PATCH replaces it as a whole."""
+
+    # At most 1000 (the columns, PositiveSmallIntegerField, would hold 32767).
     buy = serializers.IntegerField(min_value=1, max_value=1000)
     get = serializers.IntegerField(min_value=1, max_value=1000)
     percent_off = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal(0),

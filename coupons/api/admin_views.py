@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.auth import HasAdminScope
+from core.errors import database_input_errors
 from core.idempotency import idempotent
 from coupons import services
 from coupons.api import admin_serializers as a
@@ -17,6 +18,16 @@ from coupons.api.views import OPTIONAL_IDEMPOTENCY_HEADER, parse
 from coupons.models import Coupon
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
+# The field of the API's coupon definition each check constraint guards (the names
+# coupons.services.coupon_check reports its own errors on).
+CONSTRAINT_FIELDS = {
+    "coupon_uses_within_limit": "max_uses_total",
+    "coupon_budget_within_limit": "budget",
+    "coupon_percent_at_most_100": "value",
+    "coupon_bogo_percent_at_most_100": "bogo",
+    "coupon_money_non_negative": "value",
+    "coupon_window_ordered": "valid_to",
+}
 
 
 class CouponCollectionApi(APIView):
@@ -42,7 +53,8 @@ class CouponCollectionApi(APIView):
     @idempotent(required=False)
     def post(self, request):
         data = parse(a.CouponDefinitionIn, request.data)
-        coupon = services.coupon_create(fields=a.definition_to_fields(data))
+        with database_input_errors(CONSTRAINT_FIELDS):
+            coupon = services.coupon_create(fields=a.definition_to_fields(data))
         return Response(a.coupon_body(coupon), status=201)
 
 
@@ -60,10 +72,13 @@ class CouponDetailApi(APIView):
     @idempotent(required=False)
     def patch(self, request, code: str):
         coupon = get_object_or_404(Coupon, code=code.upper())
+        # The same field validation as create (nested bogo and tiers whole, see
+        # WholeOnPatch); coupon_update checks the merged coupon with coupon_check.
         serializer = a.CouponDefinitionIn(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         fields = a.definition_to_fields(serializer.validated_data, instance=coupon)
         fields.pop("code", None)  # the identifier is not renamed through PATCH
-        coupon = services.coupon_update(coupon_id=coupon.pk, fields=fields)
+        with database_input_errors(CONSTRAINT_FIELDS):
+            coupon = services.coupon_update(coupon_id=coupon.pk, fields=fields)
         return Response(a.coupon_body(coupon))
 
