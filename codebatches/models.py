@@ -55,6 +55,15 @@ class CodeBatch(models.Model):
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")
+    # The API call's Idempotency-Key, scoped by its caller, and the request's fingerprint
+    # (core.idempotency), written with the row: a retry whose stored response was lost (a
+    # crash between this commit and the response) finds this batch, never makes another.
+    idempotency_principal = models.CharField(max_length=200, blank=True, default="",
+                                             db_default="", editable=False)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="", db_default="",
+                                       editable=False)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="",
+                                               db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -76,6 +85,9 @@ class CodeBatch(models.Model):
             models.CheckConstraint(condition=Q(requested__gte=1)
                                    & Q(requested__lte=MAX_COUNT),
                                    name="codebatch_requested_in_range"),
+            models.UniqueConstraint(fields=["idempotency_principal", "idempotency_key"],
+                                    condition=~Q(idempotency_key=""),
+                                    name="codebatch_idempotency_key_unique"),
         ]
 
     def __str__(self) -> str:

@@ -27,11 +27,19 @@ from datetime import datetime, timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 
 from core.crockford import ALPHABET
+from core.errors import Conflict, violated_constraint
 from coupons.models import Code, Coupon
 
 from . import codegen
@@ -132,17 +140,47 @@ def batch_check(*, prefix: str, count: int | None, code_length: int,
 def batch_create(*, coupon: Coupon, prefix: str, count: int | None = None,
                  code_length: int = MIN_CODE_LENGTH, max_uses_per_code: int | None = 1,
                  expires_at: datetime | None = None, customer_ids: Iterable[str] = (),
-                 created_by=None) -> CodeBatch:
+                 created_by=None, idempotency_key: str = "", idempotency_principal: str = "",
+                 request_fingerprint: str = "") -> CodeBatch:
     """Record the batch and queue its generation once the row is committed.
 
     The queueing is `robust`: a broker that is down does not fail the request (which
     would also make a retried Idempotency-Key create a second batch); the batch sits in
-    `generating` with an old `updated_at` and the beat job resumes it."""
+    `generating` with an old `updated_at` and the beat job resumes it.
+
+    With an `idempotency_key`, the batch that key already created (this caller's) is
+    returned instead of a new one, found before any check (a retry after the expiry has
+    passed still gets its batch); the key is stored with the row, and its unique
+    constraint decides between concurrent first attempts. The same key with another
+    request (`request_fingerprint`) is 409 idempotency_key_reused."""
+    scope = {"idempotency_principal": idempotency_principal,
+             "idempotency_key": idempotency_key}
+    if idempotency_key:
+        earlier = _batch_for_key(scope, request_fingerprint)
+        if earlier is not None:
+            return earlier
     fields = batch_check(prefix=prefix, count=count, code_length=code_length,
                          max_uses_per_code=max_uses_per_code, expires_at=expires_at,
                          customer_ids=customer_ids_clean(customer_ids))
-    batch = CodeBatch.objects.create(coupon=coupon, created_by=created_by, **fields)
+    try:
+        with transaction.atomic():
+            batch = CodeBatch.objects.create(
+                coupon=coupon, created_by=created_by,
+                idempotency_fingerprint=request_fingerprint if idempotency_key else "",
+                **scope, **fields)
+    except IntegrityError as exc:  # a concurrent first attempt with this key committed
+        if violated_constraint(exc) != "codebatch_idempotency_key_unique":
+            raise
+        return _batch_for_key(scope, request_fingerprint)
     batch_enqueue_on_commit(batch.pk)
+    return batch
+
+
+def _batch_for_key(scope: dict, request_fingerprint: str) -> CodeBatch | None:
+    batch = CodeBatch.objects.without_customer_ids().filter(**scope).first()
+    if batch is not None and batch.idempotency_fingerprint != request_fingerprint:
+        raise Conflict("idempotency_key_reused",
+                       "This Idempotency-Key was used with a different request.")
     return batch
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from codebatches.models import MAX_CODE_LENGTH, MAX_COUNT, MAX_PREFIX_LENGTH, MIN_CODE_LENGTH
-from coupons.api.admin_serializers import ValidityField
+from coupons.api.admin_serializers import MAX_POSITIVE_INT, ValidityField
 
 
 class BulkGenerateIn(serializers.Serializer):
@@ -18,7 +18,7 @@ class BulkGenerateIn(serializers.Serializer):
         help_text="How many codes (1 to 1,000,000). With customer_ids: their number, or "
                   "leave it out.")
     max_uses_per_code = serializers.IntegerField(
-        required=False, min_value=1, allow_null=True, default=1,
+        required=False, min_value=1, max_value=MAX_POSITIVE_INT, allow_null=True, default=1,
         help_text="Uses per code; null for unlimited.")
     code_length = serializers.IntegerField(
         required=False, min_value=MIN_CODE_LENGTH, max_value=MAX_CODE_LENGTH,

@@ -15,12 +15,13 @@ from rest_framework.views import APIView
 from codebatches import selectors, services
 from codebatches.api import serializers as s
 from core.auth import HasAdminScope
-from core.errors import ApiError
-from core.idempotency import idempotent
+from core.errors import ApiError, database_input_errors
+from core.idempotency import HEADER, fingerprint, idempotent
 from coupons.api.serializers import ErrorOut
 from coupons.api.views import IDEMPOTENCY_HEADER, parse
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
+CONSTRAINT_FIELDS = {"codebatch_requested_in_range": "count"}
 
 
 class CSVRenderer(BaseRenderer):
@@ -49,7 +50,8 @@ class CodeBatchCreateApi(APIView):
                    responses={202: s.BatchAcceptedOut, 404: ErrorOut, 409: ErrorOut,
                               **ERRORS},
                    description="Start generating codes in the background. The same "
-                               "Idempotency-Key returns the same batch.")
+                               "Idempotency-Key returns the same batch (also when the "
+                               "first response was lost).")
     @idempotent(required=True)
     def post(self, request):
         data = parse(s.BulkGenerateIn, request.data)
@@ -58,11 +60,17 @@ class CodeBatchCreateApi(APIView):
             raise ApiError("coupon_not_found", "No coupon with this code.", status_code=404,
                            fields={"coupon": ["Unknown coupon."]})
         try:
-            batch = services.batch_create(
-                coupon=coupon, prefix=data["prefix"], count=data.get("count"),
-                code_length=data["code_length"], max_uses_per_code=data["max_uses_per_code"],
-                expires_at=data.get("expires_at"),
-                customer_ids=data.get("customer_ids") or ())
+            with database_input_errors(CONSTRAINT_FIELDS):
+                batch = services.batch_create(
+                    coupon=coupon, prefix=data["prefix"], count=data.get("count"),
+                    code_length=data["code_length"],
+                    max_uses_per_code=data["max_uses_per_code"],
+                    expires_at=data.get("expires_at"),
+                    customer_ids=data.get("customer_ids") or (),
+                    idempotency_key=request.headers.get(HEADER, "").strip(),
+                    idempotency_principal=request.user.ident,
+                    request_fingerprint=fingerprint(request.method, request.path,
+                                                    request.data))
         except DjangoValidationError as exc:  # a 400 the Idempotency-Key replays
             raise ValidationError(exc.message_dict) from None
         return Response(s.accepted_body(batch), status=202)

@@ -9,11 +9,16 @@ import io
 import uuid
 
 import pytest
+from django.utils import timezone
 
+from codebatches import services
 from codebatches.models import CodeBatch
 from codebatches.tests.factories import CodeBatchFactory
+from core import idempotency
+from core.models import ApiKey, IdempotencyRecord
 from coupons.models import Code
 from coupons.tests.factories import CouponFactory
+from tests.race import api_key, client_for, race, unexpected
 from tests.support import cart
 
 pytestmark = pytest.mark.django_db
@@ -216,3 +221,146 @@ def test_generated_code_typed_loosely_still_validates(admin_api, storefront, spr
                            {"coupon_code": typed, "user_id": "u-1", "cart": CART_150},
                            format="json").json()
     assert body["valid"] is True, (stored, typed, body)
+
+
+# --- no 500 for values the columns cannot hold (issue 11) --------------------------------
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"max_uses_per_code": 2**31}, "max_uses_per_code"),
+    ({"max_uses_per_code": 2**63}, "max_uses_per_code"),
+    ({"count": 2**63}, "count"),
+    ({"code_length": 2**31}, "code_length"),
+    ({"expires_at": "9999-12-31T23:59:59-10:00"}, "expires_at"),  # year 10000 in UTC
+    ({"expires_at": "9999-12-31"}, "expires_at"),
+])
+def test_values_beyond_the_columns_are_400(admin_api, spring, body, field):
+    response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 10, **body})
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not CodeBatch.objects.exists()
+
+
+def test_largest_values_the_columns_hold(admin_api, spring):
+    response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 1,
+                                    "max_uses_per_code": 2**31 - 1,
+                                    "expires_at": "9999-12-30"})
+    assert response.status_code == 202, response.content
+    status = admin_api.get(f"/api/v1/admin/code-batches/{response.json()['batch_id']}")
+    assert status.status_code == 200  # and the row reads back
+    assert status.json()["max_uses_per_code"] == 2**31 - 1
+
+
+# --- the Idempotency-Key is stored with the batch (issue 11) -----------------------------
+
+BODY = {"coupon": "SPRING10", "prefix": "SPR", "count": 10}
+
+
+def test_retry_after_the_stored_response_was_lost_returns_the_batch(
+        admin_api, spring, django_capture_on_commit_callbacks):
+    # given a batch whose stored idempotent response was lost (a crash after the commit)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = generate(admin_api, BODY, key="lost-1")
+    IdempotencyRecord.objects.all().delete()
+    # when the client retries with the same key
+    with django_capture_on_commit_callbacks(execute=False) as more:
+        retry = generate(admin_api, BODY, key="lost-1")
+    # then the same batch, the same status and shape, and nothing queued twice
+    assert first.status_code == retry.status_code == 202, retry.content
+    assert retry.json() == first.json()
+    assert "Idempotent-Replayed" not in retry.headers
+    assert CodeBatch.objects.count() == 1
+    assert len(callbacks) == 1 and len(more) == 0
+
+
+def test_retry_after_finish_failed_returns_the_batch(admin_api, spring, monkeypatch, settings):
+    # given a first attempt that committed its batch, then failed to store its response
+    settings.IDEMPOTENCY_STALE_SECONDS = 0  # its record is taken over at once
+    with monkeypatch.context() as patched:
+        patched.setattr(idempotency, "_finish", _crash)
+        with pytest.raises(RuntimeError):
+            generate(admin_api, BODY, key="crash-1")
+    assert CodeBatch.objects.count() == 1
+    # when retried
+    retry = generate(admin_api, BODY, key="crash-1")
+    # then
+    assert retry.status_code == 202, retry.content
+    assert retry.json()["batch_id"] == str(CodeBatch.objects.get().pk)
+    assert CodeBatch.objects.count() == 1
+    # and from now on it is a plain replay
+    assert generate(admin_api, BODY, key="crash-1").headers["Idempotent-Replayed"] == "true"
+
+
+def test_retry_after_the_expiry_passed_still_returns_the_batch(admin_api, spring, monkeypatch):
+    first = generate(admin_api, {**BODY, "expires_at": "2100-01-01"}, key="late-1")
+    IdempotencyRecord.objects.all().delete()
+    later = timezone.now().replace(year=2101)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    retry = generate(admin_api, {**BODY, "expires_at": "2100-01-01"}, key="late-1")
+    assert retry.status_code == 202, retry.content
+    assert retry.json()["batch_id"] == first.json()["batch_id"]
+
+
+def test_lost_response_and_another_body_is_409(admin_api, spring):
+    generate(admin_api, BODY, key="lost-2")
+    IdempotencyRecord.objects.all().delete()
+    other = generate(admin_api, {**BODY, "count": 11}, key="lost-2")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert CodeBatch.objects.count() == 1
+
+
+def test_keys_are_per_caller(admin_api, spring):
+    _, other_key = ApiKey.objects.create_key(name="other", scopes=["admin"])
+    first = generate(admin_api, BODY, key="shared")
+    second = generate(client_for(other_key), BODY, key="shared")
+    assert first.status_code == second.status_code == 202
+    assert first.json()["batch_id"] != second.json()["batch_id"]
+
+
+def _crash(record, response):
+    raise RuntimeError("crashed before the response was stored")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_retries_over_http_make_one_batch(monkeypatch):
+    # given
+    monkeypatch.setattr(services, "batch_enqueue_on_commit", lambda batch_id: None)
+    CouponFactory(code="SPRING10")
+    key = api_key(["admin"])
+
+    def call(_):
+        response = client_for(key).post(URL, BODY, format="json",
+                                         HTTP_IDEMPOTENCY_KEY="parallel-1")
+        return response.status_code, response.json()
+
+    # when 30 copies of one request arrive at once
+    outcomes = race(call, range(30))
+    # then one batch; every answer is it (or "still in progress", never a second one)
+    assert not unexpected(outcomes), unexpected(outcomes)
+    assert CodeBatch.objects.count() == 1
+    batch_id = str(CodeBatch.objects.get().pk)
+    for status, body in (o.value for o in outcomes):
+        assert (status == 202 and body["batch_id"] == batch_id) or \
+            (status == 409 and body["error"]["code"] == "idempotency_in_progress"), body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_creates_with_one_key_make_one_batch(monkeypatch):
+    # given no idempotency record at all (lost): only the batch's own key decides
+    queued = []
+    monkeypatch.setattr(services, "batch_enqueue_on_commit", queued.append)
+    coupon = CouponFactory(code="SPRING10")
+
+    def create(_):
+        return services.batch_create(coupon=coupon, prefix="SPR", count=10,
+                                     idempotency_key="parallel-2",
+                                     idempotency_principal="api_key:x",
+                                     request_fingerprint="f" * 64).pk
+
+    # when
+    outcomes = race(create, range(30))
+    # then
+    assert not unexpected(outcomes), unexpected(outcomes)
+    assert CodeBatch.objects.count() == 1
+    assert {o.value for o in outcomes} == {CodeBatch.objects.get().pk}
+    assert len(queued) == 1
