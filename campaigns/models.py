@@ -57,6 +57,15 @@ class Campaign(models.Model):
     stopped_at = models.DateTimeField(
         null=True, blank=True, editable=False,
         help_text="Set by the admin's stop button: no new claims from then on.")
+    # The API call's Idempotency-Key, scoped by its caller, and the request's fingerprint
+    # (core.idempotency), written with the row: a retry whose stored response was lost (a
+    # crash between this commit and the response) finds this campaign, never makes another.
+    idempotency_principal = models.CharField(max_length=200, blank=True, default="",
+                                             db_default="", editable=False)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="", db_default="",
+                                       editable=False)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="",
+                                               db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -72,6 +81,9 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(claim_hold_minutes__gte=1) & Q(claim_hold_minutes__lte=1440),
                 name="campaign_hold_minutes_range"),
+            models.UniqueConstraint(fields=["idempotency_principal", "idempotency_key"],
+                                    condition=~Q(idempotency_key=""),
+                                    name="campaign_idempotency_key_unique"),
         ]
 
     def __str__(self) -> str:

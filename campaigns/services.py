@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core import crockford
-from core.errors import ApiError
+from core.errors import ApiError, Conflict, violated_constraint
 from coupons import selectors as coupon_selectors
 from coupons import services as coupon_services
 from coupons.engine import reasons as r
@@ -93,23 +93,53 @@ def _check_window(*, starts_at, ends_at, inventory, claim_hold_minutes) -> None:
 
 @transaction.atomic
 def campaign_create(*, name: str, inventory: int, starts_at: datetime, ends_at: datetime,
-                    discount: dict, claim_hold_minutes: int = 15) -> Campaign:
+                    discount: dict, claim_hold_minutes: int = 15, idempotency_key: str = "",
+                    idempotency_principal: str = "", request_fingerprint: str = "") -> Campaign:
     """Create the campaign and its coupon (the discount) without a public code: the
     discount is reachable only through claim tokens. `discount` holds Coupon model fields
     (coupons.api.admin_serializers.definition_to_fields); its `code` is ours to choose.
-    Not durable: the Django admin calls this inside its own transaction."""
+    Not durable: the Django admin calls this inside its own transaction.
+
+    With an `idempotency_key` (API calls), the campaign that key already created (this
+    caller's) is returned instead of a new one; the key is stored with the row, and its
+    unique constraint decides between concurrent first attempts (the loser's coupon is
+    rolled back with its savepoint). The same key with another request
+    (`request_fingerprint`) is 409 idempotency_key_reused."""
+    scope = {"idempotency_principal": idempotency_principal,
+             "idempotency_key": idempotency_key}
+    if idempotency_key:
+        earlier = _campaign_for_key(scope, request_fingerprint)
+        if earlier is not None:
+            return earlier
     _check_window(starts_at=starts_at, ends_at=ends_at, inventory=inventory,
                   claim_hold_minutes=claim_hold_minutes)
     campaign_id = uuid.uuid4()
     fields = {k: v for k, v in discount.items() if k not in ("code", "auto_apply")}
     fields["code"] = f"FLASH-{campaign_id.hex[:16].upper()}"
     fields.setdefault("description", name[:200])
-    coupon = coupon_services.coupon_create(fields=fields, with_public_code=False)
-    campaign = Campaign(id=campaign_id, name=name, coupon=coupon, inventory=inventory,
-                        starts_at=starts_at, ends_at=ends_at,
-                        claim_hold_minutes=claim_hold_minutes)
-    campaign.full_clean(exclude=["coupon"])
-    campaign.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            coupon = coupon_services.coupon_create(fields=fields, with_public_code=False)
+            campaign = Campaign(id=campaign_id, name=name, coupon=coupon, inventory=inventory,
+                                starts_at=starts_at, ends_at=ends_at,
+                                claim_hold_minutes=claim_hold_minutes,
+                                idempotency_fingerprint=request_fingerprint
+                                if idempotency_key else "", **scope)
+            # The key's uniqueness is the insert's to decide (a concurrent first attempt).
+            campaign.full_clean(exclude=["coupon", "idempotency_key"])
+            campaign.save(force_insert=True)
+    except IntegrityError as exc:
+        if violated_constraint(exc) != "campaign_idempotency_key_unique":
+            raise
+        return _campaign_for_key(scope, request_fingerprint)
+    return campaign
+
+
+def _campaign_for_key(scope: dict, request_fingerprint: str) -> Campaign | None:
+    campaign = Campaign.objects.filter(**scope).first()
+    if campaign is not None and campaign.idempotency_fingerprint != request_fingerprint:
+        raise Conflict("idempotency_key_reused",
+                       "This Idempotency-Key was used with a different request.")
     return campaign
 
 

@@ -12,12 +12,20 @@ from campaigns import selectors, services
 from campaigns.api import serializers as s
 from campaigns.models import Campaign
 from core.auth import HasAdminScope, HasStorefrontScope, resolve_customer_id
-from core.idempotency import idempotent
+from core.errors import database_input_errors
+from core.idempotency import HEADER, fingerprint, idempotent
+from coupons.api import admin_views as coupon_admin_views
 from coupons.api.admin_serializers import definition_to_fields
 from coupons.api.serializers import ErrorOut
 from coupons.api.views import IDEMPOTENCY_HEADER, OPTIONAL_IDEMPOTENCY_HEADER, parse
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
+CONSTRAINT_FIELDS = {"campaign_window_ordered": "ends_at",
+                     "campaign_inventory_positive": "inventory",
+                     "campaign_claimed_within_inventory": "inventory",
+                     "campaign_hold_minutes_range": "claim_hold_minutes",
+                     # The campaign's coupon is the request's discount.
+                     **dict.fromkeys(coupon_admin_views.CONSTRAINT_FIELDS, "discount")}
 
 
 def campaign_body(c, *, admin: bool = False) -> dict:
@@ -58,10 +66,15 @@ class CampaignCollectionApi(APIView):
         except ValidationError as exc:  # money the currency cannot hold, e.g. "0.001"
             raise ValidationError({"discount": exc.detail}) from None
         try:
-            campaign = services.campaign_create(
-                name=data["name"], inventory=data["inventory"], starts_at=data["starts_at"],
-                ends_at=data["ends_at"], discount=discount,
-                claim_hold_minutes=data["claim_hold_minutes"])
+            with database_input_errors(CONSTRAINT_FIELDS):
+                campaign = services.campaign_create(
+                    name=data["name"], inventory=data["inventory"],
+                    starts_at=data["starts_at"], ends_at=data["ends_at"], discount=discount,
+                    claim_hold_minutes=data["claim_hold_minutes"],
+                    idempotency_key=request.headers.get(HEADER, "").strip(),
+                    idempotency_principal=request.user.ident,
+                    request_fingerprint=fingerprint(request.method, request.path,
+                                                    request.data))
         except DjangoValidationError as exc:  # the discount's own rules (coupon_check)
             fields = exc.message_dict if hasattr(exc, "error_dict") else \
                 {"non_field_errors": exc.messages}

@@ -7,9 +7,13 @@ import pytest
 from django.utils import timezone
 
 from campaigns import services
+from campaigns.api import serializers as s
 from campaigns.models import Campaign, Claim
 from campaigns.tests.support import claim, make_campaign
+from core import idempotency
+from core.models import IdempotencyRecord
 from coupons.models import Code, Coupon
+from tests.race import api_key, client_for, race, unexpected
 from tests.support import cart
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +57,20 @@ def test_admin_creates_a_campaign_whose_coupon_has_no_public_code(admin_api):
     ({"discount": {"type": "fixed", "value": "0.001"}}, "discount"),
     ({"discount": {"type": "fixed"}}, "discount"),
     ({"name": ""}, "name"),
+    # values the columns cannot hold are 400s too, never 500s (issue 11)
+    ({"inventory": 2**31}, "inventory"),
+    ({"inventory": 2**63}, "inventory"),
+    ({"claim_hold_minutes": 2**31}, "claim_hold_minutes"),
+    ({"ends_at": "9999-12-31T23:59:59-10:00"}, "ends_at"),  # year 10000 in UTC
+    ({"starts_at": "0001-01-01T00:00:00+14:00"}, "starts_at"),  # before year 1 in UTC
+    ({"discount": {"type": "bogo", "bogo": {"buy": 413}}}, "discount"),
+    ({"discount": {"type": "bogo", "bogo": {"buy": 32768, "get": 1}}}, "discount"),
+    ({"discount": {"type": "percentage", "value": 10, "priority": 2**31}}, "discount"),
+    ({"discount": {"type": "percentage", "value": 10,
+                   "conditions": {"max_uses_total": 2**31}}}, "discount"),
+    ({"discount": {"type": "percentage", "value": 10,
+                   "conditions": {"valid_to": "9999-12-31T23:59:59-10:00"}}}, "discount"),
+    ({"discount": {"type": "fixed", "value": 2**63}}, "discount"),
 ])
 def test_admin_create_bad_input_is_400_with_the_field(admin_api, body, field):
     base = {"name": "X", "inventory": 5, "starts_at": "2030-01-01T00:00:00Z",
@@ -75,6 +93,112 @@ def test_admin_list_shows_live_counts(admin_api, storefront):
 def test_admin_create_needs_the_admin_scope(storefront):
     response = storefront.post("/api/v1/admin/campaigns", {}, format="json")
     assert response.status_code == 403
+
+
+# --- the Idempotency-Key is stored with the campaign (issue 11) ----------------------------
+
+CAMPAIGNS = "/api/v1/admin/campaigns"
+CREATE = {"name": "Once", "inventory": 5, "starts_at": "2030-01-01T00:00:00Z",
+          "ends_at": "2030-01-02T00:00:00Z", "discount": {"type": "percentage", "value": 10}}
+
+
+def create(client, key, body=None):
+    return client.post(CAMPAIGNS, body or CREATE, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def _crash(record, response):
+    raise RuntimeError("crashed before the response was stored")
+
+
+def test_a_check_constraint_the_validation_missed_is_a_400(admin_api, monkeypatch):
+    # given the campaign's own window check switched off: only the database's remains
+    monkeypatch.setattr(services, "_check_window", lambda **kw: None)
+    monkeypatch.setattr(Campaign, "full_clean", lambda self, **kw: None)
+    body = {**CREATE, "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}
+    monkeypatch.setattr(s.CampaignCreateIn, "validate", lambda self, attrs: attrs)
+    response = admin_api.post(CAMPAIGNS, body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"] == {"ends_at": ["This value is not allowed here."]}
+    assert not Campaign.objects.exists() and not Coupon.objects.exists()
+
+
+def test_retry_after_the_stored_response_was_lost_returns_the_campaign(admin_api):
+    # given a campaign whose stored idempotent response was lost (a crash after the commit)
+    first = create(admin_api, "lost-1")
+    IdempotencyRecord.objects.all().delete()
+    # when the client retries with the same key
+    retry = create(admin_api, "lost-1")
+    # then the same campaign with the same status and body, and one coupon
+    assert first.status_code == retry.status_code == 201, retry.content
+    assert retry.json() == first.json()
+    assert Campaign.objects.count() == 1 and Coupon.objects.count() == 1
+
+
+def test_retry_after_finish_failed_returns_the_campaign(admin_api, monkeypatch, settings):
+    settings.IDEMPOTENCY_STALE_SECONDS = 0  # the dead attempt's record is taken over at once
+    with monkeypatch.context() as patched:
+        patched.setattr(idempotency, "_finish", _crash)
+        with pytest.raises(RuntimeError):
+            create(admin_api, "crash-1")
+    assert Campaign.objects.count() == 1
+    retry = create(admin_api, "crash-1")
+    assert retry.status_code == 201, retry.content
+    assert retry.json()["id"] == str(Campaign.objects.get().pk)
+    assert Campaign.objects.count() == 1 and Coupon.objects.count() == 1
+    assert create(admin_api, "crash-1").headers["Idempotent-Replayed"] == "true"
+
+
+def test_lost_response_and_another_body_is_409(admin_api):
+    create(admin_api, "lost-2")
+    IdempotencyRecord.objects.all().delete()
+    other = create(admin_api, "lost-2", {**CREATE, "inventory": 6})
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert Campaign.objects.count() == 1
+
+
+def test_without_a_key_every_call_creates(admin_api):
+    first = admin_api.post(CAMPAIGNS, CREATE, format="json")
+    second = admin_api.post(CAMPAIGNS, CREATE, format="json")
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_retries_over_http_make_one_campaign():
+    key = api_key(["admin"])
+
+    def call(_):
+        response = client_for(key).post(CAMPAIGNS, CREATE, format="json",
+                                         HTTP_IDEMPOTENCY_KEY="parallel-1")
+        return response.status_code, response.json()
+
+    outcomes = race(call, range(30))
+    assert not unexpected(outcomes), unexpected(outcomes)
+    assert Campaign.objects.count() == 1 and Coupon.objects.count() == 1
+    campaign_id = str(Campaign.objects.get().pk)
+    for status, body in (o.value for o in outcomes):
+        assert (status == 201 and body["id"] == campaign_id) or \
+            (status == 409 and body["error"]["code"] == "idempotency_in_progress"), body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_creates_with_one_key_make_one_campaign():
+    # given no idempotency record at all (lost): only the campaign's own key decides
+    start = timezone.now() + timedelta(days=1)
+
+    def make(_):
+        return services.campaign_create(
+            name="Flash", inventory=5, starts_at=start, ends_at=start + timedelta(hours=1),
+            discount={"type": "percentage", "percent_bp": 1000, "currency": "USD"},
+            idempotency_key="parallel-2", idempotency_principal="api_key:x",
+            request_fingerprint="f" * 64).pk
+
+    outcomes = race(make, range(30))
+    assert not unexpected(outcomes), unexpected(outcomes)
+    assert Campaign.objects.count() == 1
+    assert {o.value for o in outcomes} == {Campaign.objects.get().pk}
+    assert Coupon.objects.count() == 1  # the losers' coupons rolled back with them
 
 
 # --- claim --------------------------------------------------------------------------------
