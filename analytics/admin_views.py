@@ -2,9 +2,9 @@
 
 Views only: they validate the filter form, call `analytics.selectors` (or
 `analytics.services.simulation_start`) and render. The numbers come from the selectors
-as the API gives them (money as decimal strings, rates as floats or null); this module
-only formats them for people and, for the all-coupons view, adds the days of
-`daily_series` up (sums and the ratios of those sums, nothing else).
+as the API gives them (money as decimal strings, rates as floats or null), the
+all-coupons view's from `selectors.site_stats` (a stacked order counted once); this
+module only formats them for people.
 
 `analytics.admin` wires these views into the Django admin (URLs, permissions).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
 from django import forms
@@ -36,7 +36,7 @@ CURRENCY_CHOICES = [(c, c) for c in sorted(money.CURRENCIES)]
 DASH = "—"
 
 # CSV columns, in the order of the files (and of the selectors' dict keys).
-DAILY_COLUMNS = ("day", "validations", "redemptions", "discount", "order_value",
+DAILY_COLUMNS = ("day", "validations", "redemptions", "orders", "discount", "order_value",
                  "revenue_impact", "new_customers")
 TOP_COLUMNS = ("code", "description", "redemptions", "validations", "redemption_rate",
                "discount", "order_value", "revenue_impact", "new_customers", "budget",
@@ -126,40 +126,6 @@ def _ratio(part, whole) -> float | None:
     return float(part) / float(whole) if whole else None
 
 
-def _money_str(value: Decimal, currency: str) -> str:
-    digits = money.exponent(currency)
-    return str(value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
-
-
-def overview_stats(daily: list[dict], currency: str) -> dict:
-    """All coupons in one currency: the days of `daily_series` added up, with the same
-    keys as `coupon_stats` (what the series cannot tell is None, shown as a dash)."""
-    validations = sum(d["validations"] for d in daily)
-    redemptions = sum(d["redemptions"] for d in daily)
-    new_customers = sum(d["new_customers"] for d in daily)
-    discount = sum((_dec(d["discount"]) for d in daily), Decimal(0))
-    order_value = sum((_dec(d["order_value"]) for d in daily), Decimal(0))
-    revenue = sum((_dec(d["revenue_impact"]) for d in daily), Decimal(0))
-    return {
-        "currency": currency,
-        "validation_attempts": validations,
-        "redemptions": redemptions,
-        "redemption_rate": _ratio(redemptions, validations),
-        "discount_given": _money_str(discount, currency),
-        "order_value": _money_str(order_value, currency),
-        "revenue_impact": _money_str(revenue, currency),
-        "average_order_value": _money_str(order_value / redemptions, currency)
-        if redemptions else None,
-        "average_order_value_without_coupon": None,
-        "new_customers": new_customers,
-        "discount_per_new_customer": _money_str(discount / new_customers, currency)
-        if new_customers else None,
-        "return_rate": None,
-        "budget": None,
-        "daily": daily,
-    }
-
-
 def money_text(value, currency: str) -> str:
     """"37.50" -> "$37.50" (the admin's money display), None -> a dash."""
     if value in (None, ""):
@@ -187,24 +153,29 @@ def kpi_boxes(stats: dict) -> list[dict]:
          "value": count_text(stats.get("validation_attempts")),
          "hint": "Codes checked at the storefront"},
         {"key": "redemptions", "label": "Redemptions",
-         "value": count_text(stats.get("redemptions")), "hint": "Confirmed orders"},
+         "value": count_text(stats.get("redemptions")),
+         "hint": "Coupon uses on confirmed orders"},
+        {"key": "orders", "label": "Orders",
+         "value": count_text(stats.get("orders")),
+         "hint": "Confirmed orders; one with two coupons counts once"},
         {"key": "redemption_rate", "label": "Redemption rate",
          "value": percent_text(stats.get("redemption_rate")),
          "hint": "Redemptions per validation attempt"},
         {"key": "discount", "label": "Discount given",
          "value": money_text(stats.get("discount_given"), cur), "hint": "On confirmed orders"},
         {"key": "order_value", "label": "Order value",
-         "value": money_text(stats.get("order_value"), cur), "hint": "Orders with the coupon"},
+         "value": money_text(stats.get("order_value"), cur),
+         "hint": "Subtotals of those orders, each once"},
         {"key": "revenue_impact", "label": "Revenue impact",
          "value": money_text(stats.get("revenue_impact"), cur),
          "hint": "Order value minus discount"},
         {"key": "aov", "label": "Average order value",
          "value": money_text(stats.get("average_order_value"), cur),
-         "hint": "Without a coupon: "
+         "hint": "Order value per order; without a coupon: "
                  + money_text(stats.get("average_order_value_without_coupon"), cur)},
         {"key": "new_customers", "label": "New customers",
          "value": count_text(stats.get("new_customers")),
-         "hint": "First order used the coupon"},
+         "hint": "Customers whose first order used a coupon"},
         {"key": "discount_per_new_customer", "label": "Discount per new customer",
          "value": money_text(stats.get("discount_per_new_customer"), cur),
          "hint": "Acquisition cost"},
@@ -280,8 +251,7 @@ def page_data(form: AnalyticsFilterForm) -> dict:
         scope = f"Campaign {campaign.name}"
     else:
         currency = data["currency"]
-        stats = overview_stats(
-            selectors.daily_series(start=start, end=end, currency=currency), currency)
+        stats = selectors.site_stats(start=start, end=end, currency=currency)
         scope = f"All {currency} coupons"
     currency = stats["currency"]
     daily = stats.get("daily") or []

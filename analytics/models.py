@@ -96,13 +96,21 @@ class DailyCouponFact(models.Model):
 
 
 class DailySiteFact(models.Model):
-    """Carts priced without any discount, per day and currency: the baseline for "average
-    order value without a coupon"."""
+    """The whole site's day in one currency, rebuilt with the coupon facts: carts priced
+    without any discount (the baseline for "average order value without a coupon") and the
+    confirmed orders with a coupon, each order once however many coupons it stacked (the
+    all-coupons totals: a sum of coupon facts would count a stacked order per coupon)."""
 
     day = models.DateField()
     currency = models.CharField(max_length=3)
     carts_without_discount = models.PositiveIntegerField(default=0)
     order_value_without_discount_minor = models.BigIntegerField(default=0)
+    orders = models.PositiveIntegerField(
+        default=0, help_text="Distinct confirmed orders with at least one coupon.")
+    order_value_minor = models.BigIntegerField(
+        default=0, help_text="Their subtotals, each order once.")
+    new_customers = models.PositiveIntegerField(
+        default=0, help_text="Distinct confirming customers who were new, over all coupons.")
     rolled_up_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

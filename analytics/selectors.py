@@ -5,6 +5,11 @@ facts; today (and any later day) from the same aggregation over the live events
 (rollup.aggregate_*), so a number never depends on when the last roll-up ran. Money
 comes out as the API's decimal strings, rates as floats rounded to 4 places, or null
 when there is nothing to divide by.
+
+One coupon's numbers count each of its uses. The all-coupons numbers (`site_stats`,
+`daily_series` without a coupon) count what belongs to an order once, however many
+coupons the order stacked: its value, its customer, the order itself (`orders`); what
+each coupon gave (discount) and did (validations, redemptions = coupon uses) is summed.
 """
 
 from __future__ import annotations
@@ -75,15 +80,20 @@ def _coupon_metrics(start: date, end: date, *, by: str | None, currency: str,
     return out
 
 
-def _site_metrics(start: date, end: date, *, currency: str) -> dict:
-    out = dict.fromkeys(SITE_METRICS, 0)
+def _site_metrics(start: date, end: date, *, currency: str, by: str | None = None) -> dict:
+    """SITE_METRICS summed per day (`by="day"`) or overall (key None)."""
+    out: dict = defaultdict(lambda: dict.fromkeys(SITE_METRICS, 0))
     closed, live = _split(start, end)
     if closed:
-        _add(out, _sums(DailySiteFact.objects.filter(day__range=closed, currency=currency)
-                        .aggregate(**_SITE_SUMS)), SITE_METRICS)
+        qs = DailySiteFact.objects.filter(day__range=closed, currency=currency)
+        if by is None:
+            _add(out[None], _sums(qs.aggregate(**_SITE_SUMS)), SITE_METRICS)
+        else:
+            for row in qs.values(by).annotate(**_SITE_SUMS).order_by():
+                _add(out[row[by]], _sums(row), SITE_METRICS)
     if live:
         for row in rollup.aggregate_site(*live, currency=currency):
-            _add(out, row, SITE_METRICS)
+            _add(out[row[by] if by else None], row, SITE_METRICS)
     return out
 
 
@@ -146,7 +156,7 @@ def coupon_stats(coupon: Coupon, *, start: date, end: date) -> dict:
     """Every metric of one coupon over [start, end], in the coupon's currency."""
     cur = coupon.currency
     m = _coupon_metrics(start, end, by=None, currency=cur, coupon_id=coupon.pk)[None]
-    site = _site_metrics(start, end, currency=cur)
+    site = _site_metrics(start, end, currency=cur)[None]
     redemptions, discount, value = m["confirms"], m["discount_minor"], m["order_value_minor"]
     return {
         "code": coupon.code,
@@ -158,6 +168,7 @@ def coupon_stats(coupon: Coupon, *, start: date, end: date) -> dict:
         "valid_attempts": m["valid_validations"],
         "applies": m["applies"],
         "redemptions": redemptions,
+        "orders": redemptions,  # a coupon is used at most once per order
         "releases": m["releases"],
         "expires": m["expires"],
         "returns": m["returns"],
@@ -178,27 +189,80 @@ def coupon_stats(coupon: Coupon, *, start: date, end: date) -> dict:
     }
 
 
+def _order_side(m: dict, site: dict | None) -> tuple[int, int, int]:
+    """(orders, order value, new customers): the coupon's own (`site` None: each use is
+    an order of the coupon's), or the site's, where a stacked order counts once."""
+    if site is None:
+        return m["confirms"], m["order_value_minor"], m["new_customers"]
+    return site["orders"], site["order_value_minor"], site["new_customers"]
+
+
 def daily_series(*, start: date, end: date, coupon: Coupon | None = None,
                  currency: str | None = None) -> list[dict]:
-    """One entry per day, zeros included; one coupon or all of them. `currency` defaults
-    to the coupon's, or USD for all coupons."""
+    """One entry per day, zeros included; one coupon or all of them (then order value,
+    revenue impact, orders and new customers count a stacked order once). `currency`
+    defaults to the coupon's, or USD for all coupons."""
     cur = currency or (coupon.currency if coupon else "USD")
     by_day = _coupon_metrics(start, end, by="day", currency=cur,
                              coupon_id=coupon.pk if coupon else None)
+    site_by_day = None if coupon else _site_metrics(start, end, currency=cur, by="day")
     out = []
     for offset in range((end - start).days + 1):
         day = start + timedelta(days=offset)
         m = by_day.get(day) or dict.fromkeys(METRICS, 0)
+        site = None if site_by_day is None else \
+            site_by_day.get(day) or dict.fromkeys(SITE_METRICS, 0)
+        orders, value, new = _order_side(m, site)
         out.append({
             "day": day.isoformat(),
             "validations": m["validations"],
             "redemptions": m["confirms"],
+            "orders": orders,
             "discount": format_amount(m["discount_minor"], cur),
-            "order_value": format_amount(m["order_value_minor"], cur),
-            "revenue_impact": format_amount(m["order_value_minor"] - m["discount_minor"], cur),
-            "new_customers": m["new_customers"],
+            "order_value": format_amount(value, cur),
+            "revenue_impact": format_amount(value - m["discount_minor"], cur),
+            "new_customers": new,
         })
     return out
+
+
+def site_stats(*, start: date, end: date, currency: str = "USD") -> dict:
+    """All coupons in one currency over [start, end], with the keys of `coupon_stats`
+    that mean something for a whole site. Summed over the coupons: validations,
+    redemptions (coupon uses), releases, expires, returns and the discount. Counted once
+    per order, however many coupons it stacked: orders, order value, revenue impact
+    (order value - discount), average order value (order value / orders) and new
+    customers. Return rate is None: returns are recorded per coupon use, not per order."""
+    m = _coupon_metrics(start, end, by=None, currency=currency)[None]
+    site = _site_metrics(start, end, currency=currency)[None]
+    redemptions, discount = m["confirms"], m["discount_minor"]
+    orders, value, new = site["orders"], site["order_value_minor"], site["new_customers"]
+    return {
+        "currency": currency,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "validation_attempts": m["validations"],
+        "valid_attempts": m["valid_validations"],
+        "applies": m["applies"],
+        "redemptions": redemptions,
+        "orders": orders,
+        "releases": m["releases"],
+        "expires": m["expires"],
+        "returns": m["returns"],
+        "redemption_rate": _rate(redemptions, m["validations"]),
+        "discount_given": format_amount(discount, currency),
+        "order_value": format_amount(value, currency),
+        "revenue_impact": format_amount(value - discount, currency),
+        "average_order_value": _average(value, orders, currency),
+        "average_order_value_without_coupon": _average(
+            site["order_value_without_discount_minor"], site["carts_without_discount"],
+            currency),
+        "new_customers": new,
+        "discount_per_new_customer": _average(discount, new, currency),
+        "return_rate": None,
+        "budget": None,
+        "daily": daily_series(start=start, end=end, currency=currency),
+    }
 
 
 def top_coupons(*, start: date, end: date, currency: str = "USD", limit: int = 20,

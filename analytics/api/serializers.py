@@ -43,7 +43,8 @@ class CouponStatsQuery(serializers.Serializer):
 class StatsDayOut(serializers.Serializer):
     day = serializers.DateField()
     validations = serializers.IntegerField()
-    redemptions = serializers.IntegerField()
+    redemptions = serializers.IntegerField(help_text="Coupon uses on confirmed orders.")
+    orders = serializers.IntegerField(help_text="Confirmed orders (one coupon: = redemptions).")
     discount = serializers.CharField()
     order_value = serializers.CharField()
     revenue_impact = serializers.CharField()
@@ -80,6 +81,8 @@ class CouponStatsOut(serializers.Serializer):
     valid_attempts = serializers.IntegerField()
     applies = serializers.IntegerField(help_text="Reservations made at apply.")
     redemptions = serializers.IntegerField(help_text="Confirmed redemptions.")
+    orders = serializers.IntegerField(
+        help_text="Confirmed orders with the coupon (a coupon is used once per order).")
     releases = serializers.IntegerField()
     expires = serializers.IntegerField()
     returns = serializers.IntegerField()

@@ -128,6 +128,42 @@ def test_anonymous_goes_to_the_login_page(client):
     assert response.status_code == 302 and reverse("admin:login") in response["Location"]
 
 
+def test_all_coupons_view_counts_a_stacked_order_once(superuser):
+    # given: 5 orders, two of them stacked (8 coupon uses), two days ago and today
+    from analytics.tests.factories import stacked_orders
+
+    typed, promo = CouponFactory(code="TYPED10"), CouponFactory(code="PROMO5", auto_apply=True)
+    today = rollup.today()
+    stacked_orders(typed, promo, CouponFactory(code="SOLO"), closed=today - timedelta(days=2),
+                   today=today)
+    # when
+    html = superuser.get(PAGE).content.decode()
+    # then: what belongs to the order counts once, each coupon's discount is added
+    assert kpi(html, "order_value") == "$430.00"  # not $930.00
+    assert kpi(html, "revenue_impact") == "$367.00"
+    assert kpi(html, "aov") == "$86.00"
+    assert kpi(html, "new_customers") == "3"  # not 6
+    assert kpi(html, "discount") == "$63.00"
+    assert kpi(html, "discount_per_new_customer") == "$21.00"
+    assert kpi(html, "redemptions") == "8" and kpi(html, "orders") == "5"
+    # and the daily CSV of all coupons says the same, day by day
+    rows = read_csv(superuser.get(CSV, {"kind": "daily"}))
+    assert rows[0] == ["day", "validations", "redemptions", "orders", "discount",
+                       "order_value", "revenue_impact", "new_customers"]
+    assert rows[-3:] == [
+        [(today - timedelta(days=2)).isoformat(), "4", "4", "3", "25.00", "200.00", "175.00",
+         "2"],
+        [(today - timedelta(days=1)).isoformat(), "0", "0", "0", "0.00", "0.00", "0.00", "0"],
+        [today.isoformat(), "0", "4", "2", "38.00", "230.00", "192.00", "1"],
+    ]
+    # while a coupon's own view counts each of its orders
+    typed_html = superuser.get(PAGE, {"coupon": "TYPED10"}).content.decode()
+    assert (kpi(typed_html, "redemptions"), kpi(typed_html, "order_value"),
+            kpi(typed_html, "new_customers")) == ("3", "$340.00", "2")
+    top = {row[0]: row for row in read_csv(superuser.get(CSV, {"kind": "top"}))[1:]}
+    assert (top["PROMO5"][2], top["PROMO5"][6]) == ("3", "330.00")  # redemptions, value
+
+
 # --- filters --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("params", "field", "message"), [
@@ -227,12 +263,12 @@ def test_daily_csv_has_the_days_and_their_numbers(superuser):
                                    "start": days[0].isoformat(), "end": days[-1].isoformat()})
     rows = read_csv(response)
     assert "CSVDAY" in response["Content-Disposition"]
-    assert rows[0] == ["day", "validations", "redemptions", "discount", "order_value",
-                       "revenue_impact", "new_customers"]
+    assert rows[0] == ["day", "validations", "redemptions", "orders", "discount",
+                       "order_value", "revenue_impact", "new_customers"]
     assert rows[1:] == [
-        [days[0].isoformat(), "4", "2", "30.00", "300.00", "270.00", "2"],
-        [days[1].isoformat(), "2", "1", "5.00", "50.00", "45.00", "0"],
-        [days[2].isoformat(), "3", "1", "15.00", "150.00", "135.00", "1"],
+        [days[0].isoformat(), "4", "2", "2", "30.00", "300.00", "270.00", "2"],
+        [days[1].isoformat(), "2", "1", "1", "5.00", "50.00", "45.00", "0"],
+        [days[2].isoformat(), "3", "1", "1", "15.00", "150.00", "135.00", "1"],
     ]
 
 

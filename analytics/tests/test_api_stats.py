@@ -69,7 +69,8 @@ def test_stats_default_to_the_last_30_days(coupon, admin_api):
     assert body["budget"] == {"budget": "50.00", "spent": "0.00", "reserved": "0.00",
                               "remaining": "50.00", "burn": 0.0}
     assert len(body["daily"]) == 30 and body["daily"][-1]["redemptions"] == 1
-    assert set(body["daily"][0]) == {"day", "validations", "redemptions", "discount",
+    assert body["orders"] == 1
+    assert set(body["daily"][0]) == {"day", "validations", "redemptions", "orders", "discount",
                                      "order_value", "revenue_impact", "new_customers"}
 
 

@@ -130,9 +130,9 @@ def test_marketing_user_sees_charts_with_data(transactional_db, live_server, tmp
             rows = list(csv.reader(io.StringIO(Path(download.path()).read_text())))
             assert rows[0][:3] == ["day", "validations", "redemptions"]
             assert rows[-3:] == [
-                [days[0].isoformat(), "4", "2", "30.00", "300.00", "270.00", "2"],
-                [days[1].isoformat(), "2", "1", "5.00", "50.00", "45.00", "0"],
-                [days[2].isoformat(), "3", "1", "15.00", "150.00", "135.00", "1"],
+                [days[0].isoformat(), "4", "2", "2", "30.00", "300.00", "270.00", "2"],
+                [days[1].isoformat(), "2", "1", "1", "5.00", "50.00", "45.00", "0"],
+                [days[2].isoformat(), "3", "1", "1", "15.00", "150.00", "135.00", "1"],
             ]
 
             # and: a coupon's row leads to that coupon's page with its own charts

@@ -1,4 +1,6 @@
-"""The daily facts equal a plain recount of the raw events, and rerunning never adds."""
+"""The daily facts equal a plain recount of the raw events, and rerunning never adds.
+The events include stacked orders (one order, several coupons: a confirm per coupon):
+the coupon facts count the order for each coupon, the site facts once."""
 
 import io
 import random
@@ -9,9 +11,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from analytics import rollup
+from analytics import rollup, selectors
 from analytics.models import CouponEvent, DailyCouponFact, DailySiteFact
 from analytics.tests.factories import at, days_ago, event, write
+from core.money import format_amount
 
 pytestmark = pytest.mark.django_db
 
@@ -22,9 +25,30 @@ OUTCOMES = {"validate": ["valid", "valid", "coupon_expired", "min_cart_value_not
 DAYS = 5
 
 
+def _random_orders(rng: random.Random, n: int) -> list[dict]:
+    """n confirmed orders with 1 to 3 coupons each (a typed code plus automatic
+    promotions): one apply and one confirm event per coupon, all with the order's id,
+    time, customer, currency, subtotal and new-customer flag; the discount per coupon."""
+    out = []
+    for number in range(n):
+        when = at(days_ago(rng.randrange(DAYS)), 0) + timedelta(
+            seconds=rng.choice([0, 86_399, rng.randrange(86_400)]))
+        order = {"order_id": f"o-{number}", "code": "C",
+                 "customer_id": rng.choice(["", "u-1", "u-2", "u-3", "u-4", "u-5", "u-6"]),
+                 "currency": rng.choice(["USD", "USD", "EUR"]),
+                 "order_value_minor": rng.randrange(1_000, 50_000),
+                 "new_customer": rng.random() < 0.3}
+        for n_coupon, coupon_id in enumerate(rng.sample(range(1, 5), rng.choice([1, 2, 2, 3]))):
+            use = {**order, "coupon_id": coupon_id, "auto": n_coupon > 0,
+                   "discount_minor": rng.randrange(1, 3_000)}
+            out += [event("apply", when, outcome="applied", **use),
+                    event("confirm", when, outcome="ok", **use)]
+    return out
+
+
 def _random_events(seed: int, n: int) -> list[dict]:
     rng = random.Random(seed)
-    out = []
+    out = _random_orders(rng, n // 5)
     for _ in range(n):
         kind = rng.choice(KINDS)
         # any second of the last DAYS days, including both ends of each day
@@ -49,8 +73,9 @@ def _recount(items: list[dict]) -> tuple[dict, dict]:
     coupons: dict = defaultdict(lambda: defaultdict(int))
     new: dict = defaultdict(set)
     buyers: dict = defaultdict(set)
-    site: dict = defaultdict(lambda: defaultdict(int))
-    for e in items:
+    site: dict = defaultdict(lambda: dict.fromkeys(rollup.SITE_METRICS, 0))
+    orders: dict = defaultdict(dict)  # (day, currency) -> order -> (value, customer, new)
+    for n, e in enumerate(items):
         day = e["occurred_at"].astimezone(tz).date()
         if e["kind"] == "cart":
             if e["discount_minor"] == 0:
@@ -60,6 +85,10 @@ def _recount(items: list[dict]) -> tuple[dict, dict]:
             continue
         if e["coupon_id"] is None:
             continue
+        if e["kind"] == "confirm":  # the site counts the order, once for all its coupons
+            order = e.get("order_id") or ("no order id", n)
+            orders[day, e["currency"]][order] = (
+                e["order_value_minor"], e["customer_id"], e["new_customer"])
         key = (day, e["coupon_id"], e["currency"])
         f = coupons[key]
         kind = e["kind"]
@@ -83,8 +112,13 @@ def _recount(items: list[dict]) -> tuple[dict, dict]:
     for key, f in coupons.items():
         f["new_customers"] = len(new[key])
         f["customers"] = len(buyers[key])
+    for key, by_order in orders.items():
+        site[key]["orders"] = len(by_order)
+        site[key]["order_value_minor"] = sum(value for value, _, _ in by_order.values())
+        site[key]["new_customers"] = len({c for _, c, is_new in by_order.values()
+                                          if is_new and c})
     return ({k: {m: v.get(m, 0) for m in rollup.COUPON_METRICS} for k, v in coupons.items()},
-            {k: dict(v) for k, v in site.items()})
+            dict(site))
 
 
 def _facts() -> tuple[dict, dict]:
@@ -109,6 +143,18 @@ def test_rollup_equals_a_recount_of_random_events(seed):
     assert facts_coupons == expected_coupons
     assert facts_site == expected_site
     assert len(facts_coupons) > 20 and sum(f["confirms"] for f in facts_coupons.values()) > 100
+    # the data has stacked orders: per coupon they count for each coupon, on the site once
+    confirms = sum(f["confirms"] for f in facts_coupons.values())
+    assert sum(f["orders"] for f in facts_site.values()) < confirms - 100
+    # and the selectors (closed days from these facts, today live) give the same totals
+    usd = [v for (_, cur), v in expected_site.items() if cur == "USD"]
+    stats = selectors.site_stats(start=days_ago(DAYS - 1), end=days_ago(0))
+    assert (stats["orders"], stats["order_value"], stats["new_customers"]) == (
+        sum(v["orders"] for v in usd),
+        format_amount(sum(v["order_value_minor"] for v in usd), "USD"),
+        sum(v["new_customers"] for v in usd))
+    assert stats["redemptions"] == sum(
+        f["confirms"] for (_, _, cur), f in expected_coupons.items() if cur == "USD")
 
 
 def test_rerunning_replaces_and_never_double_counts():

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from analytics import events, rollup, selectors
-from analytics.tests.factories import at, days_ago, event, redemption, write
+from analytics.models import DailySiteFact
+from analytics.tests.factories import at, days_ago, event, order, redemption, stacked_orders, write
 from campaigns.models import Campaign
 from coupons.tests.factories import CouponFactory
 
@@ -84,7 +85,7 @@ def test_coupon_stats_every_metric(coupon, dataset):
         "code": "STATS10", "description": "Ten off", "currency": "USD",
         "from": days_ago(3).isoformat(), "to": days_ago(0).isoformat(),
         "validation_attempts": 8, "valid_attempts": 6, "applies": 2, "redemptions": 5,
-        "releases": 1, "expires": 1, "returns": 1,
+        "orders": 5, "releases": 1, "expires": 1, "returns": 1,
         "redemption_rate": 0.625,
         "discount_given": "55.00", "order_value": "560.00", "revenue_impact": "505.00",
         "returned_value": "40.00",
@@ -98,14 +99,18 @@ def test_coupon_stats_every_metric(coupon, dataset):
         "campaign": {"id": str(campaign.pk), "name": "Black Friday"},
     }
     assert daily == [
-        {"day": days_ago(3).isoformat(), "validations": 4, "redemptions": 2, "discount": "15.00",
-         "order_value": "160.00", "revenue_impact": "145.00", "new_customers": 1},
-        {"day": days_ago(2).isoformat(), "validations": 0, "redemptions": 0, "discount": "0.00",
-         "order_value": "0.00", "revenue_impact": "0.00", "new_customers": 0},
-        {"day": days_ago(1).isoformat(), "validations": 2, "redemptions": 1, "discount": "15.00",
-         "order_value": "200.00", "revenue_impact": "185.00", "new_customers": 1},
-        {"day": days_ago(0).isoformat(), "validations": 2, "redemptions": 2, "discount": "25.00",
-         "order_value": "200.00", "revenue_impact": "175.00", "new_customers": 1},
+        {"day": days_ago(3).isoformat(), "validations": 4, "redemptions": 2, "orders": 2,
+         "discount": "15.00", "order_value": "160.00", "revenue_impact": "145.00",
+         "new_customers": 1},
+        {"day": days_ago(2).isoformat(), "validations": 0, "redemptions": 0, "orders": 0,
+         "discount": "0.00", "order_value": "0.00", "revenue_impact": "0.00",
+         "new_customers": 0},
+        {"day": days_ago(1).isoformat(), "validations": 2, "redemptions": 1, "orders": 1,
+         "discount": "15.00", "order_value": "200.00", "revenue_impact": "185.00",
+         "new_customers": 1},
+        {"day": days_ago(0).isoformat(), "validations": 2, "redemptions": 2, "orders": 2,
+         "discount": "25.00", "order_value": "200.00", "revenue_impact": "175.00",
+         "new_customers": 1},
     ]
 
 
@@ -139,8 +144,8 @@ def test_today_is_live_and_closed_days_come_from_facts(coupon):
 def test_daily_series_of_all_coupons(dataset):
     series = selectors.daily_series(start=days_ago(1), end=days_ago(1))
     assert series == [{"day": days_ago(1).isoformat(), "validations": 12, "redemptions": 2,
-                       "discount": "92.77", "order_value": "977.77", "revenue_impact": "885.00",
-                       "new_customers": 2}]
+                       "orders": 2, "discount": "92.77", "order_value": "977.77",
+                       "revenue_impact": "885.00", "new_customers": 2}]
     eur = selectors.daily_series(start=days_ago(1), end=days_ago(1), currency="EUR")
     assert (eur[0]["redemptions"], eur[0]["discount"]) == (1, "99.99")
 
@@ -185,3 +190,90 @@ def test_coupon_by_code_ignores_case_and_impossible_codes(coupon):
     assert selectors.coupon_by_code("NOPE") is None
     assert selectors.coupon_by_code("A\x00B") is None
     assert selectors.coupon_by_code("A" * 65) is None
+
+
+# --- stacked orders: one order, several coupons ---------------------------------------------
+
+@pytest.fixture
+def stacked():
+    """analytics.tests.factories.stacked_orders: two days ago (rolled up) and today (live)."""
+    typed = CouponFactory(code="TYPED10")
+    promo = CouponFactory(code="PROMO5", auto_apply=True)
+    solo = CouponFactory(code="SOLO")
+    stacked_orders(typed, promo, solo, closed=days_ago(2), today=days_ago(0))
+    return typed, promo, solo
+
+
+def test_site_totals_count_a_stacked_order_once(stacked):
+    stats = selectors.site_stats(start=days_ago(2), end=days_ago(0))
+    daily = stats.pop("daily")
+    assert stats == {
+        "currency": "USD", "from": days_ago(2).isoformat(), "to": days_ago(0).isoformat(),
+        "validation_attempts": 4, "valid_attempts": 4, "applies": 8,
+        "redemptions": 8,  # coupon uses: s-1 has two, s-4 three
+        "orders": 5,
+        "releases": 0, "expires": 0, "returns": 0,
+        "redemption_rate": 2.0,
+        "discount_given": "63.00",  # every coupon's discount
+        "order_value": "430.00",  # each order once (per coupon, summed: 930.00)
+        "revenue_impact": "367.00",
+        "average_order_value": "86.00",  # 430.00 / 5 orders
+        "average_order_value_without_coupon": None,
+        "new_customers": 3,  # n-1, n-2, n-3 (per coupon, summed: 6)
+        "discount_per_new_customer": "21.00",
+        "return_rate": None, "budget": None,
+    }
+    assert daily == [
+        {"day": days_ago(2).isoformat(), "validations": 4, "redemptions": 4, "orders": 3,
+         "discount": "25.00", "order_value": "200.00", "revenue_impact": "175.00",
+         "new_customers": 2},
+        {"day": days_ago(1).isoformat(), "validations": 0, "redemptions": 0, "orders": 0,
+         "discount": "0.00", "order_value": "0.00", "revenue_impact": "0.00",
+         "new_customers": 0},
+        {"day": days_ago(0).isoformat(), "validations": 0, "redemptions": 4, "orders": 2,
+         "discount": "38.00", "order_value": "230.00", "revenue_impact": "192.00",
+         "new_customers": 1},
+    ]
+    assert selectors.daily_series(start=days_ago(2), end=days_ago(0)) == daily
+
+
+def test_per_coupon_totals_still_count_the_order_for_each_coupon(stacked):
+    typed, promo, solo = stacked
+    numbers = ("redemptions", "orders", "discount_given", "order_value", "revenue_impact",
+               "average_order_value", "new_customers")
+    got = {c.code: tuple(selectors.coupon_stats(c, start=days_ago(2), end=days_ago(0))[k]
+                         for k in numbers) for c in stacked}
+    assert got == {
+        "TYPED10": (3, 3, "34.00", "340.00", "306.00", "113.33", 2),  # s-1, s-2, s-4
+        "PROMO5": (3, 3, "18.00", "330.00", "312.00", "110.00", 2),  # s-1, s-4, s-5
+        "SOLO": (2, 2, "11.00", "260.00", "249.00", "130.00", 2),  # s-3, s-4
+    }
+    top = {t["code"]: (t["redemptions"], t["order_value"], t["new_customers"])
+           for t in selectors.top_coupons(start=days_ago(2), end=days_ago(0))}
+    assert top == {"TYPED10": (3, "340.00", 2), "PROMO5": (3, "330.00", 2),
+                   "SOLO": (2, "260.00", 2)}
+    promo_today = selectors.daily_series(start=days_ago(0), end=days_ago(0), coupon=promo)
+    assert (promo_today[0]["order_value"], promo_today[0]["new_customers"]) == ("230.00", 1)
+
+
+def test_site_totals_from_the_facts_equal_the_live_ones():
+    # given: the same stacked orders yesterday (closed: read from the facts) and today (live)
+    typed, promo = CouponFactory(code="TWIN1"), CouponFactory(code="TWIN2")
+    for day in (days_ago(1), days_ago(0)):
+        write(*order(f"t-{day}", at(day, 0, 30), [(typed, 700, False), (promo, 300, True)],
+                     customer="n-1", new=True, value=9_000),
+              *order(f"u-{day}", at(day, 0, 40), [(typed, 100, False)], customer="n-1",
+                     new=True, value=1_001),
+              *order("", at(day, 0, 45), [(promo, 50, True)], value=500))  # no order id
+    rollup.rollup_days([days_ago(1)])
+    # when
+    closed, live = selectors.daily_series(start=days_ago(1), end=days_ago(0))
+    # then
+    assert closed.pop("day") != live.pop("day")
+    assert closed == live == {"validations": 0, "redemptions": 4, "orders": 3,
+                              "discount": "11.50", "order_value": "105.01",
+                              "revenue_impact": "93.51", "new_customers": 1}
+    # and today's roll-up (the beat rebuilds it every 5 minutes) says what the live one says
+    rollup.rollup_days([days_ago(0)])
+    site = DailySiteFact.objects.get(day=days_ago(0), currency="USD")
+    assert (site.orders, site.order_value_minor, site.new_customers) == (3, 10_501, 1)
