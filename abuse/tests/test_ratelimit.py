@@ -201,3 +201,22 @@ def test_the_block_check_shares_the_promotions_version_round_trip(real, monkeypa
 
     monkeypatch.setattr(promotions.cache, "get", no_second_read)
     assert promotions.catalog() is not None  # served by the check's MGET
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_guesses_get_exactly_the_limit_through(monkeypatch):
+    from tests.race import api_key, client_for, race, unexpected
+
+    # 30 threads of one process share its GIL, so a Redis call can look slower than the
+    # "Redis is frozen" threshold and pause the limits (fail open); gunicorn's workers
+    # are processes. What is raced here is the counting itself.
+    monkeypatch.setattr(redis_guard, "SLOW_SECONDS", 10.0)
+
+    key = api_key(["storefront"])
+    outcomes = race(lambda n: validate(client_for(key), f"RACE{n}", customer="racer"),
+                    range(30), workers=30)
+    assert not unexpected(outcomes), unexpected(outcomes)
+    statuses = sorted(o.value.status_code for o in outcomes)
+    # The counter is one atomic INCR per miss: the first ten misses are answered, every
+    # other call is refused, however they interleave.
+    assert statuses == [200] * 10 + [429] * 20, statuses
