@@ -36,11 +36,12 @@ code AS (
        AND EXISTS (SELECT 1 FROM coupon)
     RETURNING id)
 INSERT INTO coupons_redemption
-       (id, coupon_id, code_id, customer_id, order_id, status, currency, discount_minor,
-        shipping_discount_minor, order_value_minor, lines, idempotency_key, context,
-        expires_at, created_at)
-SELECT gen_random_uuid(), :hot, code.id, :cust, 'pg-' || :cust, 'reserved', 'USD', 1000, 0, 10000,
-       '[]'::jsonb, '', '{}'::jsonb, now() + interval '30 minutes', now()
+       (id, coupon_id, code_id, customer_id, order_id, apply_id, status, currency,
+        discount_minor, shipping_discount_minor, order_value_minor, lines, auto,
+        idempotency_key, context, expires_at, created_at)
+SELECT gen_random_uuid(), :hot, code.id, :cust, 'pg-' || :cust, gen_random_uuid(), 'reserved',
+       'USD', 1000, 0, 10000, '[]'::jsonb, false, '', '{}'::jsonb,
+       now() + interval '30 minutes', now()
   FROM code
 RETURNING id;
 COMMIT;

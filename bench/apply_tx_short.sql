@@ -12,9 +12,10 @@ WITH coupon AS (
      WHERE id = :hotcode AND EXISTS (SELECT 1 FROM coupon)
  RETURNING id
 )
-INSERT INTO coupons_redemption (id, order_id, status, currency, discount_minor,
-        shipping_discount_minor, order_value_minor, lines, idempotency_key, context,
+INSERT INTO coupons_redemption (id, order_id, apply_id, status, currency, discount_minor,
+        shipping_discount_minor, order_value_minor, lines, auto, idempotency_key, context,
         expires_at, created_at, coupon_id, code_id, customer_id)
-SELECT gen_random_uuid(), 'pg-' || gen_random_uuid(), 'reserved', 'USD', 1000, 0, 10000,
-       '[]', '', '{}', now() + interval '30 minutes', now(), coupon.id, code.id, NULL
+SELECT gen_random_uuid(), 'pg-' || gen_random_uuid(), gen_random_uuid(), 'reserved', 'USD',
+       1000, 0, 10000, '[]', false, '', '{}', now() + interval '30 minutes', now(), coupon.id,
+       code.id, NULL
   FROM coupon, code;

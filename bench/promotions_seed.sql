@@ -72,6 +72,7 @@ INSERT INTO coupons_coupon (
     eligible_categories, eligible_skus, excluded_skus, eligible_segments,
     first_purchase_only, max_uses_total, max_uses_per_user, valid_from, valid_to,
     active, stackable, stack_group, auto_apply, priority, uses, version,
+    budget_used_minor, farming_action, limit_by_identity, disabled_reason,
     created_at, updated_at)
 SELECT
     'BP-AUTO-' || lpad(i::text, 5, '0'),
@@ -116,7 +117,7 @@ SELECT
     -- 2% sold out (a tenth of the limited ones): the live counter rejects them.
     CASE WHEN h_limit / 100 % 100 < 2 THEN 1000 + h_limit % 50000 ELSE 0 END,
     1,
-    now(), now()
+    0, 'flag', false, '', now(), now()
 FROM p;
 
 -- The typed codes: (re)defined on every run so an edited row cannot skew the benchmark.
@@ -125,17 +126,18 @@ INSERT INTO coupons_coupon (
     min_cart_minor, eligible_categories, eligible_skus, excluded_skus, eligible_segments,
     first_purchase_only, max_uses_total, max_uses_per_user, valid_from, valid_to,
     active, stackable, stack_group, auto_apply, priority, uses, version,
+    budget_used_minor, farming_action, limit_by_identity, disabled_reason,
     created_at, updated_at)
 VALUES
     ('BP-SAVE15', '15% off, max $40', 'percentage', 'USD', 1500, NULL, 4000, '[]',
      NULL, '{}', '{}', '{}', '{}', false, NULL, NULL, NULL, NULL,
-     true, true, '', false, 0, 0, 1, now(), now()),
+     true, true, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('BP-FIVE', '$5 off', 'fixed', 'USD', NULL, 500, NULL, '[]',
      NULL, '{}', '{}', '{}', '{}', false, 1000000, NULL, NULL, NULL,
-     true, true, 'bp-typed', false, 0, 0, 1, now(), now()),
+     true, true, 'bp-typed', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('BP-SHIP', 'Free shipping', 'free_shipping', 'USD', NULL, NULL, NULL, '[]',
      NULL, '{}', '{}', '{}', '{}', false, NULL, NULL, NULL, NULL,
-     true, true, '', false, 0, 0, 1, now(), now())
+     true, true, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now())
 ON CONFLICT (code) DO UPDATE SET
     type = EXCLUDED.type, percent_bp = EXCLUDED.percent_bp,
     amount_minor = EXCLUDED.amount_minor, cap_minor = EXCLUDED.cap_minor, tiers = '[]',
@@ -143,7 +145,7 @@ ON CONFLICT (code) DO UPDATE SET
     excluded_skus = '{}', eligible_segments = '{}', first_purchase_only = false,
     max_uses_total = EXCLUDED.max_uses_total, max_uses_per_user = NULL,
     valid_from = NULL, valid_to = NULL, active = true, stackable = true,
-    stack_group = EXCLUDED.stack_group, auto_apply = false, uses = 0,
+    stack_group = EXCLUDED.stack_group, auto_apply = false, uses = 0, budget_used_minor = 0,
     version = coupons_coupon.version + 1, updated_at = now();
 
 -- One public code per promotion and typed coupon, the same string (as coupon_create).

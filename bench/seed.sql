@@ -14,6 +14,7 @@ INSERT INTO coupons_coupon (
     eligible_categories, eligible_skus, excluded_skus, eligible_segments,
     first_purchase_only, max_uses_total, max_uses_per_user, valid_from, valid_to,
     active, stackable, stack_group, auto_apply, priority, uses, version,
+    budget_used_minor, farming_action, limit_by_identity, disabled_reason,
     created_at, updated_at)
 SELECT
     'BC' || lpad(i::text, 6, '0'),
@@ -41,7 +42,7 @@ SELECT
     now() - interval '30 days',
     CASE WHEN i % 2 = 0 THEN now() + interval '365 days' END,
     true, i % 6 = 0, CASE WHEN i % 6 = 0 THEN 'g' || (i % 3) ELSE '' END, false, 0, 0, 1,
-    now(), now()
+    0, 'flag', false, '', now(), now()
 FROM generate_series(1, 100000) AS i
 ON CONFLICT (code) DO NOTHING;
 
@@ -51,17 +52,18 @@ INSERT INTO coupons_coupon (
     min_cart_minor, eligible_categories, eligible_skus, excluded_skus, eligible_segments,
     first_purchase_only, max_uses_total, max_uses_per_user, valid_from, valid_to,
     active, stackable, stack_group, auto_apply, priority, uses, version,
+    budget_used_minor, farming_action, limit_by_identity, disabled_reason,
     created_at, updated_at)
 VALUES
     ('BENCH25', '25% off, max $50', 'percentage', 'USD', 2500, NULL, 5000, '[]',
      NULL, '{}', '{}', '{}', '{}', false, NULL, NULL, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now()),
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('HOT1000', 'hot coupon, 1000 uses', 'percentage', 'USD', 1000, NULL, NULL, '[]',
      NULL, '{}', '{}', '{}', '{}', false, 1000, NULL, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now()),
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('PGHOT', 'pgbench hot row', 'percentage', 'USD', 1000, NULL, NULL, '[]',
      NULL, '{}', '{}', '{}', '{}', false, 2000000000, NULL, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now())
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now())
 ON CONFLICT (code) DO UPDATE SET
     type = EXCLUDED.type, percent_bp = EXCLUDED.percent_bp, amount_minor = NULL,
     cap_minor = EXCLUDED.cap_minor, tiers = '[]', min_cart_minor = NULL,
@@ -92,11 +94,11 @@ SELECT 'seed-' || i, CASE WHEN i % 11 = 0 THEN ARRAY['premium_members']::varchar
   FROM generate_series(1, 50000) AS i
 ON CONFLICT (external_id) DO NOTHING;
 
-INSERT INTO coupons_redemption (id, coupon_id, code_id, customer_id, order_id, status,
-        currency, discount_minor, shipping_discount_minor, order_value_minor, lines,
-        idempotency_key, context, expires_at, created_at, confirmed_at)
-SELECT gen_random_uuid(), k.coupon_id, k.id, cu.id, 'seed-o-' || g.i, 'confirmed', 'USD',
-       500 + g.i % 2000, 0, 10000 + g.i % 20000, '[]', '', '{}',
+INSERT INTO coupons_redemption (id, coupon_id, code_id, customer_id, order_id, apply_id,
+        status, currency, discount_minor, shipping_discount_minor, order_value_minor, lines,
+        auto, idempotency_key, context, expires_at, created_at, confirmed_at)
+SELECT gen_random_uuid(), k.coupon_id, k.id, cu.id, 'seed-o-' || g.i, gen_random_uuid(),
+       'confirmed', 'USD', 500 + g.i % 2000, 0, 10000 + g.i % 20000, '[]', false, '', '{}',
        now() - interval '29 days', now() - interval '30 days', now() - interval '30 days'
   FROM generate_series(1, 200000) AS g(i)
   JOIN coupons_code k ON k.code = 'BC' || lpad((g.i % 100000 + 1)::text, 6, '0')
@@ -104,10 +106,12 @@ SELECT gen_random_uuid(), k.coupon_id, k.id, cu.id, 'seed-o-' || g.i, 'confirmed
  WHERE NOT EXISTS (SELECT 1 FROM coupons_redemption WHERE order_id = 'seed-o-1');
 
 -- Counters agree with the history (the check constraint allows it: 2 <= 100).
-UPDATE coupons_coupon c SET uses = h.n
-  FROM (SELECT coupon_id, count(*) AS n FROM coupons_redemption
+UPDATE coupons_coupon c SET uses = h.n, budget_used_minor = h.spent
+  FROM (SELECT coupon_id, count(*) AS n,
+               sum(discount_minor + shipping_discount_minor) AS spent
+          FROM coupons_redemption
          WHERE order_id LIKE 'seed-o-%' GROUP BY coupon_id) h
- WHERE c.id = h.coupon_id AND c.uses <> h.n;
+ WHERE c.id = h.coupon_id AND (c.uses <> h.n OR c.budget_used_minor <> h.spent);
 UPDATE coupons_code k SET uses = h.n
   FROM (SELECT code_id, count(*) AS n FROM coupons_redemption
          WHERE order_id LIKE 'seed-o-%' GROUP BY code_id) h

@@ -149,8 +149,8 @@ def campaign_update(*, campaign: Campaign) -> Campaign:
     _check_window(starts_at=campaign.starts_at, ends_at=campaign.ends_at,
                   inventory=campaign.inventory, claim_hold_minutes=campaign.claim_hold_minutes)
     with transaction.atomic():
-        claimed = Campaign.objects.select_for_update().values_list("claimed", flat=True) \
-            .get(pk=campaign.pk)
+        claimed = Campaign.objects.select_for_update(no_key=True) \
+            .values_list("claimed", flat=True).get(pk=campaign.pk)
         if campaign.inventory < claimed:
             raise ValidationError({"inventory": [f"{claimed} units are already claimed."]})
         Campaign.objects.filter(pk=campaign.pk).update(
@@ -292,7 +292,9 @@ SELECT cl.id, cl.campaign_id, cl.code_id
  LIMIT %s
    FOR UPDATE SKIP LOCKED
 """
-_CODES_LOCK_SQL = "SELECT id FROM coupons_code WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+# NO KEY: the codes' keys never change, and claim inserts pointing at them must not wait.
+_CODES_LOCK_SQL = ("SELECT id FROM coupons_code WHERE id = ANY(%s) ORDER BY id "
+                   "FOR NO KEY UPDATE")
 _HELD_SQL = """
 SELECT code_id, bool_or(status = 'confirmed')
   FROM coupons_redemption

@@ -28,8 +28,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from codebatches.admin import generate_codes
 from core import money
-from core.admin import ReadOnlyAdminMixin
-from core.errors import ApiError
+from core.admin import ReadOnlyAdminMixin, ServiceSaveMixin, changed_fields
 from coupons import selectors, services
 from coupons.api.admin_serializers import CODE_PATTERN
 from coupons.api.fields import CartField
@@ -98,14 +97,6 @@ def _forget_codes_on_commit(codes: list[str]) -> None:
         for start in range(0, len(codes), CACHE_FORGET_BATCH):
             selectors.cache_forget(codes=codes[start:start + CACHE_FORGET_BATCH])
     transaction.on_commit(forget)
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ApiError):
-        return exc.message
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
 
 
 # --- coupon -----------------------------------------------------------------------------
@@ -433,7 +424,7 @@ def preview_context(result: Evaluation, cart: Cart, coupon: Coupon,
 
 
 @admin.register(Coupon)
-class CouponAdmin(SimpleHistoryAdmin):
+class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
     """Coupons for marketing. History (simple-history) lists every definition change with
     who made it: staff edits, and automatic actions such as a leak auto-disable with
     their reason."""
@@ -570,50 +561,14 @@ class CouponAdmin(SimpleHistoryAdmin):
 
     # --- writes through the services ---
 
-    def save_model(self, request, obj, form, change):
-        """coupon_create / coupon_update own the rules, the lock and the cache; a refusal
-        (a race the form could not see) becomes a message, not a 500."""
-        try:
-            if not change:
-                saved = services.coupon_create(fields=form.coupon_fields)
-            elif form.coupon_changes:
-                saved = services.coupon_update(coupon_id=obj.pk, fields=form.coupon_changes,
-                                               who=request.user.get_username())
-            else:
-                saved = Coupon.objects.get(pk=obj.pk)
-        except (ApiError, ValidationError) as exc:
-            obj._service_error = _error_text(exc)
-            messages.error(request, f"The coupon was not saved: {obj._service_error}")
-            return
-        # The admin goes on with `obj` (log entry, redirect): give it the saved row.
-        for field in Coupon._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(saved, field.attname))
-        obj._state.adding = False
-        obj._state.db = saved._state.db
-
-    def save_related(self, request, form, formsets, change):
-        if not getattr(form.instance, "_service_error", None):
-            super().save_related(request, form, formsets, change)
-
-    def log_addition(self, request, obj, message):
-        if not getattr(obj, "_service_error", None):
-            return super().log_addition(request, obj, message)
-        return None
-
-    def log_change(self, request, obj, message):
-        if not getattr(obj, "_service_error", None):
-            return super().log_change(request, obj, message)
-        return None
-
-    def response_add(self, request, obj, post_url_continue=None):
-        if getattr(obj, "_service_error", None):
-            return HttpResponseRedirect(request.get_full_path())
-        return super().response_add(request, obj, post_url_continue)
-
-    def response_change(self, request, obj):
-        if getattr(obj, "_service_error", None):
-            return HttpResponseRedirect(request.get_full_path())
-        return super().response_change(request, obj)
+    def save_via_service(self, request, obj, form, change):
+        """coupon_create / coupon_update own the rules, the lock and the cache."""
+        if not change:
+            return services.coupon_create(fields=form.coupon_fields)
+        if form.coupon_changes:
+            return services.coupon_update(coupon_id=obj.pk, fields=form.coupon_changes,
+                                          who=request.user.get_username())
+        return Coupon.objects.get(pk=obj.pk)
 
     def delete_model(self, request, obj):
         coupon_id = obj.pk
@@ -672,7 +627,7 @@ class CodeAdminForm(forms.ModelForm):
 
 
 @admin.register(Code)
-class CodeAdmin(admin.ModelAdmin):
+class CodeAdmin(ServiceSaveMixin, admin.ModelAdmin):
     form = CodeAdminForm
     list_display = ("code", "coupon", "usage", "expires_at", "customer", "active")
     list_filter = ("active", "coupon__type")
@@ -704,9 +659,12 @@ class CodeAdmin(admin.ModelAdmin):
         limit = INFINITY if obj.max_uses is None else obj.max_uses
         return f"{obj.uses}/{limit}"
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        services.code_changed(obj)
+    def save_via_service(self, request, obj, form, change):
+        """Only the edited fields, under the code's lock: `uses` as the page loaded it is
+        never written back over a concurrent apply or release."""
+        if not change:
+            return services.code_create(fields=form.cleaned_data)
+        return services.code_update(code_id=obj.pk, fields=changed_fields(form))
 
     def delete_model(self, request, obj):
         text = obj.code
@@ -719,11 +677,8 @@ class CodeAdmin(admin.ModelAdmin):
         _forget_codes_on_commit(codes)
 
     def _set_active(self, queryset, active: bool) -> int:
-        with transaction.atomic():
-            codes = list(queryset.values_list("code", flat=True))
-            changed = queryset.update(active=active)
-            _forget_codes_on_commit(codes)
-        return changed
+        return services.codes_set_active(code_ids=list(queryset.values_list("pk", flat=True)),
+                                         active=active)
 
     @admin.action(description="Activate selected codes", permissions=["change"])
     def activate(self, request, queryset):
@@ -758,7 +713,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # --- customer ---------------------------------------------------------------------------
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
     list_display = ("external_id", "segments", "orders_count", "created_at")
     list_filter = ("created_at",)
     search_fields = ["external_id"]
@@ -770,6 +725,13 @@ class CustomerAdmin(admin.ModelAdmin):
         # the old id valid for the cache's lifetime, and it is the storefront's key anyway.
         fields = super().get_readonly_fields(request, obj)
         return ("external_id", *fields) if obj is not None else fields
+
+    def save_via_service(self, request, obj, form, change):
+        """Only the edited fields, under the customer's lock: `orders_count` as the page
+        loaded it is never written back over a concurrent confirm."""
+        if not change:
+            return services.customer_create(fields=form.cleaned_data)
+        return services.customer_update(customer_id=obj.pk, fields=changed_fields(form))
 
 
 # --- promotion settings -----------------------------------------------------------------

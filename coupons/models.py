@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import ArrayField, RangeOperators
 from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
@@ -84,9 +85,7 @@ class Coupon(models.Model):
     # redemptions, moved with `uses` by the same conditional updates.
     budget_minor = models.BigIntegerField(
         null=True, blank=True, help_text="Total discount budget in minor units (empty: none).")
-    # Database defaults on the new columns: raw SQL inserts (bench and load seeds) that
-    # predate them keep working.
-    budget_used_minor = models.BigIntegerField(default=0, db_default=0, editable=False)
+    budget_used_minor = models.BigIntegerField(default=0, editable=False)
 
     # Abuse protection (abuse/).
     leak_threshold = models.PositiveIntegerField(
@@ -95,13 +94,12 @@ class Coupon(models.Model):
                   "within an hour (empty: the ABUSE_LEAK_THRESHOLD setting).")
     farming_action = models.CharField(
         max_length=5, choices=[("flag", "Flag for review"), ("block", "Block")], default="flag",
-        db_default="flag",
         help_text="When one shopper identity (device, IP, email, card) redeems this "
                   "first-purchase or once-per-customer coupon from several accounts.")
     limit_by_identity = models.BooleanField(
-        default=False, db_default=False,
+        default=False,
         help_text="The per-customer limit also counts uses by the same device, email or card.")
-    disabled_reason = models.CharField(max_length=300, blank=True, default="", db_default="",
+    disabled_reason = models.CharField(max_length=300, blank=True, default="",
                                        editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -208,6 +206,10 @@ class Redemption(models.Model):
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="redemptions")
     order_id = models.CharField(max_length=100)
+    # One apply call = one id shared by every redemption it reserved (its coupon set).
+    apply_id = models.UUIDField(
+        default=uuid.uuid4,
+        help_text="The apply call that reserved this use; an order's live uses share one.")
     status = models.CharField(max_length=10, choices=RedemptionStatus.choices,
                               default=RedemptionStatus.RESERVED)
     currency = models.CharField(max_length=3)
@@ -217,7 +219,7 @@ class Redemption(models.Model):
     lines = models.JSONField(default=list, blank=True,
                              help_text="Per-line discount allocation [{sku, discount_minor}].")
     auto = models.BooleanField(
-        default=False, db_default=False,
+        default=False,
         help_text="Applied automatically as a promotion (no code typed).")
     idempotency_key = models.CharField(max_length=255, blank=True)
     context = models.JSONField(default=dict, blank=True)
@@ -244,6 +246,14 @@ class Redemption(models.Model):
             # to the same order can never take a second use.
             models.UniqueConstraint(fields=["coupon", "order_id"], condition=Q(status__in=HOLDING),
                                     name="redemption_one_per_coupon_order"),
+            # One coupon set per order: the live uses of an order all come from one apply
+            # call. The services serialise applies per order (locks.order_lock); this is the
+            # database's own backstop if that code is ever wrong (needs btree_gist).
+            ExclusionConstraint(
+                name="redemption_one_set_per_order", index_type="gist",
+                expressions=[("order_id", RangeOperators.EQUAL),
+                             ("apply_id", RangeOperators.NOT_EQUAL)],
+                condition=Q(status__in=HOLDING)),
             models.CheckConstraint(
                 condition=Q(discount_minor__gte=0) & Q(shipping_discount_minor__gte=0)
                 & Q(order_value_minor__gte=0),

@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from abuse import identity
@@ -218,8 +217,8 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
                 raise Conflict("promotions_changed",
                                "The promotions changed while applying; try again.") from None
         except IntegrityError:
-            # The unique (coupon, order) index fired: a concurrent apply of another coupon
-            # set to the same order won the race.
+            # The database's backstops fired (one use of a coupon per order, one coupon set
+            # per order): never expected behind the order lock, and never a 500.
             raise Conflict("order_conflict", "This order already holds this coupon.") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -230,17 +229,18 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
              idempotency_key: str) -> ApplyResult:
     chosen = [a.terms for a in prechecked.pricing.applied]
     typed = set(codes)
-    # The apply events go first, before the coupon locks, so they add nothing to the time
+    # One apply per order at a time, whoever the shopper is; re-checked after the wait
+    # (a concurrent apply for this order may have committed meanwhile).
+    if locks.order_lock(order_id):
+        return _existing_for_order(selectors.holding_for_order(order_id), codes, shopper.id)
+    # The apply events go next, before the coupon locks, so they add nothing to the time
     # a hot coupon stays locked; any rejection below rolls them back with the rest.
     checkout_events.reserving(prechecked.pricing.applied, typed, shopper, cart, order_id)
     # Code -> coupon never changes, so the ids come from the pre-check.
     coupon_ids = [t.rule.coupon_id for t in chosen]
     coupons = locks.coupons_lock(coupon_ids)
     code_rows = locks.codes_lock(t.code_id for t in chosen)
-    facts = locks.customer_facts_lock(customer_pk, coupon_ids, order_id)
-    if facts.order_held:
-        # A concurrent apply for this order committed while we waited for the lock.
-        return _existing_for_order(selectors.holding_for_order(order_id), codes, shopper.id)
+    facts = locks.customer_facts_lock(customer_pk, coupon_ids)
     if customer_pk is not None:
         shopper = Shopper(id=shopper.id, segments=shopper.segments | facts.segments,
                           orders_count=max(shopper.orders_count, facts.orders_count))
@@ -273,12 +273,14 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
                                          customer_pk, facts)
     stored_context = identity.stored_context(context, digests)
     expires_at = now + timedelta(seconds=settings.COUPON_RESERVATION_TTL)
+    apply_id = uuid.uuid4()
     created = []
     for applied in result.pricing.applied:
         terms = applied.terms
         redemption = Redemption(
             id=uuid.uuid4(), coupon_id=terms.rule.coupon_id, code=code_rows[terms.code_id],
-            customer_id=customer_pk, order_id=order_id, status=RedemptionStatus.RESERVED,
+            customer_id=customer_pk, order_id=order_id, apply_id=apply_id,
+            status=RedemptionStatus.RESERVED,
             currency=cart.currency, discount_minor=applied.discount,
             shipping_discount_minor=applied.shipping_discount, order_value_minor=cart.subtotal,
             lines=[{"sku": line.sku, "discount_minor": d}
@@ -381,8 +383,13 @@ def _existing_for_order(held: list[Redemption], codes: list[str],
 # --- confirm / release / return / expire ------------------------------------------------
 
 def order_confirm(*, order_id: str) -> list[Redemption]:
-    """Payment captured: reserved -> confirmed (idempotent)."""
+    """Payment captured: reserved -> confirmed (idempotent).
+
+    The order lock keeps a concurrent apply of the same order out; the events and the
+    "first purchase" counts come from the rows the conditional UPDATE actually moved
+    (RETURNING), never from rows read before it."""
     with transaction.atomic(durable=True):
+        locks.order_lock(order_id)
         rows = list(Redemption.objects.filter(order_id=order_id)
                     .values_list("customer_id", "status"))
         if not rows:
@@ -391,21 +398,18 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
         # earlier attempt on the same order id belongs to nobody's purchase.
         customers = locks.customers_lock(
             c for c, status in rows if c is not None and status == RedemptionStatus.RESERVED)
-        now = timezone.now()
-        confirmed = list(Redemption.objects.select_related("code", "customer")
-                         .filter(order_id=order_id, status=RedemptionStatus.RESERVED))
-        changed = Redemption.objects.filter(order_id=order_id,
-                                            status=RedemptionStatus.RESERVED) \
-            .update(status=RedemptionStatus.CONFIRMED, confirmed_at=now)
-        if changed:
+        moved = locks.redemptions_confirm(order_id, timezone.now())
+        if moved:
+            confirmed = list(Redemption.objects.select_related("code", "customer")
+                             .filter(pk__in=moved))
+            count = len(confirmed)
             transaction.on_commit(
-                lambda: metrics.redemption_transitions.labels("confirmed").inc(changed))
+                lambda: metrics.redemption_transitions.labels("confirmed").inc(count))
             # A first confirmed order ends "first purchase" eligibility.
-            buyers = {x.customer_id for x in confirmed if x.customer_id is not None} \
-                & set(customers)
+            buyers = {x.customer_id for x in confirmed if x.customer_id is not None}
             Customer.objects.filter(pk__in=buyers).update(orders_count=F("orders_count") + 1)
             checkout_events.moved("confirm", confirmed, new_customers=frozenset(
-                pk for pk in buyers if customers[pk].orders_count == 0))
+                pk for pk in buyers if pk in customers and customers[pk].orders_count == 0))
         result = selectors.redemptions_for_order(order_id)
     if not any(x.status == RedemptionStatus.CONFIRMED for x in result):
         raise Conflict("reservation_expired",
@@ -415,12 +419,14 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
 
 def order_release(*, order_id: str) -> list[Redemption]:
     """Payment failed or order cancelled: reserved -> released, uses given back."""
-    rows = selectors.redemptions_for_order(order_id)
-    if not rows:
-        raise OrderNotFoundError(order_id)
-    _give_back([x.pk for x in rows if x.status == RedemptionStatus.RESERVED],
-               RedemptionStatus.RELEASED)
-    result = selectors.redemptions_for_order(order_id)
+    with transaction.atomic(durable=True):
+        locks.order_lock(order_id)  # an apply of this order finishes first, or waits
+        rows = selectors.redemptions_for_order(order_id)
+        if not rows:
+            raise OrderNotFoundError(order_id)
+        _give_back([x.pk for x in rows if x.status == RedemptionStatus.RESERVED],
+                   RedemptionStatus.RELEASED)
+        result = selectors.redemptions_for_order(order_id)
     if any(x.status == RedemptionStatus.CONFIRMED for x in result):
         raise Conflict("order_confirmed",
                        "The order is confirmed; record returned goods with /return instead.")
@@ -456,7 +462,7 @@ def _give_back(ids: list, new_status: str) -> int:
     """reserved -> released/expired for these redemptions, returning each use once."""
     if not ids:
         return 0
-    with transaction.atomic(durable=True):
+    with transaction.atomic():
         keys = list(Redemption.objects.filter(pk__in=ids, status=RedemptionStatus.RESERVED)
                     .values_list("coupon_id", "code_id"))
         locks.coupons_lock(c for c, _ in keys)
@@ -472,10 +478,8 @@ def _give_back(ids: list, new_status: str) -> int:
         for x in rows:
             spent[x.coupon_id] += x.discount_minor + x.shipping_discount_minor
         for coupon_id, n in Counter(x.coupon_id for x in rows).items():
-            # Never below zero: rows inserted by raw SQL (seeds) never added their share.
             Coupon.objects.filter(pk=coupon_id).update(
-                uses=F("uses") - n,
-                budget_used_minor=Greatest(F("budget_used_minor") - spent[coupon_id], 0))
+                uses=F("uses") - n, budget_used_minor=F("budget_used_minor") - spent[coupon_id])
         for code_id, n in Counter(x.code_id for x in rows).items():
             Code.objects.filter(pk=code_id).update(uses=F("uses") - n)
         count = len(rows)
@@ -616,7 +620,90 @@ def coupons_set_active(*, coupon_ids: list[int], active: bool, reason: str = "",
     return changed
 
 
-def code_changed(code: Code) -> None:
-    """Call after editing a code outside the services (admin) to drop its cache entry."""
-    text = code.code
-    transaction.on_commit(lambda: selectors.cache_forget(codes=[text]))
+def _forget_codes_on_commit(codes: list[str]) -> None:
+    codes = list(codes)
+    transaction.on_commit(lambda: selectors.cache_forget(codes=codes))
+
+
+CODE_FIELDS = frozenset({"coupon", "code", "max_uses", "expires_at", "customer", "active"})
+CUSTOMER_FIELDS = frozenset({"external_id", "segments"})
+
+
+def _refuse_unknown(fields: dict, allowed: frozenset[str]) -> None:
+    unknown = set(fields) - allowed
+    if unknown:  # counters above all: they move only through the checkout services
+        raise ValidationError({name: ["This field cannot be set here."]
+                               for name in sorted(unknown)})
+
+
+@transaction.atomic
+def code_create(*, fields: dict) -> Code:
+    """A code added by hand (admin): normalised, unique, pointing at an existing coupon."""
+    fields = {k: v for k, v in fields.items() if k in CODE_FIELDS}
+    code = Code(**fields)
+    code.code = selectors.normalize_code(code.code)
+    if Code.objects.filter(code=code.code).exists():
+        raise ValidationError({"code": [f"A code '{code.code}' already exists."]})
+    try:
+        with transaction.atomic():
+            code.save(force_insert=True)
+    except IntegrityError:
+        raise ValidationError({"code": [f"A code '{code.code}' already exists."]}) from None
+    _forget_codes_on_commit([code.code])
+    return code
+
+
+@transaction.atomic
+def code_update(*, code_id: int, fields: dict) -> Code:
+    """Edit a code's limits, expiry, bound customer or state under its lock, writing only
+    those columns: an edit never writes back a `uses` read before a concurrent apply."""
+    _refuse_unknown(fields, CODE_FIELDS - {"code", "coupon"})
+    code = locks.codes_lock([code_id]).get(code_id)
+    if code is None:
+        raise ValidationError("The code no longer exists.")
+    for name, value in fields.items():
+        setattr(code, name, value)
+    if code.max_uses is not None and code.max_uses < code.uses:
+        raise ValidationError({"max_uses": [
+            f"The code has already been used {code.uses} times; deactivate it instead."]})
+    if fields:
+        code.save(update_fields=list(fields))
+    _forget_codes_on_commit([code.code])
+    return Code.objects.get(pk=code_id)
+
+
+def codes_set_active(*, code_ids: list[int], active: bool) -> int:
+    """Activate or stop codes (admin actions): one UPDATE of the `active` column only."""
+    with transaction.atomic():
+        changed = list(Code.objects.filter(pk__in=code_ids).exclude(active=active)
+                       .values_list("code", flat=True))
+        Code.objects.filter(pk__in=code_ids).update(active=active)
+        # Batches: a selection may hold many codes.
+        for start in range(0, len(changed), 1000):
+            _forget_codes_on_commit(changed[start:start + 1000])
+    return len(changed)
+
+
+@transaction.atomic
+def customer_create(*, fields: dict) -> Customer:
+    fields = {k: v for k, v in fields.items() if k in CUSTOMER_FIELDS}
+    if Customer.objects.filter(external_id=fields.get("external_id")).exists():
+        raise ValidationError({"external_id": ["This customer already exists."]})
+    return Customer.objects.create(**fields)
+
+
+@transaction.atomic
+def customer_update(*, customer_id: int, fields: dict) -> Customer:
+    """Edit a customer's segments under its lock, writing that column only: a concurrent
+    confirm's `orders_count` is never overwritten (first-purchase eligibility)."""
+    _refuse_unknown(fields, CUSTOMER_FIELDS - {"external_id"})
+    customer = locks.customers_lock([customer_id]).get(customer_id)
+    if customer is None:
+        raise ValidationError("The customer no longer exists.")
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    if fields:
+        customer.save(update_fields=list(fields))
+    # Cached live state (segments) is read per request from PostgreSQL; bound codes are
+    # cached with the external id, which never changes.
+    return customer

@@ -19,20 +19,21 @@ INSERT INTO coupons_coupon (
     min_cart_minor, eligible_categories, eligible_skus, excluded_skus, eligible_segments,
     first_purchase_only, max_uses_total, max_uses_per_user, valid_from, valid_to,
     active, stackable, stack_group, auto_apply, priority, uses, version,
+    budget_used_minor, farming_action, limit_by_identity, disabled_reason,
     created_at, updated_at)
 VALUES
     ('LOAD25', 'load: 25% off, max $50', 'percentage', 'USD', 2500, NULL, 5000, '[]',
      NULL, '{}', '{}', '{}', '{}', false, NULL, NULL, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now()),
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('LOAD10', 'load: 10% off, 10M uses', 'percentage', 'USD', 1000, NULL, NULL, '[]',
      NULL, '{}', '{}', '{}', '{}', false, 10000000, NULL, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now()),
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('LIMIT500', 'load: $5 off, 500 uses', 'fixed', 'USD', NULL, 500, NULL, '[]',
      NULL, '{}', '{}', '{}', '{}', false, 500, NULL, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now()),
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()),
     ('ONCE1', 'load: 15% off, max $20, once per customer', 'percentage', 'USD', 1500, NULL,
      2000, '[]', NULL, '{}', '{}', '{}', '{}', false, NULL, 1, NULL, NULL,
-     true, false, '', false, 0, 0, 1, now(), now())
+     true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now())
 ON CONFLICT (code) DO UPDATE SET
     type = EXCLUDED.type, percent_bp = EXCLUDED.percent_bp,
     amount_minor = EXCLUDED.amount_minor, cap_minor = EXCLUDED.cap_minor, tiers = '[]',
@@ -48,10 +49,11 @@ INSERT INTO coupons_coupon (
     min_cart_minor, eligible_categories, eligible_skus, excluded_skus, eligible_segments,
     first_purchase_only, max_uses_total, max_uses_per_user, valid_from, valid_to,
     active, stackable, stack_group, auto_apply, priority, uses, version,
+    budget_used_minor, farming_action, limit_by_identity, disabled_reason,
     created_at, updated_at)
 SELECT 'LH' || lpad(i::text, 4, '0'), 'load history coupon ' || i, 'percentage', 'USD',
        1000, NULL, NULL, '[]', NULL, '{}', '{}', '{}', '{}', false, 1000, NULL,
-       NULL, NULL, true, false, '', false, 0, 0, 1, now(), now()
+       NULL, NULL, true, false, '', false, 0, 0, 1, 0, 'flag', false, '', now(), now()
   FROM generate_series(1, 1000) AS i
 ON CONFLICT (code) DO NOTHING;
 
@@ -70,11 +72,11 @@ SELECT 'hist-' || i, '{}', 1 + i % 5, now() - interval '90 days'
   FROM generate_series(1, 10000) AS i
 ON CONFLICT (external_id) DO NOTHING;
 
-INSERT INTO coupons_redemption (id, coupon_id, code_id, customer_id, order_id, status,
-        currency, discount_minor, shipping_discount_minor, order_value_minor, lines,
-        idempotency_key, context, expires_at, created_at, confirmed_at)
-SELECT gen_random_uuid(), k.coupon_id, k.id, cu.id, 'hist-o-' || g.i, 'confirmed', 'USD',
-       500 + g.i % 2000, 0, 10000 + g.i % 20000, '[]', '', '{}',
+INSERT INTO coupons_redemption (id, coupon_id, code_id, customer_id, order_id, apply_id,
+        status, currency, discount_minor, shipping_discount_minor, order_value_minor, lines,
+        auto, idempotency_key, context, expires_at, created_at, confirmed_at)
+SELECT gen_random_uuid(), k.coupon_id, k.id, cu.id, 'hist-o-' || g.i, gen_random_uuid(),
+       'confirmed', 'USD', 500 + g.i % 2000, 0, 10000 + g.i % 20000, '[]', false, '', '{}',
        now() - interval '29 days', now() - interval '30 days', now() - interval '30 days'
   FROM generate_series(1, 40000) AS g(i)
   JOIN coupons_code k ON k.code = 'LH' || lpad((g.i % 1000 + 1)::text, 4, '0')
@@ -82,10 +84,12 @@ SELECT gen_random_uuid(), k.coupon_id, k.id, cu.id, 'hist-o-' || g.i, 'confirmed
  WHERE NOT EXISTS (SELECT 1 FROM coupons_redemption WHERE order_id = 'hist-o-1');
 
 -- Counters agree with the history.
-UPDATE coupons_coupon c SET uses = h.n
-  FROM (SELECT coupon_id, count(*) AS n FROM coupons_redemption
+UPDATE coupons_coupon c SET uses = h.n, budget_used_minor = h.spent
+  FROM (SELECT coupon_id, count(*) AS n,
+               sum(discount_minor + shipping_discount_minor) AS spent
+          FROM coupons_redemption
          WHERE order_id LIKE 'hist-o-%' GROUP BY coupon_id) h
- WHERE c.id = h.coupon_id AND c.uses <> h.n;
+ WHERE c.id = h.coupon_id AND (c.uses <> h.n OR c.budget_used_minor <> h.spent);
 UPDATE coupons_code k SET uses = h.n
   FROM (SELECT code_id, count(*) AS n FROM coupons_redemption
          WHERE order_id LIKE 'hist-o-%' GROUP BY code_id) h

@@ -5,6 +5,7 @@ applies never spend more than the budget."""
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError
 from django.utils import timezone
 
 from coupons import services
@@ -120,9 +121,10 @@ def test_validate_over_http_reports_an_exhausted_budget(storefront):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_giving_back_a_use_that_never_took_budget_does_not_break_expiry():
-    # A reservation made before the budget guard existed (or seeded by raw SQL) never
-    # added its discount to budget_used; expiring it must not take the counter below 0.
+def test_a_budget_counter_out_of_step_with_its_rows_is_refused_not_clamped():
+    # A reservation whose discount never reached budget_used (a hand-written seed): giving
+    # it back would take the counter below zero. The check constraint says so and the
+    # give-back rolls back whole, instead of hiding the corruption behind a clamp.
     coupon = CouponFactory(code="OLDRES", max_uses_total=5)
     code = coupon.codes.get()
     Redemption.objects.create(coupon=coupon, code=code, order_id="old-1", currency="USD",
@@ -130,6 +132,8 @@ def test_giving_back_a_use_that_never_took_budget_does_not_break_expiry():
                               expires_at=timezone.now() - timedelta(seconds=1))
     Coupon.objects.filter(pk=coupon.pk).update(uses=1)
     Code.objects.filter(pk=code.pk).update(uses=1)
-    assert services.redemptions_expire_stale() == 1
+    with pytest.raises(IntegrityError, match="coupon_budget_within_limit"):
+        services.redemptions_expire_stale()
     coupon.refresh_from_db()
-    assert (coupon.uses, coupon.budget_used_minor) == (0, 0)
+    assert (coupon.uses, coupon.budget_used_minor) == (1, 0)
+    assert Redemption.objects.get(order_id="old-1").status == "reserved"

@@ -27,11 +27,11 @@ STALE = 20_000
 
 _SEED_SQL = """
 INSERT INTO coupons_redemption
-    (id, coupon_id, code_id, customer_id, order_id, status, currency, discount_minor,
-     shipping_discount_minor, order_value_minor, lines, idempotency_key, context,
-     expires_at, created_at)
-SELECT gen_random_uuid(), %(coupon)s, %(code)s, NULL, 'stale-' || g, 'reserved', 'USD', 100,
-       0, 1000, '[]'::jsonb, '', '{}'::jsonb,
+    (id, coupon_id, code_id, customer_id, order_id, apply_id, status, currency,
+     discount_minor, shipping_discount_minor, order_value_minor, lines, auto, idempotency_key,
+     context, expires_at, created_at)
+SELECT gen_random_uuid(), %(coupon)s, %(code)s, NULL, 'stale-' || g, gen_random_uuid(),
+       'reserved', 'USD', 100, 0, 1000, '[]'::jsonb, false, '', '{}'::jsonb,
        now() - interval '1 hour' + g * interval '1 millisecond', now() - interval '2 hours'
 FROM generate_series(1, %(n)s) AS g
 """
@@ -43,7 +43,8 @@ def seed_stale_reservations(n: int) -> tuple[Coupon, Code]:
     code = Code.objects.get(code="STALE")
     with connection.cursor() as cursor:
         cursor.execute(_SEED_SQL, {"coupon": coupon.pk, "code": code.pk, "n": n})
-    Coupon.objects.filter(pk=coupon.pk).update(uses=n)
+    # The counters the reservations took, budget included (each holds a $1.00 discount).
+    Coupon.objects.filter(pk=coupon.pk).update(uses=n, budget_used_minor=100 * n)
     Code.objects.filter(pk=code.pk).update(uses=n)
     return coupon, code
 
