@@ -40,6 +40,9 @@ class AbuseAlert(models.Model):
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    # The occurrence marketing was last emailed about (abuse.tasks.alert_email): a
+    # redelivered task never sends the same occurrence twice.
+    emailed_occurrence = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-updated_at"]

@@ -94,7 +94,10 @@ def coupon_auto_disable(*, coupon_id: int, kind: str, reason: str, details: dict
             return False
         alert = alert_raise(kind=kind, coupon_id=coupon_id, message=reason[:300],
                             details=details)
-    _email(alert)
+        # Queued after commit: the SMTP server's speed or failure never reaches the
+        # checkout that tripped the detector.
+        alert_id, occurrence = alert.pk, alert.occurrences
+        transaction.on_commit(lambda: _queue_email(alert_id, occurrence))
     logger.warning("coupon %s auto-disabled: %s", coupon_id, reason)
     return True
 
@@ -125,7 +128,24 @@ def _leak_reset(coupon_ids: list[int]) -> None:
         logger.warning("could not reset the leak counts of coupons %s", coupon_ids)
 
 
-def _email(alert: AbuseAlert) -> None:
+def _queue_email(alert_id: int, occurrence: int) -> None:
+    from abuse import tasks
+
+    try:
+        tasks.alert_email.delay(alert_id, occurrence)
+    except Exception:  # noqa: BLE001 - the alert row is the record; mail is a courtesy
+        logger.exception("could not queue the email about alert %s", alert_id)
+
+
+def alert_email(*, alert_id: int, occurrence: int) -> bool:
+    """Email marketing about one occurrence of an alert, at most once: the occurrence is
+    claimed by a conditional UPDATE first and given back if sending fails (the task
+    retries). Returns whether this call sent it."""
+    claimed = AbuseAlert.objects.filter(pk=alert_id, emailed_occurrence__lt=occurrence) \
+        .update(emailed_occurrence=occurrence)
+    if not claimed:
+        return False
+    alert = AbuseAlert.objects.select_related("coupon").get(pk=alert_id)
     coupon = alert.coupon
     body = (f"{alert.get_kind_display()} for coupon {coupon.code}.\n\n{alert.message}\n\n"
             "Review it in the admin: Abuse protection > Abuse alerts; the coupon page shows "
@@ -133,8 +153,11 @@ def _email(alert: AbuseAlert) -> None:
     try:
         send_mail(f"[growth-engine] {alert.get_kind_display()}: {coupon.code}", body,
                   settings.DEFAULT_FROM_EMAIL, settings.MARKETING_ALERT_EMAIL)
-    except Exception:  # noqa: BLE001 - the alert row is the record; mail is a courtesy
-        logger.exception("could not email the alert about coupon %s", coupon.code)
+    except Exception:
+        AbuseAlert.objects.filter(pk=alert_id, emailed_occurrence=occurrence) \
+            .update(emailed_occurrence=occurrence - 1)
+        raise
+    return True
 
 
 # --- multi-account farming --------------------------------------------------------------

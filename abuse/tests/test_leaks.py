@@ -112,3 +112,55 @@ def test_racing_new_customers_disable_it_once():
     assert len(applied) >= 11  # at least the N+1 that tripped it
     assert AbuseAlert.objects.filter(kind=AlertKind.LEAKED_CODE).count() == 1
     assert AbuseAlert.objects.get().occurrences == 1 and len(mail.outbox) == 1
+
+
+def test_the_alert_email_is_queued_not_sent_inside_the_checkout(monkeypatch):
+    from abuse import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.alert_email, "delay", lambda *args: queued.append(args))
+    CouponFactory(code="QUEUED", leak_threshold=1)
+    apply("QUEUED", "q-1")
+    # when the second unique customer trips the detector
+    assert apply("QUEUED", "q-2").rejection is None
+    # then the checkout sent nothing itself: one task is queued for the alert's occurrence
+    alert = AbuseAlert.objects.get(coupon__code="QUEUED")
+    assert not mail.outbox and queued == [(alert.pk, 1)]
+    # and the task sends it once, however often it is delivered
+    assert tasks.alert_email(alert.pk, 1) is True
+    assert tasks.alert_email(alert.pk, 1) is False
+    assert len(mail.outbox) == 1
+
+
+def test_a_broker_outage_never_fails_the_checkout(monkeypatch):
+    from abuse import tasks
+
+    def down(*args):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.alert_email, "delay", down)
+    coupon = CouponFactory(code="NOBROKER", leak_threshold=1)
+    apply("NOBROKER", "b-1")
+    assert apply("NOBROKER", "b-2").rejection is None
+    assert not active(coupon) and AbuseAlert.objects.filter(coupon=coupon).exists()
+
+
+def test_a_failed_send_is_given_back_for_the_retry(monkeypatch):
+    from abuse import services as abuse_services
+    from abuse import tasks
+
+    monkeypatch.setattr(tasks.alert_email, "delay", lambda *args: None)
+    CouponFactory(code="SMTPDOWN", leak_threshold=1)
+    apply("SMTPDOWN", "s-1")
+    apply("SMTPDOWN", "s-2")
+    alert = AbuseAlert.objects.get(coupon__code="SMTPDOWN")
+
+    def refuse(*args, **kwargs):
+        raise OSError("SMTP refused")
+
+    monkeypatch.setattr(abuse_services, "send_mail", refuse)
+    with pytest.raises(OSError):
+        abuse_services.alert_email(alert_id=alert.pk, occurrence=1)
+    monkeypatch.undo()
+    assert abuse_services.alert_email(alert_id=alert.pk, occurrence=1) is True
+    assert len(mail.outbox) == 1
