@@ -34,16 +34,21 @@ _STATUS_CODES = {
 
 
 class ApiError(exceptions.APIException):
-    """An error the service layer raises on purpose, with a stable code."""
+    """An error the service layer raises on purpose, with a stable code.
+
+    `retryable`: the same request may succeed if simply sent again (a race was lost);
+    the idempotency layer does not keep such an answer, so the retry runs."""
 
     def __init__(self, code: str, message: str, *, status_code: int = 400,
-                 fields: dict | None = None, headers: dict | None = None):
+                 fields: dict | None = None, headers: dict | None = None,
+                 retryable: bool = False):
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.error_code = code
         self.message = message
         self.fields = fields or {}
         self.headers = headers or {}
+        self.retryable = retryable
 
 
 class Conflict(ApiError):

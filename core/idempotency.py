@@ -4,8 +4,9 @@ The first request with a key runs and its response is stored; a replay gets the 
 response with `Idempotent-Replayed: true`; the same key with another body is `409`.
 A duplicate that arrives while the first is still running waits for it (up to
 IDEMPOTENCY_WAIT_SECONDS) and then replays, or gets `409 idempotency_in_progress`.
-Every response below 500 is stored, including deliberate 4xx errors; server errors are
-not, so a retry after a 5xx runs again; the services behind
+Every response below 500 is stored, including deliberate 4xx errors, except answers
+that a plain retry may change: server errors, 429s and retryable conflicts (a lost race
+such as `promotions_changed`; ApiError.retryable) run again on retry. The services behind
 these views are themselves protected by unique constraints (coupon + order), so even a
 crash between the service's commit and the record's update cannot apply anything twice.
 """
@@ -59,8 +60,12 @@ def idempotent(*, required: bool):
             try:
                 response = view_method(self, request, *args, **kwargs)
             except APIException as exc:
-                # A deliberate 4xx (bad input, a conflict, a 404) is the first response too.
+                # A deliberate 4xx (bad input, a conflict, a 404) is the first response too,
+                # unless it says a plain retry may succeed.
                 response = self.handle_exception(exc)
+                if getattr(exc, "retryable", False):
+                    IdempotencyRecord.objects.filter(pk=record.pk).delete()
+                    return response
             except BaseException:
                 IdempotencyRecord.objects.filter(pk=record.pk).delete()
                 raise

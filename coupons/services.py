@@ -215,11 +215,13 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
         except _AutoChanged:
             if attempt == APPLY_ATTEMPTS - 1:
                 raise Conflict("promotions_changed",
-                               "The promotions changed while applying; try again.") from None
+                               "The promotions changed while applying; try again.",
+                               retryable=True) from None
         except IntegrityError:
             # The database's backstops fired (one use of a coupon per order, one coupon set
             # per order): never expected behind the order lock, and never a 500.
-            raise Conflict("order_conflict", "This order already holds this coupon.") from None
+            raise Conflict("order_conflict", "This order already holds this coupon.",
+                           retryable=True) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
