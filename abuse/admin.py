@@ -2,9 +2,9 @@
 
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
+from abuse import services
 from abuse.models import AbuseAlert, AlertStatus
 
 
@@ -33,13 +33,15 @@ class AbuseAlertAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, obj.coupon.code)
 
     def save_model(self, request, obj, form, change):
+        """Only the review columns: `occurrences` as the page loaded it is never written
+        back over a finding counted meanwhile."""
         if "status" in form.changed_data:
-            obj.reviewed_by, obj.reviewed_at = request.user, timezone.now()
-        super().save_model(request, obj, form, change)
+            services.alerts_review(alert_ids=[obj.pk], status=obj.status, user=request.user)
+        obj.refresh_from_db()
 
     def _review(self, request, queryset, status: str) -> None:
-        changed = queryset.update(status=status, reviewed_by=request.user,
-                                  reviewed_at=timezone.now())
+        changed = services.alerts_review(alert_ids=list(queryset.values_list("pk", flat=True)),
+                                         status=status, user=request.user)
         self.message_user(request, f"{changed} alert(s) marked {status}.", messages.SUCCESS)
 
     @admin.action(description="Mark selected alerts reviewed", permissions=["change"])

@@ -40,6 +40,13 @@ def alert_raise(*, kind: str, coupon_id: int, message: str, subject: str = "",
     return alert
 
 
+def alerts_review(*, alert_ids: list[int], status: str, user) -> int:
+    """Staff reviewed or dismissed alerts (admin): the review columns only, so a finding
+    counted up meanwhile (`occurrences`) is never written back."""
+    return AbuseAlert.objects.filter(pk__in=alert_ids).update(
+        status=status, reviewed_by=user, reviewed_at=timezone.now(), updated_at=timezone.now())
+
+
 # --- leaked public codes ----------------------------------------------------------------
 
 def _leak_key(code_id: int) -> str:

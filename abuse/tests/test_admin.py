@@ -67,6 +67,31 @@ def test_marketing_reviews_alerts(marketing_client):
     assert marketing_client.get("/admin/abuse/abusealert/add/").status_code == 403
 
 
+def test_saving_an_alert_writes_only_its_review(marketing_client, monkeypatch):
+    from django.contrib import admin as django_admin
+
+    from abuse.admin import AbuseAlertAdmin
+
+    coupon = leaked("STALEALERT")
+    alert = AbuseAlert.objects.get(coupon=coupon)
+    url = f"/admin/abuse/abusealert/{alert.pk}/change/"
+    # the finding repeats while the page is open (after the admin loaded the row)
+    real = AbuseAlertAdmin.get_object
+
+    def load_then_count_up(self, request, object_id, from_field=None):
+        obj = real(self, request, object_id, from_field)
+        AbuseAlert.objects.filter(pk=alert.pk).update(occurrences=5)
+        return obj
+
+    monkeypatch.setattr(django_admin.site._registry[AbuseAlert].__class__, "get_object",
+                        load_then_count_up)
+    response = marketing_client.post(url, {"status": "dismissed"})
+    assert response.status_code == 302
+    alert.refresh_from_db()
+    assert (alert.status, alert.occurrences, alert.reviewed_by.username) == \
+        ("dismissed", 5, "mia")
+
+
 def test_budget_and_abuse_settings_are_editable_in_the_form(admin_client):
     coupon = CouponFactory(code="FORMED", percent_bp=1000)
     url = f"/admin/coupons/coupon/{coupon.pk}/change/"
