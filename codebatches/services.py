@@ -10,8 +10,11 @@ flight (its transaction rolls back), and a re-run starts from `count(*)` of the 
 codes, so no count is ever trusted that the database does not hold.
 
 One worker per batch: a session-level PostgreSQL advisory lock keyed by the batch id.
-A second task for the same batch (a redelivery, a beat resume, a double click) finds it
-taken and returns; if the holder dies, PostgreSQL drops its session and the lock.
+A second task for the same batch (a redelivery, a beat resume, a double click) waits a
+little for it, then returns (the task retries later if the holder made no progress). If
+the holder dies, PostgreSQL ends its session and drops the lock: at once when the session
+was idle, within DB_CLIENT_CONNECTION_CHECK_MS when it was in a statement (without that
+check the backend would run the statement to its end first).
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ PARALLEL = getattr(settings, "CODEBATCH_PARALLEL", 2)
 # Rounds in a row that insert nothing before a batch is declared impossible (the code
 # space of prefix + length is full); with 60+ random bits this never happens by chance.
 MAX_IDLE_ROUNDS = 20
-LOCK_WAIT_SECONDS = 5.0
+# How long a second task waits for the batch's lock: well above the 2 s in which a dead
+# worker's backend notices its client is gone (client_connection_check_interval).
+LOCK_WAIT_SECONDS = 15.0
 ADVISORY_NAMESPACE = 0x43420000  # "CB": keeps these keys apart from other lock users
 FORBIDDEN = "ILO"
 CODE_MAX_LENGTH = Code._meta.get_field("code").max_length
@@ -227,10 +232,10 @@ def _lock_key(batch_id: uuid.UUID) -> int:
 def batch_lock(batch_id: uuid.UUID, *, wait: float = 0.0):
     """Session advisory lock on (namespace, batch): yields True if this session has it.
 
-    `wait`: keep trying for that many seconds. A worker killed mid-chunk leaves a
+    `wait`: keep trying for that many seconds. A worker killed mid-statement leaves a
     PostgreSQL backend that lets go of the lock only when it notices its client is gone
-    (after the statement in flight); the redelivered task must not give up in that
-    moment, or the batch would sit until the beat job."""
+    (within client_connection_check_interval); the redelivered task must not give up in
+    that moment, or the batch would sit until the task's retry or the beat job."""
     key = _lock_key(batch_id)
     deadline = time.monotonic() + wait
     with connection.cursor() as cursor:
@@ -246,6 +251,13 @@ def batch_lock(batch_id: uuid.UUID, *, wait: float = 0.0):
         if acquired:
             with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_NAMESPACE, key])
+
+
+def batch_progress(batch_id) -> tuple | None:
+    """What a waiting task compares to tell a working lock holder from a stuck one:
+    (status, generated, updated_at), or None when the batch does not exist."""
+    return (CodeBatch.objects.filter(pk=batch_id)
+            .values_list("status", "generated", "updated_at").first())
 
 
 def batch_generate(*, batch_id, chunk_size: int = CHUNK_SIZE, max_chunks: int | None = None,

@@ -89,6 +89,53 @@ if env.bool("DB_POOL", default=True):
         "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
     }
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", 3))
+# A backend whose client died (a worker SIGKILLed, a gunicorn worker past its timeout)
+# otherwise runs its statement to the end, holding its locks (a batch's advisory lock, a
+# coupon's row lock) while the retry waits: PostgreSQL checks the socket only when it
+# next talks to the client. client_connection_check_interval makes it check every N ms
+# during a statement and stop; TCP keepalives (both ends) find a client or server whose
+# host vanished without closing the socket. Statement timeouts differ: off by default
+# here (migrations build indexes on big tables: unset means the server's or role's own
+# value), set for Celery workers, which get DB_WORKER_SESSION_OPTIONS instead
+# (config/celery.py, on worker_init). docs/decisions.md, "Sessions of dead clients".
+_keepalive = {
+    "idle": env.int("DB_TCP_KEEPALIVES_IDLE", default=30),
+    "interval": env.int("DB_TCP_KEEPALIVES_INTERVAL", default=10),
+    "count": env.int("DB_TCP_KEEPALIVES_COUNT", default=3),
+}
+DB_SESSION_SETTINGS = {
+    "client_connection_check_interval": env.int("DB_CLIENT_CONNECTION_CHECK_MS", default=2000),
+    **{f"tcp_keepalives_{k}": v for k, v in _keepalive.items()},
+}
+if env("DB_STATEMENT_TIMEOUT_MS", default=""):
+    DB_SESSION_SETTINGS["statement_timeout"] = env.int("DB_STATEMENT_TIMEOUT_MS")
+DB_WORKER_SESSION_SETTINGS = {
+    **DB_SESSION_SETTINGS,
+    # A 50,000-code chunk is one INSERT of 1-4.2 s on a loaded 2-core box: ~28x headroom,
+    # and below CELERY_TASK_SOFT_TIME_LIMIT, so a stuck statement fails the task cleanly.
+    "statement_timeout": env.int("DB_WORKER_STATEMENT_TIMEOUT_MS", default=120_000),
+    # A task's transaction whose client says nothing for a minute (a frozen process, a
+    # lost host) is ended, and its row locks with it.
+    "idle_in_transaction_session_timeout": env.int(
+        "DB_WORKER_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000),
+}
+_url_options = DATABASES["default"]["OPTIONS"].get("options", "")
+
+
+def _session_options(gucs: dict[str, int]) -> str:
+    # libpq `options`; any from DATABASE_URL's query string come last, so they win.
+    own = " ".join(f"-c {name}={value}" for name, value in gucs.items())
+    return f"{own} {_url_options}".strip()
+
+
+DB_SESSION_OPTIONS = _session_options(DB_SESSION_SETTINGS)
+DB_WORKER_SESSION_OPTIONS = _session_options(DB_WORKER_SESSION_SETTINGS)
+DATABASES["default"]["OPTIONS"]["options"] = DB_SESSION_OPTIONS
+# The client side's keepalives (libpq): a worker waiting on a result from a server that
+# vanished gives up instead of waiting for the kernel's two hours.
+for _name, _value in {"keepalives": 1, **{f"keepalives_{k}": v for k, v in _keepalive.items()}
+                      }.items():
+    DATABASES["default"]["OPTIONS"].setdefault(_name, _value)  # the URL's own win
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (Redis) ----------------------------------------------------------------------
