@@ -67,6 +67,36 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
         time.sleep(interval)
 
 
+def wait_for_progress(read: Callable[[], Any], done: Callable[[Any], bool], *, stall: float,
+                      what: str, interval: float = 0.2, limit: float = 600.0) -> Any:
+    """Poll `read()` (something cheap: a status, a counter) until `done(value)`; fail only
+    when the value stays the same for `stall` seconds, so a slow machine that keeps moving
+    passes and a stuck one fails fast. `limit` bounds the whole wait (a value that keeps
+    changing without ever being done)."""
+    started = last_change = time.monotonic()
+    last: Any = object()
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = read()
+        except AssertionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last_error = exc
+        else:
+            if done(value):
+                return value
+            if value != last:
+                last, last_change = value, time.monotonic()
+        now = time.monotonic()
+        if now - last_change >= stall or now - started >= limit:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            why = (f"no progress for {stall}s" if now - last_change >= stall
+                   else f"not done after {limit}s")
+            raise AssertionError(f"{why} waiting for {what}; last value {last!r}{detail}")
+        time.sleep(interval)
+
+
 def port_refuses(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -317,15 +347,18 @@ class Gunicorn:
 
 
 class CeleryWorker:
-    """`celery -A config worker`, prefork, one pool process, INFO log to a file."""
+    """`celery -A config worker`, prefork, one pool process, INFO log to a file. `queue`:
+    consume only that queue (a name of the test run's own keeps runs that share one broker
+    database from taking each other's tasks)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]):
+    def __init__(self, workdir: Path, env: dict[str, str], *, queue: str | None = None):
         tag = free_port()
         self.service = Service(
             f"celery-{tag}",
             [str(BIN / "celery"), "-A", "config", "worker", "--pool", "prefork",
              "--concurrency", "1", "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "--hostname", f"faults-{tag}@%h"],
+             "--without-mingle", "--without-heartbeat", "--hostname", f"faults-{tag}@%h",
+             *(["--queues", queue] if queue else [])],
             env=env, log_path=workdir / f"celery-{tag}.log")
 
     def start(self) -> CeleryWorker:
