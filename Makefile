@@ -38,6 +38,11 @@ test: venv services
 	$(VENV)/bin/ruff check .
 	$(TESTENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TESTENV) $(PY) manage.py check
+	# Production settings must pass the deployment checklist; dummy values, not secrets.
+	DJANGO_SETTINGS_MODULE=config.settings.production ALLOWED_HOSTS=example.com \
+	  DATABASE_URL=postgres://check-deploy@127.0.0.1:5432/unused \
+	  SECRET_KEY=check-deploy-only-not-a-secret-4f9c2e7a1b8d6053e9a7c4b2d1f08e6a \
+	  $(PY) manage.py check --deploy --fail-level WARNING
 	$(TESTENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	$(TESTENV) $(VENV)/bin/pytest -q -m "not faults"
 	$(TESTENV) $(VENV)/bin/pytest -q -m faults

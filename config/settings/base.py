@@ -1,6 +1,8 @@
 """Settings shared by every environment. Values come from the environment (config/env.py);
 the defaults work on a development machine with local PostgreSQL and Redis."""
 
+from datetime import timedelta
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env
@@ -28,6 +30,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "simple_history",
     "chartjs",
+    "axes",
     "core",
     "coupons",
     "codebatches",
@@ -49,6 +52,14 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes checks (and counts) every login before Django's own backend runs.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -264,6 +275,35 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
+# --- Admin login throttling (django-axes; docs/operations.md) ---------------------------
+# AXES_FAILURE_LIMIT wrong passwords for one username from one client IP lock that pair
+# out for AXES_COOLOFF_MINUTES (each further try restarts the wait); the same user from
+# another IP, and other users from that IP, can still log in. A successful login clears
+# the pair's failures. Attempts live in PostgreSQL and are listed (and deleted, which
+# unlocks) in the admin under "Axes".
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins: this account is locked for {AXES_COOLOFF_MINUTES} minutes "
+    "from your address. Wait that long without trying again (each attempt restarts the "
+    "wait), or ask an administrator to unlock it."
+)
+# The client IP: REMOTE_ADDR unless set. Behind one reverse proxy that sets (or appends
+# to) X-Forwarded-For, use AXES_IPWARE_META_PRECEDENCE_ORDER=HTTP_X_FORWARDED_FOR,REMOTE_ADDR
+# with AXES_IPWARE_PROXY_COUNT=0 (the count of proxies listed in the header besides the
+# client); a header with more entries (a client's own forged value) is then ignored and
+# REMOTE_ADDR (the proxy) is used. Never trust the header without a proxy that sets it.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list(
+    "AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"]
+)
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
 
 # --- Analytics (analytics/) -------------------------------------------------------------
 # Checkout events are buffered in-process and written in batches by a background thread;
