@@ -358,8 +358,14 @@ def _work(batch: CodeBatch, plan: _Plan, after_chunk: Callable[[int], None] | No
 def _generate(batch: CodeBatch, *, chunk_size: int, max_chunks: int | None,
               after_chunk: Callable[[int], None] | None, parallel: int) -> None:
     # The truth first: the codes that exist (a crash may have left `generated` behind).
-    have = Code.objects.filter(batch_id=batch.pk).count()
-    CodeBatch.objects.filter(pk=batch.pk).update(generated=have, updated_at=timezone.now())
+    # A killed run's last chunk may still be committing (its client sent COMMIT before it
+    # died, so PostgreSQL finishes it): that transaction holds the batch row since its
+    # UPDATE, so wait for the row before counting, or its codes would be made twice.
+    with transaction.atomic():
+        list(CodeBatch.objects.select_for_update().filter(pk=batch.pk)
+             .values_list("pk", flat=True))
+        have = Code.objects.filter(batch_id=batch.pk).count()
+        CodeBatch.objects.filter(pk=batch.pk).update(generated=have, updated_at=timezone.now())
     if batch.targeted:
         _customers_ensure(batch.pk)
         # Two sessions could pick the same waiting customers: one session only.

@@ -296,3 +296,36 @@ def test_worker_sessions_have_statement_and_idle_timeouts(worker_sessions):
     assert got["statement_timeout"] == "120000"  # a 50,000-code chunk takes seconds
     assert got["idle_in_transaction_session_timeout"] == "60000"
     assert got["client_connection_check_interval"] == "2000"
+
+
+# --- a killed run's last chunk still committing ---------------------------------------------
+
+def test_rerun_counts_after_a_dead_runs_chunk_that_is_still_committing():
+    # given a batch half done, and another session with one more chunk inserted and
+    # counted but not yet committed (a killed run's COMMIT still in flight: its client
+    # sent it before it died, so PostgreSQL completes it)
+    batch = CodeBatchFactory(prefix="CM", requested=3_000)
+    services.batch_generate(batch_id=batch.pk, chunk_size=1_000, max_chunks=1, parallel=1)
+    db = settings.DATABASES["default"]
+    late = psycopg.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"],
+                           host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432)
+    try:
+        late.execute(
+            "INSERT INTO coupons_code (coupon_id, code, max_uses, uses, customer_id, active, "
+            "created_at, batch_id) SELECT %s, 'CMLATE' || lpad(g::text, 8, '0'), 1, 0, NULL, "
+            "true, now(), %s FROM generate_series(1, 1000) g", [batch.coupon_id, batch.pk])
+        late.execute("UPDATE codebatches_codebatch SET generated = generated + 1000, "
+                     "updated_at = now() WHERE id = %s", [batch.pk])
+        # when the rerun starts meanwhile, and the late chunk commits a moment later
+        result: list = []
+        rerun = threading.Thread(target=lambda: (result.append(services.batch_generate(
+            batch_id=batch.pk, chunk_size=1_000, parallel=1)), connections.close_all()))
+        rerun.start()
+        time.sleep(1.0)
+        late.commit()
+        rerun.join(30)
+    finally:
+        late.close()
+    # then the rerun counted the late chunk: exactly the requested codes, not one more
+    assert result and result[0].status == CodeBatch.Status.DONE, result
+    assert state(batch) == ("done", 3_000, 3_000, 3_000)
