@@ -81,6 +81,18 @@ def test_admin_create_bad_input_is_400_with_the_field(admin_api, body, field):
     assert not Coupon.objects.exists()
 
 
+def test_admin_create_with_any_offset(admin_api):
+    # PostgreSQL refuses offsets past 15:59: the same instant in UTC is stored
+    response = admin_api.post("/api/v1/admin/campaigns", {
+        "name": "X", "inventory": 5, "starts_at": "2030-01-01T00:00:00-17:01",
+        "ends_at": "2030-01-03T00:00:00+23:59",
+        "discount": {"type": "percentage", "value": 10}}, format="json")
+    assert response.status_code == 201, response.content
+    campaign = Campaign.objects.get(pk=response.json()["id"])
+    assert campaign.starts_at.isoformat() == "2030-01-01T17:01:00+00:00"
+    assert campaign.ends_at.isoformat() == "2030-01-02T00:01:00+00:00"
+
+
 def test_admin_list_shows_live_counts(admin_api, storefront):
     campaign = make_campaign(inventory=4)
     claim(storefront, campaign, user_id="u-1")

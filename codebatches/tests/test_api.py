@@ -240,6 +240,15 @@ def test_values_beyond_the_columns_are_400(admin_api, spring, body, field):
     assert not CodeBatch.objects.exists()
 
 
+def test_expiry_with_any_offset(admin_api, spring):
+    # PostgreSQL refuses offsets past 15:59: the same instant in UTC is stored
+    response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 1,
+                                    "expires_at": "2100-01-01T00:00:00-17:01"})
+    assert response.status_code == 202, response.content
+    batch = CodeBatch.objects.get(pk=response.json()["batch_id"])
+    assert batch.expires_at.isoformat() == "2100-01-01T17:01:00+00:00"
+
+
 def test_largest_values_the_columns_hold(admin_api, spring):
     response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 1,
                                     "max_uses_per_code": 2**31 - 1,

@@ -29,7 +29,9 @@ LATEST = dt.datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=dt.UTC)
 @extend_schema_field(OpenApiTypes.STR)
 class ValidityField(serializers.Field):
     """ISO datetime, or a bare date: as valid_from the start of that day, as valid_to
-    through the end of that day (API.md conventions), in the site's time zone."""
+    through the end of that day (API.md conventions), in the site's time zone. Returned
+    in UTC (any offset Python reads, up to 23:59, is the same instant) and between 1970
+    and 9999 (EARLIEST, LATEST)."""
 
     def __init__(self, *, end_of_day: bool, **kw):
         self.end_of_day = end_of_day
@@ -38,7 +40,7 @@ class ValidityField(serializers.Field):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             raise serializers.ValidationError("Enter an ISO 8601 date or datetime.")
-        text = data.strip()
+        text = data.strip().upper()  # RFC 3339 allows a lower-case "t" and "z"
         try:
             if len(text) == 10:
                 day = dt.date.fromisoformat(text)
@@ -50,10 +52,10 @@ class ValidityField(serializers.Field):
         try:
             if timezone.is_naive(moment):
                 moment = timezone.make_aware(moment)
-            in_range = EARLIEST <= moment.astimezone(dt.UTC) <= LATEST
+            moment = moment.astimezone(dt.UTC)  # PostgreSQL refuses offsets past 15:59
         except (OverflowError, ValueError):  # past year 9999 (or before 1) in UTC
-            in_range = False
-        if not in_range:
+            moment = None
+        if moment is None or not EARLIEST <= moment <= LATEST:
             raise serializers.ValidationError("Enter a time between 1970 and 9999.")
         return moment
 
