@@ -87,7 +87,7 @@ class Guard:
         if found:
             promotions.drop_prefetched()
             until = max(found.values())
-            dimension = names[max(found, key=found.get)]
+            dimension = names[max(found, key=lambda name: found[name])]
             self._refuse(dimension, until - time.time())
 
     def count_not_found(self, attempts: int = 1) -> None:

@@ -114,8 +114,8 @@ class ApiKeyAdmin(APIKeyModelAdmin):
     """The library's admin shows the generated key once, in a message, on creation."""
 
     form = ApiKeyAdminForm
-    list_display = (*APIKeyModelAdmin.list_display, "scopes")
-    list_filter = ("created", "revoked")
+    list_display = (*APIKeyModelAdmin.list_display, "scopes")  # type: ignore[assignment]
+    list_filter = ("created", "revoked")  # type: ignore[assignment]
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
 from django.conf import settings
@@ -71,7 +72,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             principal = None
         else:
             principal = None if api_key.has_expired else Principal(
-                kind="api_key", id=api_key.prefix, scopes=frozenset(api_key.scopes))
+                kind="api_key", id=api_key.prefix,
+                scopes=frozenset(api_key.scopes))  # type: ignore[attr-defined] # ApiKey
         if ttl > 0:
             if len(_key_cache) > 10_000:
                 _key_cache.clear()
@@ -106,7 +108,7 @@ def decode_customer_token(token: str) -> dict:
         else settings.JWT_SIGNING_KEY
     if not key:
         raise exceptions.AuthenticationFailed("Customer tokens are not configured.")
-    options = {"require": ["exp", "sub"]}
+    options: dict[str, Any] = {"require": ["exp", "sub"]}
     kwargs = {}
     if settings.JWT_AUDIENCE:
         kwargs["audience"] = settings.JWT_AUDIENCE

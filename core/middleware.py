@@ -10,7 +10,7 @@ from core.errors import database_unavailable
 try:  # the pool raises its own timeout when no connection can be had
     from psycopg_pool import PoolTimeout
 except ImportError:  # pragma: no cover
-    PoolTimeout = OperationalError
+    PoolTimeout = OperationalError  # type: ignore[misc, assignment]
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,10 @@ def parse_amount(value: object, currency: str) -> int:
     if amount.adjusted() > 15:  # checked before scaling: 1e999999 would overflow Decimal
         raise MoneyError("The amount is too large.")
     digits = exponent(currency)
-    if -amount.as_tuple().exponent > digits and amount != amount.quantize(
+    places = amount.as_tuple().exponent
+    if not isinstance(places, int):  # never for a finite amount (checked above)
+        raise MoneyError("Enter a finite amount.")
+    if -places > digits and amount != amount.quantize(
             Decimal(1).scaleb(-digits), rounding="ROUND_DOWN"):
         raise MoneyError(f"{currency} amounts have at most {digits} decimal places.")
     minor = amount.scaleb(digits)

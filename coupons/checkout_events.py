@@ -105,7 +105,8 @@ def moved(kind: str, rows: list[Redemption], *, new_customers: frozenset = froze
     `rows` need `code` and `customer` loaded; `returned`: redemption id -> amount."""
     now = timezone.now()
     events.write([
-        _row(kind, x, now, customer_id=x.customer.external_id if x.customer_id else "",
+        _row(kind, x, now,
+             customer_id=x.customer.external_id if x.customer is not None else "",
              new_customer=x.customer_id in new_customers,
              order_value=(returned or {}).get(x.pk))
         for x in rows])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
@@ -147,7 +148,7 @@ def use_take_and_record(x: Redemption) -> bool:
     budget, then code) and the redemption insert as one statement, so the hot row stays
     locked for one round trip instead of three. False when a limit or the budget was
     reached (nothing inserted; the caller rolls back the coupon's increment)."""
-    params = {
+    params: dict[str, Any] = {
         "id": x.id, "coupon_id": x.coupon_id, "code_id": x.code_id,
         "customer_id": x.customer_id, "order_id": x.order_id, "apply_id": x.apply_id,
         "status": x.status,

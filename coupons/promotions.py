@@ -111,7 +111,8 @@ def _build(version: str | None) -> Catalog:
             logger.warning("auto promotion %s has no usable public code; skipped", coupon.code)
             continue
         code_id, text, max_uses, expires_at = code
-        terms = CodeTerms(code_id=code_id, code=text, rule=rule_from_coupon(coupon),
+        terms = CodeTerms(code_id=code_id, code=text,
+                          rule=rule_from_coupon(coupon),  # type: ignore[arg-type] # a row
                           max_uses=max_uses, expires_at=expires_at)
         index = indexes.setdefault(coupon.currency, _CurrencyIndex())
         rule = terms.rule
@@ -221,7 +222,7 @@ def catalog() -> Catalog:
                 selectors.forget_local()  # typed codes' definitions may have changed too
             _catalog = _build(version)
             metrics.promotion_catalog_builds.inc()
-        return _catalog
+        return _catalog  # type: ignore[return-value] # set just above or by another thread
 
 
 def changed() -> None:

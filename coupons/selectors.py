@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -73,7 +74,7 @@ def rule_from_coupon(c: Coupon) -> Rule:
 
 
 def _code_row(code: Code) -> tuple:
-    bound = code.customer.external_id if code.customer_id else None
+    bound = code.customer.external_id if code.customer is not None else None
     return (code.pk, code.code, code.coupon_id, code.max_uses, code.expires_at, bound,
             code.active)
 
@@ -93,7 +94,7 @@ def _local_put(key: str, value: object) -> None:
         _local[key] = (time.monotonic() + ttl, value)
 
 
-def _cached_many(keys: list[str]) -> dict[str, object]:
+def _cached_many(keys: list[str]) -> dict[str, Any]:
     found = {}
     remote = []
     for key in keys:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -106,7 +107,7 @@ BUDGET_PASSES = 3
 def _spent(terms: CodeTerms | None, usage: Usage, over: set[int]) -> Usage:
     if terms is None or terms.code_id not in over:
         return usage
-    return replace(usage, budget_used=terms.rule.budget)
+    return replace(usage, budget_used=terms.rule.budget or 0)
 
 
 def _evaluate_within_budgets(entries, autos, shopper: Shopper, cart: Cart, now,
@@ -254,7 +255,8 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
         coupon = coupons[code.coupon_id]
         fresh = CodeTerms(code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
                           max_uses=code.max_uses, expires_at=code.expires_at,
-                          bound_customer=code.bound_external_id, active=code.active)
+                          bound_customer=code.bound_external_id,  # type: ignore[attr-defined]
+                          active=code.active)
         return fresh, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
                             customer_uses=facts.customer_uses.get(coupon.pk, 0),
                             budget_used=coupon.budget_used_minor)
@@ -372,7 +374,8 @@ def _existing_for_order(held: list[Redemption], codes: list[str],
     """The order already holds coupons: the same typed codes again is a replay (the auto
     promotions it holds came with them), anything else is a conflict (release first)."""
     held_codes = {h.code.code for h in held if not h.auto}
-    same_customer = all((h.customer.external_id if h.customer_id else None) == customer_id
+    same_customer = all((h.customer.external_id if h.customer is not None else None)
+                        == customer_id
                         for h in held)
     if held_codes == set(codes) and same_customer:
         return ApplyResult(redemptions=held, replayed=True)
@@ -542,7 +545,7 @@ def coupon_check(coupon: Coupon) -> None:
         raise ValidationError(errors)
 
 
-def _forget_on_commit(coupon: Coupon, codes: list[str] = ()) -> None:
+def _forget_on_commit(coupon: Coupon, codes: Sequence[str] = ()) -> None:
     coupon_id = coupon.pk
     codes = list(codes)
     transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=[coupon_id], codes=codes))
@@ -612,7 +615,8 @@ def coupons_set_active(*, coupon_ids: list[int], active: bool, reason: str = "",
             coupon.disabled_reason = "" if active else disabled_reason[:300]
             coupon.disabled_at = timezone.now() if coupon.disabled_reason else None
             # simple-history keeps 100 characters; the full reason is on the coupon/alert.
-            coupon._change_reason = (reason or ("Activated" if active else "Deactivated"))[:100]
+            coupon._change_reason = (  # type: ignore[attr-defined] # simple-history's hook
+                reason or ("Activated" if active else "Deactivated"))[:100]
             coupon.save(update_fields=["active", "version", "disabled_reason", "disabled_at",
                                        "updated_at"])
             changed += 1

@@ -76,7 +76,7 @@ class _CustomerRef(serializers.Serializer):
 class ClaimIn(serializers.Serializer):
     customer = _CustomerRef(required=False)
     user_id = serializers.CharField(max_length=100, required=False)
-    context = ShopperContextIn(required=False)  # the same shopper context as apply
+    context = ShopperContextIn(required=False)  # type: ignore[assignment] # as apply's
 
     class Meta:
         ref_name = "CampaignClaimIn"

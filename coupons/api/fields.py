@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import cast
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
@@ -113,7 +114,8 @@ class CartField(serializers.Field):
                 e["quantity"] = [f"Must be between 1 and {MAX_QUANTITY}."]
             item_errors.append(e)
             if not e:
-                lines.append(Line(sku=sku, category=category, unit_price=price, quantity=qty))
+                lines.append(Line(sku=sku, category=category, unit_price=cast(int, price),
+                                  quantity=cast(int, qty)))
         if any(item_errors):
             errors["items"] = item_errors
         shipping = 0

@@ -14,7 +14,7 @@ def rejection_body(rejection: Rejection, *, key: str) -> dict:
             "code": rejection.code}
 
 
-def _coupon(a: Applied, cur: str, typed: set[str]) -> dict:
+def _coupon(a: Applied, cur: str, typed: frozenset[str]) -> dict:
     return {"code": a.terms.code, "discount": format_amount(a.discount, cur),
             "shipping_discount": format_amount(a.shipping_discount, cur),
             "type": a.terms.rule.type, "message": a.message, "auto": a.terms.code not in typed}

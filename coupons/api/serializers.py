@@ -48,7 +48,8 @@ class CartRequestIn(serializers.Serializer):
     customer = CustomerIn(required=False)
     user_id = serializers.CharField(max_length=100, required=False)
     cart = CartField()
-    context = ShopperContextIn(required=False)
+    # DRF's metaclass takes declared fields off the class: no clash with Field.context.
+    context = ShopperContextIn(required=False)  # type: ignore[assignment]
     codes_required = False
 
     def validate(self, attrs):
@@ -220,7 +221,7 @@ class OrderOut(serializers.Serializer):
 class ErrorDetailOut(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField()
+    fields = serializers.DictField()  # type: ignore[assignment] # a declared field
 
     class Meta:
         ref_name = "ErrorDetail"

@@ -83,7 +83,7 @@ def _lost(terms: CodeTerms, winners: Sequence[CodeTerms], pricing: Pricing, cart
           policy: str, alone: int) -> Rejection:
     """Why a compatible-by-itself candidate is not in the winning combination."""
     blockers = [w for w in winners if conflict(terms, w, policy) is not None]
-    reason = conflict(terms, blockers[0], policy) if blockers else r.NOT_STACKABLE
+    reason = (conflict(terms, blockers[0], policy) if blockers else None) or r.NOT_STACKABLE
     names = ", ".join(_name(w) for w in (blockers or winners))
     if policy == "none":
         why = "only one coupon or promotion can be used per order"
@@ -116,7 +116,7 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
             typed_coupons.add(terms.rule.coupon_id)
         if rejection is not None:
             rejected.append(Skipped(terms, rejection, entered=True))
-        else:
+        elif terms is not None:  # check() rejects unknown codes
             cands.append(terms)
 
     alone = {id(t): standalone(t, cart) for t in cands}
@@ -157,7 +157,7 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
     if [id(t) for t in winners] != [id(a.terms) for a in pricing.applied]:
         pricing = apply_in_order(winners, cart)
     won = {id(t) for t in winners}
-    passed_over = []
+    passed_over: list[Skipped] = []
     # Typed codes in request order; promotions worth most on their own first (the
     # alternatives a shopper would ask about), at most MAX_PASSED_OVER of them.
     for terms in cands + sorted(auto_cands, key=lambda t: (-alone[id(t)], rank_key(t))):
@@ -173,7 +173,7 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
             passed_over.append(Skipped(terms, _lost(terms, winners, pricing, cart, policy,
                                                     alone[id(terms)]), entered=False))
     order = {t.code if t else text: i for i, (text, t, _) in enumerate(entered)}
-    rejected.sort(key=lambda s: order.get(s.rejection.code, len(order)))
+    rejected.sort(key=lambda s: order.get(s.rejection.code or "", len(order)))
     return Evaluation(pricing=pricing, policy=policy, rejected=tuple(rejected),
                       passed_over=tuple(passed_over), ineligible=tuple(ineligible),
                       exact=exact, typed=frozenset(t.code for _, t, _ in entered if t))
