@@ -47,9 +47,14 @@ test: venv services
 	$(TESTENV) $(VENV)/bin/pytest -q -m "not faults"
 	$(TESTENV) $(VENV)/bin/pytest -q -m faults
 
-# API fuzzing with many more examples than make test (schemathesis, every endpoint).
+# API fuzzing with many more examples than make test (schemathesis, every endpoint, every
+# check but positive_data_acceptance, and the stateful phase over linked calls).
+# TEST_DB_NAME and TEST_REDIS_URL pass through from the environment like for make test.
 fuzz: venv services
-	$(TESTENV) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(VENV)/bin/pytest -q tests/test_fuzz_api.py
+	$(TESTENV) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} \
+	  FUZZ_STATEFUL_EXAMPLES=$${FUZZ_STATEFUL_EXAMPLES:-300} \
+	  FUZZ_STATEFUL_STEPS=$${FUZZ_STATEFUL_STEPS:-10} \
+	  $(VENV)/bin/pytest -q tests/test_fuzz_api.py
 
 # HTTP load test of the realistic checkout mix (numbers only, like make bench).
 load: migrate
