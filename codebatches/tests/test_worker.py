@@ -84,7 +84,8 @@ def worker(worker_factory):
 
 
 def send(batch_id) -> None:
-    sender = Celery("codebatch-tests", broker=BROKER)
+    # Not the current app: later tests resolve their shared tasks against the current one.
+    sender = Celery("codebatch-tests", broker=BROKER, set_as_current=False)
     try:
         sender.send_task(TASK, args=[str(batch_id)], queue=QUEUE)
     finally:
