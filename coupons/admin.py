@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -67,6 +68,36 @@ def _money_text(minor: int | None, currency: str) -> str:
 
 def _when(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "…"
+
+
+def _day(moment, *, year: bool) -> str:
+    local = timezone.localtime(moment)
+    return f"{local:%b} {local.day}, {local.year}" if year else f"{local:%b} {local.day}"
+
+
+def window_text(start, end) -> str:
+    """A validity window in the list's words: "Dec 1 to Dec 31, 2026" (an en dash for
+    "to"; the year once when both dates share it), "From Dec 1, 2025", "Until Mar 1,
+    2026", "Always". A date never breaks inside (admin's .nowrap): at most two lines."""
+    if start is None and end is None:
+        return "Always"
+    if end is None:
+        return format_html("From {}", _nowrap(_day(start, year=True)))
+    if start is None:
+        return format_html("Until {}", _nowrap(_day(end, year=True)))
+    same_year = timezone.localtime(start).year == timezone.localtime(end).year
+    return format_html("{} \u2013 {}", _nowrap(_day(start, year=not same_year)),
+                       _nowrap(_day(end, year=True)))
+
+
+def _nowrap(text: str) -> str:
+    return format_html('<span class="nowrap">{}</span>', text)
+
+
+def _yes_no_icon(value: bool) -> str:
+    """The admin's boolean icon, as `display(boolean=True)` draws it."""
+    name = "yes" if value else "no"
+    return format_html('<img src="{}" alt="{}">', static(f"admin/img/icon-{name}.svg"), value)
 
 
 def coupon_value_text(c: Coupon) -> str:
@@ -430,8 +461,11 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
     their reason."""
 
     form = CouponAdminForm
-    list_display = ("code", "type", "value", "currency", "active", "stackable", "stack_group",
-                    "auto_apply", "window", "usage")
+    # Fits a 1440 px screen beside the navigation and the filters: the value says the type
+    # ("25% (max $50.00)", "$10.00", "Buy 1 get 1 free"), stacking is one column and the
+    # window is its dates ("Dec 1 to Dec 31, 2026" with an en dash; the times on hover).
+    list_display = ("code", "value", "currency", "active", "auto_apply", "stacking",
+                    "window", "usage")
     list_filter = ("active", "type", "currency", "stackable", "auto_apply",
                    "first_purchase_only")
     search_fields = ["code", "codes__code", "description"]
@@ -493,18 +527,34 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
         fields = super().get_readonly_fields(request, obj)
         return ("code", *fields) if obj is not None else fields
 
-    @admin.display(description="value")
+    @admin.display(description="value", ordering="type")
     def value(self, obj: Coupon) -> str:
-        return coupon_value_text(obj)
+        return format_html('<span title="{}">{}</span>', obj.get_type_display(),
+                           coupon_value_text(obj))
 
-    @admin.display(description="window")
+    @admin.display(description="stacks", ordering="stackable")
+    def stacking(self, obj: Coupon) -> str:
+        """Stackable or not, and its stack group."""
+        return format_html('{} <span class="stack-group">{}</span>',
+                           _yes_no_icon(obj.stackable),
+                           obj.stack_group if obj.stackable else "")
+
+    @admin.display(description="window", ordering="valid_from")
     def window(self, obj: Coupon) -> str:
-        return f"{_when(obj.valid_from)} → {_when(obj.valid_to)}"
+        return format_html('<span class="coupon-window" title="{} → {}">{}</span>',
+                           _when(obj.valid_from), _when(obj.valid_to),
+                           window_text(obj.valid_from, obj.valid_to))
 
     @admin.display(description="usage", ordering="uses")
     def usage(self, obj: Coupon) -> str:
         limit = INFINITY if obj.max_uses_total is None else obj.max_uses_total
         return f"{obj.uses}/{limit}"
+
+    class Media:
+        # The list's column rules, and the form showing only the chosen type's value
+        # fields (without JavaScript every field shows, as before).
+        css = {"all": ["coupons/admin/coupon.css"]}
+        js = ["coupons/admin/coupon_form.js"]
 
     @admin.display(description="codes")
     def codes_link(self, obj: Coupon) -> str:
