@@ -1,10 +1,30 @@
+from pathlib import Path
+
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import health
 
+# No "View site" link in the admin header: this service has no site of its own, and the
+# header already links the API docs and health (docs/decisions.md).
+admin.site.site_url = None
+
+FAVICON = (Path(__file__).resolve().parent.parent / "core/static/core/favicon.ico").read_bytes()
+
+
+@require_safe
+@cache_control(public=True, max_age=86400)
+def favicon(request):
+    """/favicon.ico, which browsers ask for on any page (the admin links the SVG too)."""
+    return HttpResponse(FAVICON, content_type="image/x-icon")
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
