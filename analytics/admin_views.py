@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
@@ -29,7 +29,8 @@ from core import money
 from coupons.models import Coupon
 from coupons.selectors import normalize_code
 
-DEFAULT_DAYS = 30
+DEFAULT_DAYS = 30  # the default range starts at the first active day of the last 30...
+MIN_DAYS = 7  # ...and shows at least a week (default_start)
 MAX_DAYS = 366
 TOP_LIMIT = 20
 CURRENCY_CHOICES = [(c, c) for c in sorted(money.CURRENCIES)]
@@ -49,8 +50,9 @@ PER_DAY_ORDER = ("day", "carts", "eligible", "redemptions", "discount")
 # --- filter form ------------------------------------------------------------------------
 
 class AnalyticsFilterForm(forms.Form):
-    """The page's GET filters. Unbound fields take their defaults (the last 30 days, all
-    coupons, USD); a bad value is a form error shown on the page, never a 500."""
+    """The page's GET filters. Unbound fields take their defaults (up to today from the
+    first day with activity in the last 30, at least 7 days: `default_start`; all coupons;
+    USD); a bad value is a form error shown on the page, never a 500."""
 
     start = forms.DateField(required=False, widget=AdminDateWidget, label="From")
     end = forms.DateField(required=False, widget=AdminDateWidget, label="To")
@@ -77,7 +79,13 @@ class AnalyticsFilterForm(forms.Form):
         if self.errors:
             return cleaned
         end = cleaned.get("end") or timezone.localdate()
-        start = cleaned.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)
+        start = cleaned.get("start")
+        if start is None:
+            start = end - timedelta(days=DEFAULT_DAYS - 1)
+            if not (cleaned.get("coupon") and cleaned.get("campaign")):  # else an error
+                start = default_start(end, coupon=cleaned.get("coupon"),
+                                      campaign=cleaned.get("campaign"),
+                                      currency=cleaned.get("currency") or "USD")
         if start > end:
             self.add_error("start", "The start date is after the end date.")
         elif (end - start).days + 1 > MAX_DAYS:
@@ -98,6 +106,23 @@ class AnalyticsFilterForm(forms.Form):
             params["campaign"] = str(data["campaign"].pk)
         params.update(changes)
         return urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+def default_start(end: date, *, coupon: Coupon | None, campaign: Campaign | None,
+                  currency: str) -> date:
+    """The first day of the default range: the first day with validations or redemptions
+    in the scope among the DEFAULT_DAYS up to `end`, at the latest MIN_DAYS before it, so
+    the charts start with the data (the demo's two weeks, a coupon launched on Monday)
+    instead of weeks of zeros. No activity at all: the whole DEFAULT_DAYS."""
+    earliest = end - timedelta(days=DEFAULT_DAYS - 1)
+    if campaign is not None:
+        coupon = campaign.coupon
+    series = selectors.daily_series(start=earliest, end=end, coupon=coupon,
+                                    currency=None if coupon else currency)
+    first = next((d["day"] for d in series if d["validations"] or d["redemptions"]), None)
+    if first is None:
+        return earliest
+    return min(date.fromisoformat(first), end - timedelta(days=MIN_DAYS - 1))
 
 
 def filter_form(params) -> AnalyticsFilterForm:
