@@ -150,7 +150,8 @@ def test_worker_killed_mid_batch_then_rerun_ends_exact(worker):
     os.kill(child, signal.SIGKILL)
     wait_until(lambda: not pid_alive(child), timeout=10, what="the pool process to die")
     killed_at = progress(batch)
-    assert killed_at[0] == "generating" and killed_at[1] < 400_000, killed_at
+    assert killed_at[0] == "generating", killed_at
+    assert killed_at[1] < 400_000, killed_at
     # and the task runs again (acks_late redelivers it; a second send is what the beat
     # job does, and is harmless if the redelivery already runs)
     wait_until(lambda: len(worker.pool_pids()) == 1, timeout=20, what="a new pool process")
@@ -328,5 +329,6 @@ def test_rerun_counts_after_a_dead_runs_chunk_that_is_still_committing():
     finally:
         late.close()
     # then the rerun counted the late chunk: exactly the requested codes, not one more
-    assert result and result[0].status == CodeBatch.Status.DONE, result
+    assert result, "the rerun did not return"
+    assert result[0].status == CodeBatch.Status.DONE, result
     assert state(batch) == ("done", 3_000, 3_000, 3_000)
