@@ -99,8 +99,8 @@ def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
         "chromium package) or set CHROMIUM_PATH.")
     # given: the demo (its coupons, a campaign's coupon, two weeks of history), all rows
     # first (see the module docstring)
+    user = marketing_user()  # first: seed_demo adds its demo marketer to the group
     call_command("seed_demo", stdout=StringIO())
-    user = marketing_user()
     today = rollup.today()
     first_demo_day = today - timedelta(days=demo_history.DAYS)
     shots = Path(os.environ.get("ADMIN_SCREENSHOTS", tmp_path))
