@@ -80,7 +80,7 @@ class Guard:
         try:
             # Same round trip as the promotions version read the evaluation needs anyway.
             found = promotions.read_with(list(names))
-        except Exception:  # noqa: BLE001 - fail open: checkout must not depend on Redis
+        except Exception:  # fail open: checkout must not depend on Redis
             logger.warning("abuse rate limits skipped: Redis unavailable", exc_info=True)
             redis_guard.pause()
             return
@@ -103,7 +103,7 @@ class Guard:
                 for _ in range(attempts):
                     usage = get_usage(self.request, group=f"coupon_not_found:{dimension}",
                                       key=lambda _g, _r, v=value: v, rate=rate, increment=True)
-            except Exception:  # noqa: BLE001 - fail open
+            except Exception:  # fail open
                 logger.warning("abuse rate limits skipped: Redis unavailable", exc_info=True)
                 redis_guard.pause()
                 return

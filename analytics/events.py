@@ -144,10 +144,15 @@ def discard() -> int:
 def _copy(batch: deque[dict]) -> None:
     # A savepoint when called inside a transaction (tests, a caller's atomic block), so a
     # failed COPY leaves the outer transaction usable; psycopg's errors become Django's.
-    with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.connection.cursor() as raw, raw.copy(_COPY_SQL) as copy:
-            for event in batch:
-                copy.write_row(_row(event))
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.connection.cursor() as raw,
+        raw.copy(_COPY_SQL) as copy,
+    ):
+        for event in batch:
+            copy.write_row(_row(event))
 
 
 def _row(event: dict) -> tuple:

@@ -22,6 +22,7 @@ the catalog does not see the seeded promotions), 1 on any other error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -250,8 +251,7 @@ def main() -> int:
             f"{'build ms':>8} {'calls':>5} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} "
             f"{'max ms':>7} {'cpu ms':>6} {'CPU':>4}")
     print(head, flush=True)
-    profile_out = open(args.profile, "w") if args.profile else None
-    try:
+    with open(args.profile, "w") if args.profile else contextlib.nullcontext() as profile_out:
         for n in args.ns:
             try:
                 row = measure(n, cart, args, profile_out)
@@ -266,9 +266,6 @@ def main() -> int:
                   f"{row['build_ms']:>8.1f} {row['calls']:>5} {row['p50_ms']:>7.2f} "
                   f"{row['p99_ms']:>7.2f} {row['mean_ms']:>7.2f} {row['max_ms']:>7.2f} "
                   f"{row['cpu_ms_per_call']:>6.2f} {row['cpu_busy_pct']:>3}%", flush=True)
-    finally:
-        if profile_out is not None:
-            profile_out.close()
     print("  cand = promotions the index returns for the cart; elig = those passing every "
           "check; appl = applied (auto + typed);")
     print("  SQL = queries per call; live = codes whose counters that query reads; "

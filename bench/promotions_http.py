@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import promotions_cart  # noqa: E402
+from bench import promotions_cart
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:

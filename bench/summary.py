@@ -4,6 +4,7 @@ to bench/out/latest.txt. Targets are shown for comparison only; nothing here fai
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def promotion_sections(out: list[str], rows) -> None:
     if len(inproc) > 1:
         steps = []
         sub = True
-        for a, b in zip(inproc, inproc[1:], strict=False):
+        for a, b in itertools.pairwise(inproc):
             n_x = b["n"] / a["n"]
             t_x = b["mean_ms"] / a["mean_ms"] if a.get("mean_ms") else None
             sub = sub and t_x is not None and t_x < n_x

@@ -208,7 +208,7 @@ SELECT EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM unit)
 """
 
 
-class _ClaimLost(Exception):  # noqa: N818 - control flow: roll back and re-read
+class _ClaimLost(Exception):  # control flow: roll back and re-read
     def __init__(self, inserted: bool):
         super().__init__()
         self.inserted = inserted

@@ -91,7 +91,7 @@ class CodeBatch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.prefix}… × {self.requested:,} ({self.status})"
+        return f"{self.prefix}… × {self.requested:,} ({self.status})"  # noqa: RUF001 - a real multiplication sign in the admin
 
     @property
     def targeted(self) -> bool:

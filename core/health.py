@@ -19,7 +19,7 @@ def _timed(check) -> dict:
     started = time.perf_counter()
     try:
         check()
-    except Exception as exc:  # noqa: BLE001 - any failure means "down"
+    except Exception as exc:  # any failure means "down"
         return {"ok": False, "error": type(exc).__name__,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -61,7 +61,7 @@ class ApplyResult:
     replayed: bool = False
 
 
-class _AutoChanged(Exception):  # noqa: N818 - control flow, never leaves this module
+class _AutoChanged(Exception):  # control flow, never leaves this module
     """Under lock an auto promotion of the chosen set no longer applies: choose again."""
 
 
@@ -507,8 +507,8 @@ def redemptions_expire_stale(*, batch_size: int = 200) -> int:
 
 # --- coupon definitions (admin API and Django admin) ------------------------------------
 
-def coupon_check(coupon: Coupon) -> None:
-    """Business validation of a coupon definition; raises ValidationError by field."""
+def _discount_errors(coupon: Coupon) -> dict[str, list[str]]:
+    """The type-specific part of coupon_check: value, tiers, BOGO terms."""
     errors: dict[str, list[str]] = {}
     t = coupon.type
     if t == "percentage" and not coupon.percent_bp:
@@ -528,6 +528,12 @@ def coupon_check(coupon: Coupon) -> None:
             errors["bogo"] = ["A BOGO coupon needs buy >= 1 and get >= 1."]
         if coupon.bogo_percent_bp is not None and not 0 < coupon.bogo_percent_bp <= 10_000:
             errors["bogo"] = ["percent_off must be more than 0 and at most 100."]
+    return errors
+
+
+def coupon_check(coupon: Coupon) -> None:
+    """Business validation of a coupon definition; raises ValidationError by field."""
+    errors = _discount_errors(coupon)
     for name in ("amount_minor", "cap_minor", "min_cart_minor"):
         value = getattr(coupon, name)
         if value is not None and value < 0:

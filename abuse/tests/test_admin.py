@@ -28,16 +28,19 @@ def test_history_shows_the_automatic_disable_next_to_staff_edits(marketing_clien
     url = f"/admin/coupons/coupon/{coupon.pk}/change/"
     page = marketing_client.get(url)
     assert page.status_code == 200
-    assert b"Disabled automatically" in page.content and b"1001 unique customers" in page.content
+    assert b"Disabled automatically" in page.content
+    assert b"1001 unique customers" in page.content
     # A staff re-enable through the form...
     response = marketing_client.post(url, change_form(coupon, active="on", percent="10"))
     assert response.status_code == 302, response.content
     coupon.refresh_from_db()
-    assert coupon.active and not coupon.disabled_reason
+    assert coupon.active
+    assert not coupon.disabled_reason
     # ...and both changes are in the history, the staff one with its user.
     history = marketing_client.get(f"/admin/coupons/coupon/{coupon.pk}/history/")
     assert history.status_code == 200
-    assert b"Automatic: Leaked code" in history.content and b"mia" in history.content
+    assert b"Automatic: Leaked code" in history.content
+    assert b"mia" in history.content
     assert AbuseAlert.objects.get(kind=AlertKind.LEAKED_CODE).status == "reviewed"
     assert AbuseAlert.objects.filter(kind=AlertKind.REENABLED).exists()
 
@@ -57,13 +60,15 @@ def test_marketing_reviews_alerts(marketing_client):
     coupon = leaked("REVIEW")
     alert = AbuseAlert.objects.get(coupon=coupon)
     listing = marketing_client.get("/admin/abuse/abusealert/")
-    assert listing.status_code == 200 and b"REVIEW" in listing.content
+    assert listing.status_code == 200
+    assert b"REVIEW" in listing.content
     assert marketing_client.get(f"/admin/abuse/abusealert/{alert.pk}/change/").status_code == 200
     response = marketing_client.post("/admin/abuse/abusealert/",
                               {"action": "mark_reviewed", "_selected_action": [alert.pk]})
     assert response.status_code == 302
     alert.refresh_from_db()
-    assert alert.status == "reviewed" and alert.reviewed_by.username == "mia"
+    assert alert.status == "reviewed"
+    assert alert.reviewed_by.username == "mia"
     assert marketing_client.get("/admin/abuse/abusealert/add/").status_code == 403
 
 

@@ -32,7 +32,8 @@ def test_email_normalisation_and_hashing():
     assert same == identity.digest("email", " johndoe@gmail.com ")
     assert same != identity.digest("email", "johndoe@example.com")
     assert identity.digest("ip", "2001:db8::1") == identity.digest("ip", "2001:0db8:0::1")
-    assert len(same) == 64 and "john" not in same
+    assert len(same) == 64
+    assert "john" not in same
 
 
 @pytest.mark.django_db(transaction=True)
@@ -44,14 +45,17 @@ def test_same_card_on_a_first_purchase_coupon_is_flagged_and_stored_hashed():
     # A "new" account with the same card: allowed (coupon flags), but flagged.
     assert reason(apply("WELCOME", "alice2", payment_fingerprint="card-123")) == "applied"
     alert = AbuseAlert.objects.get()
-    assert alert.kind == AlertKind.MULTI_ACCOUNT and alert.coupon == coupon
+    assert alert.kind == AlertKind.MULTI_ACCOUNT
+    assert alert.coupon == coupon
     assert alert.details == {"identity": "payment", "customers": ["alice", "alice2"]}
     # A third account with the same card counts up the same alert.
     apply("WELCOME", "alice3", payment_fingerprint="card-123")
     assert AbuseAlert.objects.get().occurrences == 2
     # Nothing raw is stored: not in the redemption's context, not in the identities.
     stored = json.dumps(list(Redemption.objects.values_list("context", flat=True)))
-    assert "card-123" not in stored and "Alice" not in stored and "203.0.113.9" not in stored
+    assert "card-123" not in stored
+    assert "Alice" not in stored
+    assert "203.0.113.9" not in stored
     first = Redemption.objects.get(customer__external_id="alice").context
     assert set(first) == {"payment_fingerprint", "email", "ip"}
     assert first["email"] == identity.digest("email", "alicesmith@example.com")
@@ -84,7 +88,8 @@ def test_coupons_that_allow_repeat_use_are_not_checked():
     CouponFactory(code="EVERYDAY")
     apply("EVERYDAY", "eve", payment_fingerprint="card-9")
     assert reason(apply("EVERYDAY", "eve2", payment_fingerprint="card-9")) == "applied"
-    assert not AbuseAlert.objects.exists() and not IdentityUse.objects.exists()
+    assert not AbuseAlert.objects.exists()
+    assert not IdentityUse.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

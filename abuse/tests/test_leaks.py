@@ -34,19 +34,25 @@ def test_disables_at_n_plus_one_unique_customers_not_before():
     # Repeat customers are not new unique redeemers.
     for n in range(5):
         assert apply("LEAKY", f"c-{n}").rejection is None
-    assert active(coupon) and not AbuseAlert.objects.exists() and not mail.outbox
+    assert active(coupon)
+    assert not AbuseAlert.objects.exists()
+    assert not mail.outbox
 
     assert apply("LEAKY", "c-5").rejection is None  # the sixth unique customer
     assert not active(coupon)
     assert "6 unique customers" in coupon.disabled_reason
     alert = AbuseAlert.objects.get()
-    assert alert.kind == AlertKind.LEAKED_CODE and alert.coupon == coupon
-    assert alert.details["unique_customers"] == 6 and alert.details["threshold"] == 5
-    assert len(mail.outbox) == 1 and "LEAKY" in mail.outbox[0].subject
+    assert alert.kind == AlertKind.LEAKED_CODE
+    assert alert.coupon == coupon
+    assert alert.details["unique_customers"] == 6
+    assert alert.details["threshold"] == 5
+    assert len(mail.outbox) == 1
+    assert "LEAKY" in mail.outbox[0].subject
     assert mail.outbox[0].to == ["marketing@localhost"]
     # The automatic action is in the coupon's history, with its reason and no user.
     last = coupon.history.first()
-    assert last.active is False and last.history_user is None
+    assert last.active is False
+    assert last.history_user is None
     assert last.history_change_reason.startswith("Automatic: Leaked code")
     # And it takes effect: the next shopper is told the coupon is inactive.
     assert apply("LEAKY", "c-6").rejection.reason == "coupon_inactive"
@@ -69,7 +75,8 @@ def test_per_customer_and_generated_codes_never_trigger_it():
         customer = Customer.objects.create(external_id=f"p-{n}")
         Code.objects.create(coupon=coupon, code=f"PERSONAL-{n}", customer=customer)
         assert apply(f"PERSONAL-{n}", f"p-{n}").rejection is None
-    assert active(coupon) and not AbuseAlert.objects.exists()
+    assert active(coupon)
+    assert not AbuseAlert.objects.exists()
 
 
 def test_staff_reenable_clears_the_reason_and_starts_the_count_over():
@@ -81,7 +88,9 @@ def test_staff_reenable_clears_the_reason_and_starts_the_count_over():
     services.coupons_set_active(coupon_ids=[coupon.pk], active=True, who="alice",
                                 reason="Activated by alice")
     coupon.refresh_from_db()
-    assert coupon.active and coupon.disabled_reason == "" and coupon.disabled_at is None
+    assert coupon.active
+    assert coupon.disabled_reason == ""
+    assert coupon.disabled_at is None
     leak = AbuseAlert.objects.get(kind=AlertKind.LEAKED_CODE)
     assert leak.status == "reviewed"
     assert AbuseAlert.objects.get(kind=AlertKind.REENABLED).message == "Re-enabled by alice"
@@ -97,7 +106,8 @@ def test_reenable_through_the_admin_form_path(admin_user):
     assert not active(coupon)
     services.coupon_update(coupon_id=coupon.pk, fields={"active": True}, who="bob")
     coupon.refresh_from_db()
-    assert coupon.active and coupon.disabled_reason == ""
+    assert coupon.active
+    assert coupon.disabled_reason == ""
     assert AbuseAlert.objects.filter(kind=AlertKind.REENABLED).count() == 1
 
 
@@ -111,7 +121,8 @@ def test_racing_new_customers_disable_it_once():
     applied = [o.value for o in outcomes if o.value.rejection is None]
     assert len(applied) >= 11  # at least the N+1 that tripped it
     assert AbuseAlert.objects.filter(kind=AlertKind.LEAKED_CODE).count() == 1
-    assert AbuseAlert.objects.get().occurrences == 1 and len(mail.outbox) == 1
+    assert AbuseAlert.objects.get().occurrences == 1
+    assert len(mail.outbox) == 1
 
 
 def test_the_alert_email_is_queued_not_sent_inside_the_checkout(monkeypatch):
@@ -125,7 +136,8 @@ def test_the_alert_email_is_queued_not_sent_inside_the_checkout(monkeypatch):
     assert apply("QUEUED", "q-2").rejection is None
     # then the checkout sent nothing itself: one task is queued for the alert's occurrence
     alert = AbuseAlert.objects.get(coupon__code="QUEUED")
-    assert not mail.outbox and queued == [(alert.pk, 1)]
+    assert not mail.outbox
+    assert queued == [(alert.pk, 1)]
     # and the task sends it once, however often it is delivered
     assert tasks.alert_email(alert.pk, 1) is True
     assert tasks.alert_email(alert.pk, 1) is False
@@ -142,7 +154,8 @@ def test_a_broker_outage_never_fails_the_checkout(monkeypatch):
     coupon = CouponFactory(code="NOBROKER", leak_threshold=1)
     apply("NOBROKER", "b-1")
     assert apply("NOBROKER", "b-2").rejection is None
-    assert not active(coupon) and AbuseAlert.objects.filter(coupon=coupon).exists()
+    assert not active(coupon)
+    assert AbuseAlert.objects.filter(coupon=coupon).exists()
 
 
 def test_a_failed_send_is_given_back_for_the_retry(monkeypatch):
@@ -159,7 +172,7 @@ def test_a_failed_send_is_given_back_for_the_retry(monkeypatch):
         raise OSError("SMTP refused")
 
     monkeypatch.setattr(abuse_services, "send_mail", refuse)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="SMTP refused"):
         abuse_services.alert_email(alert_id=alert.pk, occurrence=1)
     monkeypatch.undo()
     assert abuse_services.alert_email(alert_id=alert.pk, occurrence=1) is True

@@ -93,7 +93,8 @@ def test_superuser_sees_the_numbers(superuser):
     # then
     assert response.status_code == 200
     html = response.content.decode()
-    assert "Coupon analytics" in html and "All USD coupons" in html
+    assert "Coupon analytics" in html
+    assert "All USD coupons" in html
     assert kpi(html, "validations") == "9"
     assert kpi(html, "redemptions") == "4"
     assert kpi(html, "redemption_rate") == "44.4%"
@@ -104,15 +105,18 @@ def test_superuser_sees_the_numbers(superuser):
     assert kpi(html, "new_customers") == "3"
     assert kpi(html, "discount_per_new_customer") == "$16.67"
     top = html.split('id="top-coupons"', 1)[1]
-    assert 'data-code="SUMMER"' in top and "Summer sale" in top
-    assert f"{PAGE}?" in top and "coupon=SUMMER" in top  # per-coupon link
+    assert 'data-code="SUMMER"' in top
+    assert "Summer sale" in top
+    assert f"{PAGE}?" in top
+    assert "coupon=SUMMER" in top  # per-coupon link
 
 
 def test_marketing_user_sees_the_page_from_the_admin_index(marketing_client):
     coupon = CouponFactory(code="MKT10")
     make_activity(coupon)
     index = marketing_client.get(reverse("admin:index"))
-    assert index.status_code == 200 and PAGE.encode() in index.content
+    assert index.status_code == 200
+    assert PAGE.encode() in index.content
     response = marketing_client.get(PAGE)
     assert response.status_code == 200
     assert kpi(response.content.decode(), "redemptions") == "4"
@@ -125,7 +129,8 @@ def test_staff_without_permission_is_refused(outsider, url):
 
 def test_anonymous_goes_to_the_login_page(client):
     response = client.get(PAGE)
-    assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+    assert response.status_code == 302
+    assert reverse("admin:login") in response["Location"]
 
 
 def test_all_coupons_view_counts_a_stacked_order_once(superuser):
@@ -145,7 +150,8 @@ def test_all_coupons_view_counts_a_stacked_order_once(superuser):
     assert kpi(html, "new_customers") == "3"  # not 6
     assert kpi(html, "discount") == "$63.00"
     assert kpi(html, "discount_per_new_customer") == "$21.00"
-    assert kpi(html, "redemptions") == "8" and kpi(html, "orders") == "5"
+    assert kpi(html, "redemptions") == "8"
+    assert kpi(html, "orders") == "5"
     # and the daily CSV of all coupons says the same, day by day
     rows = read_csv(superuser.get(CSV, {"kind": "daily"}))
     assert rows[0] == ["day", "validations", "redemptions", "orders", "discount",
@@ -181,14 +187,17 @@ def test_bad_filters_are_form_errors(superuser, params, field, message):
     response = superuser.get(PAGE, params)
     assert response.status_code == 200
     form = response.context["form"]
-    assert field in form.errors and message in " ".join(form.errors[field])
-    assert b"errornote" in response.content and b"errorlist" in response.content
+    assert field in form.errors
+    assert message in " ".join(form.errors[field])
+    assert b"errornote" in response.content
+    assert b"errorlist" in response.content
     assert response.context["data"] is None  # no numbers for filters that are wrong
 
 
 def test_bad_filters_on_csv_are_a_400(superuser):
     response = superuser.get(CSV, {"start": "junk"})
-    assert response.status_code == 400 and b"start" in response.content
+    assert response.status_code == 400
+    assert b"start" in response.content
     assert superuser.get(CSV, {"kind": "everything"}).status_code == 400
 
 
@@ -201,8 +210,10 @@ def test_coupon_filter_shows_that_coupon_with_its_budget(superuser):
     assert response.status_code == 200
     html = response.content.decode()
     assert "Coupon BUDGET" in html
-    assert kpi(html, "validations") == "9" and kpi(html, "redemptions") == "4"
-    assert 'data-kpi="budget"' in html and "<progress" in html
+    assert kpi(html, "validations") == "9"
+    assert kpi(html, "redemptions") == "4"
+    assert 'data-kpi="budget"' in html
+    assert "<progress" in html
     assert "spent of $200.00" in html
     assert response.context["data"]["top"] is None  # a coupon's page has its days instead
     assert 'id="per-day"' in html
@@ -218,7 +229,8 @@ def test_campaign_filter_shows_its_coupon_and_inventory(superuser):
     assert response.status_code == 200
     html = response.content.decode()
     assert f"Campaign {campaign.name}" in html
-    assert kpi(html, "redemptions") == "4" and kpi(html, "claimed") == "0 / 50"
+    assert kpi(html, "redemptions") == "4"
+    assert kpi(html, "claimed") == "0 / 50"
     both = superuser.get(PAGE, {"campaign": str(campaign.pk), "coupon": campaign.coupon.code})
     assert "Choose a coupon or a campaign" in " ".join(both.context["form"].errors["campaign"])
 
@@ -243,8 +255,10 @@ def test_chart_data_is_on_the_page(superuser):
     assert series["redemptions"] == [2, 1, 1]
     assert series["validations"] == [4, 2, 3]
     assert series["discount"] == [30.0, 5.0, 15.0]
-    assert 'data-chart="redemptions"' in html and 'data-chart="funnel"' in html
-    assert "/static/js/Chart.min.js" in html and "/static/analytics/charts.js" in html
+    assert 'data-chart="redemptions"' in html
+    assert 'data-chart="funnel"' in html
+    assert "/static/js/Chart.min.js" in html
+    assert "/static/analytics/charts.js" in html
 
 
 # --- CSV ------------------------------------------------------------------------------------
@@ -279,8 +293,10 @@ def test_top_csv_lists_the_coupons(superuser):
     assert rows[0][:4] == ["code", "description", "redemptions", "validations"]
     by_code = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
     assert [row[0] for row in rows[1:]] == ["TOPA", "TOPB"]  # most redemptions first
-    assert by_code["TOPA"]["redemptions"] == "4" and by_code["TOPA"]["discount"] == "50.00"
-    assert by_code["TOPB"]["redemptions"] == "1" and by_code["TOPB"]["order_value"] == "10.00"
+    assert by_code["TOPA"]["redemptions"] == "4"
+    assert by_code["TOPA"]["discount"] == "50.00"
+    assert by_code["TOPB"]["redemptions"] == "1"
+    assert by_code["TOPB"]["order_value"] == "10.00"
     # A description typed by staff is never run as a spreadsheet formula.
     assert by_code["TOPA"]["description"] == "'=HYPERLINK(evil)"
 
@@ -290,7 +306,8 @@ def test_page_links_both_csv_files_with_its_filters(superuser):
                                     "end": "2026-11-20"})
     links = {link["kind"]: link["url"] for link in response.context["csv_links"]}
     assert set(links) == {"daily", "top"}
-    assert "start=2026-11-01" in links["daily"] and "end=2026-11-20" in links["daily"]
+    assert "start=2026-11-01" in links["daily"]
+    assert "end=2026-11-20" in links["daily"]
     assert links["top"].endswith("kind=top")
 
 
@@ -329,11 +346,13 @@ def test_simulation_form_runs_and_the_run_page_shows_the_result(
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:analytics_simulationrun_change",
                                            args=[run.pk])
-    assert run.requested_by.username == "mia" and run.days == 14
+    assert run.requested_by.username == "mia"
+    assert run.days == 14
     page = marketing_client.get(response["Location"])
     assert page.status_code == 200
     html = page.content.decode()
-    assert "<progress" in html and 'http-equiv="refresh"' not in html  # done: no reload
+    assert "<progress" in html
+    assert 'http-equiv="refresh"' not in html  # done: no reload
 
     def shown(key):
         return html.split(f'data-result="{key}">', 1)[1].split("</div>", 1)[0].strip()
@@ -344,13 +363,15 @@ def test_simulation_form_runs_and_the_run_page_shows_the_result(
     assert shown("discount") == "$20.00"  # 10% of two $100.00 carts
     assert shown("budget") == "$100.00"
     assert shown("budget_burn").startswith("20.0%")
-    assert 'id="run-per-day"' in html and "currency_mismatch" in html  # the EUR cart
+    assert 'id="run-per-day"' in html
+    assert "currency_mismatch" in html  # the EUR cart
     header = html.split('id="run-per-day"', 1)[1].split("</thead>", 1)[0]
     assert [c.split("</th>")[0] for c in header.split('scope="col">')[1:]] == \
         ["Day", "Carts", "Eligible", "Redemptions", "Discount"]
     all_runs = marketing_client.get(reverse("admin:analytics_simulationrun_changelist"),
                             {"coupon__id__exact": coupon.pk})
-    assert all_runs.status_code == 200 and b"WHATIF" in all_runs.content
+    assert all_runs.status_code == 200
+    assert b"WHATIF" in all_runs.content
 
 
 def test_a_running_simulation_page_reloads_itself(marketing_client):
@@ -362,9 +383,11 @@ def test_a_running_simulation_page_reloads_itself(marketing_client):
     page = marketing_client.get(reverse("admin:analytics_simulationrun_change", args=[run.pk]))
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'http-equiv="refresh"' in html and 'value="0.25"' in html
+    assert 'http-equiv="refresh"' in html
+    assert 'value="0.25"' in html
     listing = marketing_client.get(reverse("admin:analytics_simulationrun_changelist"))
-    assert listing.status_code == 200 and b'http-equiv="refresh"' in listing.content
+    assert listing.status_code == 200
+    assert b'http-equiv="refresh"' in listing.content
     assert b"50/200" in listing.content
 
 
@@ -372,7 +395,8 @@ def test_a_running_simulation_page_reloads_itself(marketing_client):
 def test_simulation_days_out_of_range_is_a_form_error(marketing_client, days):
     coupon = CouponFactory()
     response = marketing_client.post(simulate_url(coupon), {"days": days})
-    assert response.status_code == 200 and response.context["form"].errors["days"]
+    assert response.status_code == 200
+    assert response.context["form"].errors["days"]
     assert not coupon.simulation_runs.exists()
 
 
@@ -411,6 +435,7 @@ def test_runs_are_read_only(marketing_client):
 def test_filters_show_the_dates_used(superuser):
     response = superuser.get(PAGE, {"end": "2026-06-30"})
     form = response.context["form"]
-    assert form["start"].value() == "2026-06-01" and form["end"].value() == "2026-06-30"
+    assert form["start"].value() == "2026-06-01"
+    assert form["end"].value() == "2026-06-30"
     assert form["currency"].value() == "USD"
     assert b'value="2026-06-01"' in response.content

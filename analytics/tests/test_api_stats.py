@@ -48,7 +48,8 @@ def test_bad_ranges_are_400_with_field_errors(coupon, admin_api, query, field):
     response = admin_api.get(URL.format("API10") + "?" + query)
     assert response.status_code == 400
     body = response.json()["error"]
-    assert body["code"] == "invalid_request" and field in body["fields"]
+    assert body["code"] == "invalid_request"
+    assert field in body["fields"]
 
 
 def test_a_year_is_allowed(coupon, admin_api):
@@ -68,7 +69,8 @@ def test_stats_default_to_the_last_30_days(coupon, admin_api):
         (1, 1, "2.50", "25.00", 1.0, 1)
     assert body["budget"] == {"budget": "50.00", "spent": "0.00", "reserved": "0.00",
                               "remaining": "50.00", "burn": 0.0}
-    assert len(body["daily"]) == 30 and body["daily"][-1]["redemptions"] == 1
+    assert len(body["daily"]) == 30
+    assert body["daily"][-1]["redemptions"] == 1
     assert body["orders"] == 1
     assert set(body["daily"][0]) == {"day", "validations", "redemptions", "orders", "discount",
                                      "order_value", "revenue_impact", "new_customers"}

@@ -29,7 +29,7 @@ from coupons.tests.factories import CouponFactory
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-PASSWORD = "browser-test-password"  # noqa: S105 - a throwaway user of the test database
+PASSWORD = "browser-test-password"  # a throwaway user of the test database
 # What the marketing migration grants on analytics (analytics/migrations/0002).
 MARKETING_PERMISSIONS = ("view_dailycouponfact", "view_dailysitefact", "view_couponevent",
                          "view_simulationrun", "add_simulationrun")
@@ -101,10 +101,12 @@ def test_marketing_user_sees_charts_with_data(transactional_db, live_server, tmp
             assert set(charts) == {"chart-redemptions", "chart-funnel"}
             day_labels = [d.isoformat() for d in days]
             usage = charts["chart-redemptions"]
+            assert usage["labels"][-3:] == day_labels
             # the default range: 3 active days, shown as at least a week (default_start)
-            assert usage["labels"][-3:] == day_labels and len(usage["labels"]) == 7
+            assert len(usage["labels"]) == 7
             datasets = {d["label"]: d["data"] for d in usage["datasets"]}
-            assert datasets["Redemptions"][-3:] == [2, 1, 1] and sum(datasets["Redemptions"]) == 4
+            assert datasets["Redemptions"][-3:] == [2, 1, 1]
+            assert sum(datasets["Redemptions"]) == 4
             assert datasets["Discount"][-3:] == [30, 5, 15]
             funnel = {d["label"]: d["data"] for d in charts["chart-funnel"]["datasets"]}
             assert funnel["Validation attempts"][-3:] == [4, 2, 3]
@@ -117,7 +119,8 @@ def test_marketing_user_sees_charts_with_data(transactional_db, live_server, tmp
             assert kpis.locator("[data-kpi='redemptions'] .analytics-kpi-value").inner_text() \
                 == "4"
             row = page.locator("#top-coupons tr[data-code='BROWSER10']")
-            assert row.is_visible() and "Browser test coupon" in row.inner_text()
+            assert row.is_visible()
+            assert "Browser test coupon" in row.inner_text()
 
             screenshot = Path(os.environ.get("ANALYTICS_SCREENSHOT",
                                              tmp_path / "analytics.png"))

@@ -40,14 +40,20 @@ def test_validate_apply_confirm_release_return_are_counted(storefront, admin_api
     assert events.flush() > 0
 
     kinds = sorted(CouponEvent.objects.values_list("kind", flat=True))
-    assert kinds.count("validate") == 4 and kinds.count("apply") == 3
-    assert kinds.count("confirm") == 2 and kinds.count("release") == 1
-    assert kinds.count("return") == 1 and kinds.count("cart") == 8
+    assert kinds.count("validate") == 4
+    assert kinds.count("apply") == 3
+    assert kinds.count("confirm") == 2
+    assert kinds.count("release") == 1
+    assert kinds.count("return") == 1
+    assert kinds.count("cart") == 8
 
     stats = admin_api.get("/api/v1/admin/coupons/stats10/stats").json()
-    assert stats["validation_attempts"] == 3 and stats["valid_attempts"] == 3
-    assert stats["applies"] == 3 and stats["redemptions"] == 2
-    assert stats["releases"] == 1 and stats["returns"] == 1
+    assert stats["validation_attempts"] == 3
+    assert stats["valid_attempts"] == 3
+    assert stats["applies"] == 3
+    assert stats["redemptions"] == 2
+    assert stats["releases"] == 1
+    assert stats["returns"] == 1
     assert stats["discount_given"] == "20.00"
     assert stats["order_value"] == "200.00"
     assert stats["revenue_impact"] == "180.00"
@@ -57,4 +63,5 @@ def test_validate_apply_confirm_release_return_are_counted(storefront, admin_api
     assert stats["new_customers"] == 2
     assert stats["discount_per_new_customer"] == "10.00"
     assert stats["return_rate"] == 0.5
-    assert stats["budget"]["budget"] == "1000.00" and stats["budget"]["spent"] == "20.00"
+    assert stats["budget"]["budget"] == "1000.00"
+    assert stats["budget"]["spent"] == "20.00"

@@ -27,7 +27,8 @@ def test_record_buffers_without_io_until_flush():
     # when
     written = events.flush()
     # then
-    assert written == 2 and events.pending() == 0
+    assert written == 2
+    assert events.pending() == 0
     cart = CouponEvent.objects.get(kind="cart")
     assert (cart.customer_id, cart.order_value_minor, cart.payload["customer"]) == \
         ("u-1", 15000, {"id": "u-1"})
@@ -113,10 +114,14 @@ def test_flush_inside_an_open_transaction_leaves_it_usable(monkeypatch):
 
 
 def test_write_is_part_of_the_callers_transaction():
-    with pytest.raises(RuntimeError), transaction.atomic():
-        events.write([{"kind": "apply", "code": "A", "outcome": "applied", "coupon_id": 1}])
-        assert CouponEvent.objects.filter(kind="apply").count() == 1
-        raise RuntimeError("the redemption rolled back")
+    def write_then_roll_back():
+        with transaction.atomic():
+            events.write([{"kind": "apply", "code": "A", "outcome": "applied", "coupon_id": 1}])
+            assert CouponEvent.objects.filter(kind="apply").count() == 1
+            raise RuntimeError("the redemption rolled back")
+
+    with pytest.raises(RuntimeError, match="the redemption rolled back"):
+        write_then_roll_back()
     assert CouponEvent.objects.count() == 0
     events.write([{"kind": "confirm", "code": "A", "coupon_id": 1, "order_id": "o-1",
                    "discount_minor": 500, "order_value_minor": 5000, "new_customer": True}])
@@ -129,7 +134,8 @@ def test_a_forked_child_starts_empty_with_its_own_flusher():
     events.record("validate", code="A")
     assert events._thread_pid == os.getpid()
     events._after_fork_in_child()  # what os.register_at_fork runs in a child
-    assert events.pending() == 0 and events._thread_pid == 0
+    assert events.pending() == 0
+    assert events._thread_pid == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -154,4 +160,5 @@ def test_payload_values_json_cannot_hold_are_handled():
     before = _dropped()
     events.record("cart", payload={"cart": object()})
     assert events.flush() == 0  # dropped and counted: it could never be written
-    assert _dropped() - before == 1 and events.pending() == 0
+    assert _dropped() - before == 1
+    assert events.pending() == 0

@@ -142,7 +142,8 @@ def test_rollup_equals_a_recount_of_random_events(seed):
     facts_coupons, facts_site = _facts()
     assert facts_coupons == expected_coupons
     assert facts_site == expected_site
-    assert len(facts_coupons) > 20 and sum(f["confirms"] for f in facts_coupons.values()) > 100
+    assert len(facts_coupons) > 20
+    assert sum(f["confirms"] for f in facts_coupons.values()) > 100
     # the data has stacked orders: per coupon they count for each coupon, on the site once
     confirms = sum(f["confirms"] for f in facts_coupons.values())
     assert sum(f["orders"] for f in facts_site.values()) < confirms - 100
@@ -172,7 +173,7 @@ def test_rerunning_replaces_and_never_double_counts():
                  new_customer=True)
     write(late)
     rollup.rollup_days([days_ago(1)])
-    assert _facts()[0] == _recount(items + [late])[0]
+    assert _facts()[0] == _recount([*items, late])[0]
 
 
 def test_rollup_recent_covers_today_and_yesterday_only():

@@ -121,7 +121,8 @@ def test_empty_period_has_null_ratios(coupon):
     assert (stats["redemption_rate"], stats["average_order_value"],
             stats["average_order_value_without_coupon"], stats["discount_per_new_customer"],
             stats["return_rate"], stats["budget"], stats["campaign"]) == (None,) * 7
-    assert stats["discount_given"] == "0.00" and len(stats["daily"]) == 2
+    assert stats["discount_given"] == "0.00"
+    assert len(stats["daily"]) == 2
 
 
 def test_today_is_live_and_closed_days_come_from_facts(coupon):
@@ -170,7 +171,7 @@ def test_top_coupons(coupon, other, dataset):
     assert [t["code"] for t in by_validations] == ["OTHER"]
     assert [t["code"] for t in selectors.top_coupons(start=days_ago(3), end=days_ago(0),
                                                      currency="EUR")] == ["STATS10"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="order_by must be one of"):
         selectors.top_coupons(start=days_ago(3), end=days_ago(0), order_by="code")
 
 
@@ -238,7 +239,7 @@ def test_site_totals_count_a_stacked_order_once(stacked):
 
 
 def test_per_coupon_totals_still_count_the_order_for_each_coupon(stacked):
-    typed, promo, solo = stacked
+    _typed, promo, _solo = stacked
     numbers = ("redemptions", "orders", "discount_given", "order_value", "revenue_impact",
                "average_order_value", "new_customers")
     got = {c.code: tuple(selectors.coupon_stats(c, start=days_ago(2), end=days_ago(0))[k]

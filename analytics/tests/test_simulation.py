@@ -60,7 +60,8 @@ def _run(coupon, days=7) -> SimulationRun:
 
 def test_expected_redemptions_discount_and_burn(draft, carts):
     run = _run(draft)
-    assert run.status == "done" and run.error == ""
+    assert run.status == "done"
+    assert run.error == ""
     assert (run.carts_total, run.carts_done) == (7, 7)
     assert run.started_at <= run.finished_at
     result = run.result
@@ -76,7 +77,8 @@ def test_expected_redemptions_discount_and_burn(draft, carts):
         "rejections": {"customer_limit_reached": 1, "min_cart_value_not_met": 1,
                        "customer_required": 1, "currency_mismatch": 1, "invalid_cart": 1},
     }
-    assert len(daily) == 8 and daily[-1]["day"] == days_ago(0).isoformat()
+    assert len(daily) == 8
+    assert daily[-1]["day"] == days_ago(0).isoformat()
     by_day = {d["day"]: d for d in daily}
     assert by_day[days_ago(2).isoformat()] == {"day": days_ago(2).isoformat(), "carts": 1,
                                                "eligible": 1, "redemptions": 1,
@@ -126,7 +128,8 @@ def test_a_failure_is_kept_on_the_run(draft, carts, monkeypatch):
     run = _run(draft)
     assert run.status == "failed"
     assert run.error == "RuntimeError: engine exploded"
-    assert run.finished_at is not None and run.result is None
+    assert run.finished_at is not None
+    assert run.result is None
 
 
 def test_a_done_run_is_not_run_again_and_a_missing_one_is_ignored(draft, carts, monkeypatch):
@@ -148,7 +151,9 @@ def test_start_queues_the_task_on_commit(draft, carts, django_capture_on_commit_
     user = django_user_model.objects.create_user("marketer")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run = simulation_start(coupon=draft, days=7, requested_by=user)
-    assert run.status == "queued" and run.requested_by == user and len(callbacks) == 1
+    assert run.status == "queued"
+    assert run.requested_by == user
+    assert len(callbacks) == 1
     callbacks[0]()  # the commit: eager Celery runs the task
     run.refresh_from_db()
     assert (run.status, run.result["expected_redemptions"]) == ("done", 2)

@@ -39,22 +39,25 @@ def test_list_shows_status_and_live_counts(marketing_client):
     assert (row.claimed, row.remaining, row.status) == (2, 3, "live")
     assert b"Live" in page.content
     change = marketing_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
-    assert change.status_code == 200 and b"Stop now" in change.content
+    assert change.status_code == 200
+    assert b"Stop now" in change.content
     claims = marketing_client.get(reverse("admin:campaigns_claim_changelist"),
                                   {"campaign__id__exact": campaign.pk, "status": "claimed"})
-    assert claims.status_code == 200 and len(claims.context["cl"].result_list) == 2
+    assert claims.status_code == 200
+    assert len(claims.context["cl"].result_list) == 2
 
 
 def test_marketing_creates_a_campaign_with_a_simple_discount(marketing_client):
     response = marketing_client.post(ADD, _form())
     assert response.status_code == 302, response.context["adminform"].form.errors
     campaign = Campaign.objects.get()
-    assert campaign.inventory == 50 and campaign.status == "scheduled"
+    assert campaign.inventory == 50
+    assert campaign.status == "scheduled"
     assert (campaign.coupon.percent_bp, campaign.coupon.cap_minor) == (3000, 2000)
     assert not Code.objects.exists()
 
 
-@pytest.mark.parametrize("overrides, field", [
+@pytest.mark.parametrize(("overrides", "field"), [
     ({"discount_value": ""}, "discount_value"),
     ({"discount_value": "150"}, "discount_value"),
     ({"inventory": "0"}, "inventory"),
@@ -81,7 +84,8 @@ def test_stop_action_and_button_end_the_campaign(marketing_client):
     response = marketing_client.post(LIST, {"action": "stop_now", "_selected_action": [a.pk]})
     assert response.status_code == 302
     a.refresh_from_db()
-    assert a.stopped_at is not None and a.status == "ended"
+    assert a.stopped_at is not None
+    assert a.status == "ended"
     url = reverse("admin:campaigns_campaign_stop", args=[b.pk])
     assert marketing_client.get(url).status_code == 403  # POST only
     assert marketing_client.post(url).status_code == 302
@@ -102,7 +106,8 @@ def test_edit_cannot_take_inventory_below_claimed(marketing_client):
             "ends_at_0": end.strftime("%Y-%m-%d"), "ends_at_1": end.strftime("%H:%M:%S")}
     marketing_client.post(url, form, follow=True)
     campaign.refresh_from_db()
-    assert campaign.inventory == 3 and campaign.claimed == 2
+    assert campaign.inventory == 3
+    assert campaign.claimed == 2
     marketing_client.post(url, {**form, "inventory": "10"})
     campaign.refresh_from_db()
     assert (campaign.name, campaign.inventory) == ("Renamed", 10)

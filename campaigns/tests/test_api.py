@@ -39,14 +39,15 @@ def test_admin_creates_a_campaign_whose_coupon_has_no_public_code(admin_api):
     # then
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert body["status"] == "scheduled" and body["remaining"] == 100
+    assert body["status"] == "scheduled"
+    assert body["remaining"] == 100
     campaign = Campaign.objects.get(pk=body["id"])
     coupon = campaign.coupon
     assert (coupon.percent_bp, coupon.cap_minor, coupon.min_cart_minor) == (2500, 5000, 2000)
     assert not Code.objects.filter(coupon=coupon).exists()  # nobody can type the coupon
 
 
-@pytest.mark.parametrize("body, field", [
+@pytest.mark.parametrize(("body", "field"), [
     ({"inventory": 0}, "inventory"),
     ({"ends_at": "2029-12-31T00:00:00Z"}, "ends_at"),
     ({"claim_hold_minutes": 0}, "claim_hold_minutes"),
@@ -131,7 +132,8 @@ def test_a_check_constraint_the_validation_missed_is_a_400(admin_api, monkeypatc
     response = admin_api.post(CAMPAIGNS, body, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["fields"] == {"ends_at": ["This value is not allowed here."]}
-    assert not Campaign.objects.exists() and not Coupon.objects.exists()
+    assert not Campaign.objects.exists()
+    assert not Coupon.objects.exists()
 
 
 def test_retry_after_the_stored_response_was_lost_returns_the_campaign(admin_api):
@@ -143,7 +145,8 @@ def test_retry_after_the_stored_response_was_lost_returns_the_campaign(admin_api
     # then the same campaign with the same status and body, and one coupon
     assert first.status_code == retry.status_code == 201, retry.content
     assert retry.json() == first.json()
-    assert Campaign.objects.count() == 1 and Coupon.objects.count() == 1
+    assert Campaign.objects.count() == 1
+    assert Coupon.objects.count() == 1
 
 
 def test_retry_after_finish_failed_returns_the_campaign(admin_api, monkeypatch, settings):
@@ -156,7 +159,8 @@ def test_retry_after_finish_failed_returns_the_campaign(admin_api, monkeypatch, 
     retry = create(admin_api, "crash-1")
     assert retry.status_code == 201, retry.content
     assert retry.json()["id"] == str(Campaign.objects.get().pk)
-    assert Campaign.objects.count() == 1 and Coupon.objects.count() == 1
+    assert Campaign.objects.count() == 1
+    assert Coupon.objects.count() == 1
     assert create(admin_api, "crash-1").headers["Idempotent-Replayed"] == "true"
 
 
@@ -187,7 +191,8 @@ def test_parallel_retries_over_http_make_one_campaign():
 
     outcomes = race(call, range(30))
     assert not unexpected(outcomes), unexpected(outcomes)
-    assert Campaign.objects.count() == 1 and Coupon.objects.count() == 1
+    assert Campaign.objects.count() == 1
+    assert Coupon.objects.count() == 1
     campaign_id = str(Campaign.objects.get().pk)
     for status, body in (o.value for o in outcomes):
         assert (status == 201 and body["id"] == campaign_id) or \
@@ -226,10 +231,12 @@ def test_claim_201_then_the_same_claim_200_without_a_second_unit(storefront):
     assert again.status_code == 200
     assert first.json() == again.json()
     body = first.json()
-    assert body["status"] == "claimed" and body["token"].startswith("FS")
+    assert body["status"] == "claimed"
+    assert body["token"].startswith("FS")
     assert len(body["token"]) == 28
     campaign.refresh_from_db()
-    assert campaign.claimed == 1 and Claim.objects.count() == 1
+    assert campaign.claimed == 1
+    assert Claim.objects.count() == 1
     assert status_of(storefront, campaign)["remaining"] == 2
 
 
@@ -238,7 +245,8 @@ def test_idempotent_replay_returns_the_first_response(storefront):
     first = claim(storefront, campaign, key="same", user_id="u-1")
     replay = claim(storefront, campaign, key="same", user_id="u-1")
     assert first.status_code == replay.status_code == 201
-    assert replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json()
     other_body = claim(storefront, campaign, key="same", user_id="u-2")
     assert other_body.status_code == 409
 
@@ -269,11 +277,12 @@ def test_sold_out_is_409_but_a_holder_still_gets_their_claim(storefront):
     assert lost.status_code == 409
     assert lost.json() == {"claimed": False, "reason": "sold_out", "message": "Sold out"}
     retry = claim(storefront, campaign, user_id="u-1")
-    assert retry.status_code == 200 and retry.json()["claim_id"] == won.json()["claim_id"]
+    assert retry.status_code == 200
+    assert retry.json()["claim_id"] == won.json()["claim_id"]
     assert status_of(storefront, campaign)["status"] == "sold_out"
 
 
-@pytest.mark.parametrize("starts_in, lasts", [
+@pytest.mark.parametrize(("starts_in", "lasts"), [
     (timedelta(hours=1), timedelta(hours=1)),      # scheduled
     (timedelta(hours=-2), timedelta(hours=1)),     # ended
 ])
@@ -283,7 +292,8 @@ def test_claim_outside_the_window_is_422(storefront, starts_in, lasts):
     assert response.status_code == 422
     assert response.json()["reason"] == "campaign_not_live"
     assert response.json()["claimed"] is False
-    assert not Claim.objects.exists() and not Code.objects.exists()
+    assert not Claim.objects.exists()
+    assert not Code.objects.exists()
 
 
 def test_stopped_campaign_is_ended_and_refuses_claims(storefront):
@@ -299,7 +309,9 @@ def test_status_across_the_lifecycle(storefront):
     ended = make_campaign(starts_in=timedelta(hours=-3), lasts=timedelta(hours=1))
     assert status_of(storefront, scheduled)["status"] == "scheduled"
     body = status_of(storefront, live)
-    assert body["status"] == "live" and body["remaining"] == 2 and body["inventory"] == 2
+    assert body["status"] == "live"
+    assert body["remaining"] == 2
+    assert body["inventory"] == 2
     assert set(body) == {"id", "name", "status", "remaining", "inventory", "starts_at",
                          "ends_at"}
     assert status_of(storefront, ended)["status"] == "ended"
@@ -319,7 +331,8 @@ def test_jwt_subject_is_the_customer_and_the_body_cannot_change_it(customer_clie
     assert claim(alice, campaign, customer={"id": "bob"}).status_code == 403
     assert claim(alice, campaign, user_id="bob").status_code == 403
     same = claim(alice, campaign, user_id="alice")
-    assert same.status_code == 200 and same.json()["token"] == mine.json()["token"]
+    assert same.status_code == 200
+    assert same.json()["token"] == mine.json()["token"]
     assert Claim.objects.count() == 1
 
 
@@ -357,7 +370,8 @@ def test_token_is_valid_for_its_owner_only_and_single_use(storefront):
     token = claim(storefront, campaign, user_id="u-1").json()["token"]
     # the owner: valid, 20% of 100.00
     owner = validate(storefront, token, "u-1").json()
-    assert owner["valid"] is True and owner["discount"] == "20.00"
+    assert owner["valid"] is True
+    assert owner["discount"] == "20.00"
     # someone else, even with the token
     other = validate(storefront, token, "u-2").json()
     assert other == {**other, "valid": False, "reason": "code_bound_to_other_customer"}
@@ -369,10 +383,12 @@ def test_token_is_valid_for_its_owner_only_and_single_use(storefront):
     first = apply(storefront, token, "u-1", order="o-first")
     assert first.status_code == 200, first.json()
     second = apply(storefront, token, "u-1")
-    assert second.status_code == 422 and second.json()["reason"] == "usage_limit_reached"
+    assert second.status_code == 422
+    assert second.json()["reason"] == "usage_limit_reached"
     # the claim reads as redeemed while the token holds a use
     again = claim(storefront, campaign, user_id="u-1")
-    assert again.status_code == 200 and again.json()["status"] == "redeemed"
+    assert again.status_code == 200
+    assert again.json()["status"] == "redeemed"
     # released order: usable again until the claim expires
     assert storefront.post("/api/v1/orders/o-first/release").status_code == 200
     assert claim(storefront, campaign, user_id="u-1").json()["status"] == "claimed"
@@ -393,11 +409,14 @@ def test_expiry_returns_the_unit_and_invalidates_the_token(storefront,
     assert services.claims_expire_stale(now=later) == 0  # re-running gives nothing twice
     # then the unit is back, the token is dead, the holder sees "expired"
     campaign.refresh_from_db()
-    assert campaign.claimed == 0 and status_of(storefront, campaign)["remaining"] == 1
+    assert campaign.claimed == 0
+    assert status_of(storefront, campaign)["remaining"] == 1
     token_check = validate(storefront, body["token"], "u-1").json()
-    assert token_check["valid"] is False and token_check["reason"] == "coupon_inactive"
+    assert token_check["valid"] is False
+    assert token_check["reason"] == "coupon_inactive"
     again = claim(storefront, campaign, user_id="u-1")
-    assert again.status_code == 200 and again.json()["status"] == "expired"
+    assert again.status_code == 200
+    assert again.json()["status"] == "expired"
     assert again.json()["claim_id"] == body["claim_id"]
     assert claim(storefront, campaign, user_id="u-2").status_code == 201  # the unit resold
 
@@ -426,7 +445,8 @@ def test_customer_jwt_reads_status_and_overlong_subject_is_400(customer_client):
     campaign = make_campaign(inventory=2)
     assert customer_client("u-1").get(f"/api/v1/campaigns/{campaign.pk}").status_code == 200
     response = claim(customer_client("x" * 101), campaign)
-    assert response.status_code == 400 and "customer" in response.json()["error"]["fields"]
+    assert response.status_code == 400
+    assert "customer" in response.json()["error"]["fields"]
 
 
 def test_beat_schedule_and_task_body():
@@ -435,5 +455,6 @@ def test_beat_schedule_and_task_body():
     from campaigns import tasks
 
     task = PeriodicTask.objects.get(name="campaigns: expire stale claims")
-    assert task.task == "campaigns.tasks.claims_expire_stale" and task.interval.every == 60
+    assert task.task == "campaigns.tasks.claims_expire_stale"
+    assert task.interval.every == 60
     assert tasks.claims_expire_stale.apply().get() == 0

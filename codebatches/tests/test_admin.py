@@ -42,9 +42,11 @@ def test_action_on_coupon_list_leads_to_the_form(marketing_client):
     coupon = CouponFactory()
     response = marketing_client.post(COUPONS, {"action": "generate_codes",
                                        "_selected_action": [coupon.pk]})
-    assert response.status_code == 302 and response["Location"] == generate_url(coupon)
+    assert response.status_code == 302
+    assert response["Location"] == generate_url(coupon)
     page = marketing_client.get(generate_url(coupon))
-    assert page.status_code == 200 and b"Generate codes" in page.content
+    assert page.status_code == 200
+    assert b"Generate codes" in page.content
 
 
 def test_action_wants_exactly_one_coupon(marketing_client):
@@ -63,12 +65,15 @@ def test_form_creates_the_batch_and_shows_its_page(marketing_client,
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:codebatches_codebatch_change",
                                            args=[batch.pk])
-    assert batch.prefix == "ADM" and batch.coupon == coupon
+    assert batch.prefix == "ADM"
+    assert batch.coupon == coupon
     assert batch.created_by.username == "mia"
-    assert batch.status == "done" and Code.objects.filter(batch=batch).count() == 300
+    assert batch.status == "done"
+    assert Code.objects.filter(batch=batch).count() == 300
     page = marketing_client.get(response["Location"])
     assert page.status_code == 200
-    assert b"<progress" in page.content and b"Download CSV" in page.content
+    assert b"<progress" in page.content
+    assert b"Download CSV" in page.content
     assert b'http-equiv="refresh"' not in page.content  # done: no more reloading
 
 
@@ -81,7 +86,8 @@ def test_form_with_customer_csv_binds_one_code_each(marketing_client,
         response = marketing_client.post(generate_url(coupon), form(count="", customers_csv=upload))
     assert response.status_code == 302
     batch = CodeBatch.objects.get()
-    assert batch.requested == 3 and batch.customer_ids == ["u-1", "u-2", "u-3"]
+    assert batch.requested == 3
+    assert batch.customer_ids == ["u-1", "u-2", "u-3"]
     assert sorted(Code.objects.filter(batch=batch)
                   .values_list("customer__external_id", flat=True)) == ["u-1", "u-2", "u-3"]
 
@@ -114,11 +120,13 @@ def test_batch_list_shows_progress_and_refreshes_while_generating(marketing_clie
     CodeBatchFactory(requested=200, generated=50)
     page = marketing_client.get(BATCHES)
     assert page.status_code == 200
-    assert b'<progress value="50" max="200"' in page.content and b"25%" in page.content
+    assert b'<progress value="50" max="200"' in page.content
+    assert b"25%" in page.content
     assert b'http-equiv="refresh"' in page.content
     batch = CodeBatch.objects.get()
     detail = marketing_client.get(reverse("admin:codebatches_codebatch_change", args=[batch.pk]))
-    assert detail.status_code == 200 and b'http-equiv="refresh"' in detail.content
+    assert detail.status_code == 200
+    assert b'http-equiv="refresh"' in detail.content
 
 
 def test_csv_download_from_the_admin(marketing_client, django_capture_on_commit_callbacks):
@@ -127,9 +135,11 @@ def test_csv_download_from_the_admin(marketing_client, django_capture_on_commit_
         marketing_client.post(generate_url(coupon), form(count="40"))
     batch = CodeBatch.objects.get()
     response = marketing_client.get(reverse("admin:codebatches_codebatch_csv", args=[batch.pk]))
-    assert response.status_code == 200 and response.streaming
+    assert response.status_code == 200
+    assert response.streaming
     lines = b"".join(response.streaming_content).decode().splitlines()
-    assert lines[0] == "code,max_uses,expires_at,customer_id" and len(lines) == 41
+    assert lines[0] == "code,max_uses,expires_at,customer_id"
+    assert len(lines) == 41
 
 
 def test_resume_action_requeues_failed_batches(marketing_client,
@@ -138,7 +148,8 @@ def test_resume_action_requeues_failed_batches(marketing_client,
     with django_capture_on_commit_callbacks(execute=True):
         marketing_client.post(BATCHES, {"action": "resume", "_selected_action": [batch.pk]})
     batch.refresh_from_db()
-    assert batch.status == "done" and batch.generated == 30
+    assert batch.status == "done"
+    assert batch.generated == 30
 
 
 def test_staff_without_permissions_may_not(outsider):

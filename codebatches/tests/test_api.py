@@ -46,21 +46,27 @@ def test_bulk_generate_202_then_done(admin_api, spring, django_capture_on_commit
     # then 202 with the batch, which is done with exactly 500 codes
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert body["status"] == "generating" and body["requested"] == 500
+    assert body["status"] == "generating"
+    assert body["requested"] == 500
     assert body["generated"] == 0
     status = admin_api.get(f"/api/v1/admin/code-batches/{body['batch_id']}").json()
-    assert status["status"] == "done" and status["generated"] == 500
-    assert status["coupon"] == "SPRING10" and status["prefix"] == "SPR"
-    assert status["finished_at"] and status["error"] == ""
+    assert status["status"] == "done"
+    assert status["generated"] == 500
+    assert status["coupon"] == "SPRING10"
+    assert status["prefix"] == "SPR"
+    assert status["finished_at"]
+    assert status["error"] == ""
     codes = Code.objects.filter(batch_id=body["batch_id"])
-    assert codes.count() == 500 and codes.filter(code__regex=FORMAT.format(prefix="SPR"),
+    assert codes.count() == 500
+    assert codes.filter(code__regex=FORMAT.format(prefix="SPR"),
                                                   coupon=spring).count() == 500
 
 
 def test_task_is_queued_only_on_commit(admin_api, spring, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 5})
-    assert response.status_code == 202 and len(callbacks) == 1
+    assert response.status_code == 202
+    assert len(callbacks) == 1
     assert not Code.objects.filter(batch_id=response.json()["batch_id"]).exists()
 
 
@@ -73,7 +79,8 @@ def test_same_idempotency_key_never_starts_a_second_batch(admin_api, spring,
     assert first.status_code == replay.status_code == 202
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json()["batch_id"] == first.json()["batch_id"]
-    assert CodeBatch.objects.count() == 1 and len(callbacks) == 1
+    assert CodeBatch.objects.count() == 1
+    assert len(callbacks) == 1
     assert Code.objects.filter(batch__isnull=False).count() == 10
     # the same key with another body is a conflict
     other = generate(admin_api, {**body, "count": 11}, key="batch-key-1")
@@ -124,7 +131,8 @@ def test_api_md_example_body_is_accepted(admin_api, django_capture_on_commit_cal
     assert response.status_code == 202, response.json()
     assert response.json()["status"] == "generating"
     codes = list(Code.objects.filter(batch__isnull=False).values_list("code", flat=True))
-    assert len(codes) == 5 and all(c.startswith("SUMMER") and len(c) == 18 for c in codes)
+    assert len(codes) == 5
+    assert all(c.startswith("SUMMER") and len(c) == 18 for c in codes)
 
 
 def test_count_required_without_customers(admin_api, spring):
@@ -165,7 +173,8 @@ def test_codes_csv_streams_every_code(admin_api, spring, django_capture_on_commi
                                         "expires_at": "2099-12-31"}).json()["batch_id"]
     response = admin_api.get(f"/api/v1/admin/code-batches/{batch_id}/codes.csv",
                              HTTP_ACCEPT="text/csv")
-    assert response.status_code == 200 and response.streaming
+    assert response.status_code == 200
+    assert response.streaming
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
@@ -185,12 +194,14 @@ def test_customer_targeted_codes_bind_one_code_per_customer(
     with django_capture_on_commit_callbacks(execute=True):
         response = generate(admin_api, {"coupon": "SPRING10", "prefix": "VP",
                                         "customer_ids": ["u-known", "u-new-1", "u-new-2"]})
-    assert response.status_code == 202 and response.json()["requested"] == 3
+    assert response.status_code == 202
+    assert response.json()["requested"] == 3
     codes = {c.customer.external_id: c.code
              for c in Code.objects.filter(batch_id=response.json()["batch_id"])
              .select_related("customer")}
     # then each customer holds exactly one code
-    assert set(codes) == {"u-known", "u-new-1", "u-new-2"} and len(set(codes.values())) == 3
+    assert set(codes) == {"u-known", "u-new-1", "u-new-2"}
+    assert len(set(codes.values())) == 3
 
     def check(code, user):
         return storefront.post("/api/v1/coupons/validate",
@@ -278,7 +289,8 @@ def test_retry_after_the_stored_response_was_lost_returns_the_batch(
     assert retry.json() == first.json()
     assert "Idempotent-Replayed" not in retry.headers
     assert CodeBatch.objects.count() == 1
-    assert len(callbacks) == 1 and len(more) == 0
+    assert len(callbacks) == 1
+    assert len(more) == 0
 
 
 def test_retry_after_finish_failed_returns_the_batch(admin_api, spring, monkeypatch, settings):

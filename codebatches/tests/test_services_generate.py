@@ -32,10 +32,12 @@ def batch_stats(batch) -> tuple[int, int, int]:
 def test_random_codes_shape_and_alphabet():
     codes = codegen.random_codes("AB", 12, 2000)
     pattern = codegen.code_regex("AB", 12)
-    assert len(codes) == 2000 and all(pattern.match(c) for c in codes)
+    assert len(codes) == 2000
+    assert all(pattern.match(c) for c in codes)
     # every one of the 32 symbols turns up, and none of I, L, O, U
     symbols = set("".join(c[2:] for c in codes))
-    assert len(symbols) == 32 and not symbols & set("ILOU")
+    assert len(symbols) == 32
+    assert not symbols & set("ILOU")
 
 
 def test_100k_codes_exact_unique_and_well_formed():
@@ -44,12 +46,15 @@ def test_100k_codes_exact_unique_and_well_formed():
     # when the service runs
     done = services.batch_generate(batch_id=batch.pk, chunk_size=25_000)
     # then exactly 100,000 distinct codes of the format exist, bound to the coupon
-    assert done.status == CodeBatch.Status.DONE and done.generated == 100_000
+    assert done.status == CodeBatch.Status.DONE
+    assert done.generated == 100_000
     assert done.finished_at is not None
     assert batch_stats(batch) == (100_000, 100_000, 0)
     sample = Code.objects.filter(batch=batch).first()
-    assert sample.coupon_id == batch.coupon_id and sample.max_uses == 1
-    assert sample.customer_id is None and sample.active
+    assert sample.coupon_id == batch.coupon_id
+    assert sample.max_uses == 1
+    assert sample.customer_id is None
+    assert sample.active
 
 
 def test_interrupted_after_some_chunks_then_resumed_is_exact():
@@ -62,7 +67,8 @@ def test_interrupted_after_some_chunks_then_resumed_is_exact():
     services.batch_generate(batch_id=batch.pk, chunk_size=1_000)
     again = services.batch_generate(batch_id=batch.pk, chunk_size=1_000)
     # then the exact count, no duplicates
-    assert again.status == CodeBatch.Status.DONE and again.generated == 10_000
+    assert again.status == CodeBatch.Status.DONE
+    assert again.generated == 10_000
     assert batch_stats(batch) == (10_000, 10_000, 0)
 
 
@@ -112,7 +118,8 @@ def test_clashes_are_regenerated_until_the_exact_count(monkeypatch):
     batch = CodeBatchFactory(coupon=coupon, prefix="CLASH", requested=300)
     done = services.batch_generate(batch_id=batch.pk, chunk_size=200)
     # then the batch still has exactly 300 codes of its own, the old ones untouched
-    assert done.status == CodeBatch.Status.DONE and done.generated == 300
+    assert done.status == CodeBatch.Status.DONE
+    assert done.generated == 300
     assert rounds["n"] >= 3
     assert Code.objects.filter(batch=batch).count() == 300
     assert Code.objects.filter(code__in=taken, batch__isnull=True).count() == 50
@@ -128,7 +135,8 @@ def test_full_code_space_fails_clearly(monkeypatch):
     with pytest.raises(services.BatchExhausted):
         services.batch_generate(batch_id=batch.pk)
     batch.refresh_from_db()
-    assert batch.status == CodeBatch.Status.FAILED and "full" in batch.error
+    assert batch.status == CodeBatch.Status.FAILED
+    assert "full" in batch.error
 
 
 def test_terms_of_the_batch_are_on_every_code():
@@ -205,5 +213,6 @@ def test_parallel_sessions_end_exact_even_after_one_fails(monkeypatch):
     # then a second run with both sessions ends with exactly the count
     monkeypatch.setattr(services, "_chunk_insert", real)
     done = services.batch_generate(batch_id=batch.pk, chunk_size=2_000, parallel=2)
-    assert done.status == CodeBatch.Status.DONE and done.generated == 30_000
+    assert done.status == CodeBatch.Status.DONE
+    assert done.generated == 30_000
     assert batch_stats(batch) == (30_000, 30_000, 0)

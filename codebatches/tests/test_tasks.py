@@ -22,7 +22,8 @@ def test_task_generates_the_batch():
     batch = CodeBatchFactory(requested=1234)
     tasks.batch_generate.delay(str(batch.pk))  # eager in tests
     batch.refresh_from_db()
-    assert batch.status == CodeBatch.Status.DONE and batch.generated == 1234
+    assert batch.status == CodeBatch.Status.DONE
+    assert batch.generated == 1234
     assert Code.objects.filter(batch=batch).count() == 1234
 
 
@@ -46,7 +47,8 @@ def test_resume_stalled_picks_quiet_generating_batches_only(monkeypatch):
     assert queued == [str(stalled.pk)]
     tasks.batch_generate(queued[0])
     stalled.refresh_from_db()
-    assert stalled.status == CodeBatch.Status.DONE and stalled.generated == 3000
+    assert stalled.status == CodeBatch.Status.DONE
+    assert stalled.generated == 3000
     assert Code.objects.filter(batch=stalled).count() == 3000
     fresh.refresh_from_db()
     assert fresh.status == CodeBatch.Status.GENERATING
@@ -59,14 +61,17 @@ def test_failed_batch_is_resumed_from_where_it_stopped(django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         assert services.batch_resume(batch_id=batch.pk) is True
     batch.refresh_from_db()
-    assert batch.status == CodeBatch.Status.DONE and batch.generated == 2000
-    assert batch.error == "" and Code.objects.filter(batch=batch).count() == 2000
+    assert batch.status == CodeBatch.Status.DONE
+    assert batch.generated == 2000
+    assert batch.error == ""
+    assert Code.objects.filter(batch=batch).count() == 2000
     assert services.batch_resume(batch_id=batch.pk) is False  # only failed ones
 
 
 def test_migration_made_the_schedule_and_marketing_permissions():
     task = PeriodicTask.objects.get(task="codebatches.tasks.batches_resume_stalled")
-    assert task.enabled and task.interval.every == 60
+    assert task.enabled
+    assert task.interval.every == 60
     perms = set(Group.objects.get(name="marketing").permissions
                 .filter(content_type__app_label="codebatches")
                 .values_list("codename", flat=True))

@@ -4,13 +4,13 @@ that measures what Django itself costs through the same server."""
 
 import warnings
 
-from .local import *  # noqa: F403
+from .local import *
 
 ROOT_URLCONF = "bench.urls"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 # One log line per request or per warning would cost more than some of the views measured.
-LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
+LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")
 
 # whitenoise warns once per worker when `collectstatic` has not run; the bench serves no
 # static files.

@@ -1,4 +1,4 @@
-from .base import *  # noqa: F403
+from .base import *
 
 SECRET_KEY = env("SECRET_KEY")
 # DATABASE_URL is required here (no default). Its query options (e.g. ?sslmode=require)

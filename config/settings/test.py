@@ -1,4 +1,4 @@
-from .base import *  # noqa: F403
+from .base import *
 
 DEBUG = False
 JWT_SIGNING_KEY = "test-jwt-signing-key-of-enough-length"

@@ -50,9 +50,11 @@ def test_wrong_passwords_lock_the_user_out_and_the_right_one_is_refused(client, 
 
     # then
     assert locked.status_code == 429
-    assert right.status_code == 429 and not logged_in(client)
+    assert right.status_code == 429
+    assert not logged_in(client)
     text = right.content.decode()
-    assert "locked" in text and f"{settings.AXES_COOLOFF_MINUTES} minutes" in text
+    assert "locked" in text
+    assert f"{settings.AXES_COOLOFF_MINUTES} minutes" in text
     assert "administrator" in text
     attempt = AccessAttempt.objects.get(username="sam")
     assert attempt.ip_address == "127.0.0.1"
@@ -74,7 +76,8 @@ def test_the_same_user_from_another_ip_is_not_locked(client, staff):
     other = Client()
     response = login(other, "sam", RIGHT, REMOTE_ADDR="198.51.100.7")
 
-    assert response.status_code == 302 and logged_in(other)
+    assert response.status_code == 302
+    assert logged_in(other)
     assert login(client, "sam", RIGHT).status_code == 429  # still locked at the first IP
 
 
@@ -84,7 +87,8 @@ def test_another_user_from_the_same_ip_is_not_locked(client, staff):
 
     response = login(client, "ana", RIGHT)
 
-    assert response.status_code == 302 and logged_in(client)
+    assert response.status_code == 302
+    assert logged_in(client)
 
 
 def test_the_lockout_ends_after_the_cool_off(client, staff):
@@ -97,7 +101,8 @@ def test_the_lockout_ends_after_the_cool_off(client, staff):
         attempt_time=attempt.attempt_time - cool_off - timedelta(seconds=1)
     )
 
-    assert login(client, "sam", RIGHT).status_code == 302 and logged_in(client)
+    assert login(client, "sam", RIGHT).status_code == 302
+    assert logged_in(client)
 
 
 def test_a_success_resets_the_failures(client, staff):
@@ -122,7 +127,8 @@ def test_a_superuser_sees_the_lockout_and_deleting_it_unlocks(client, staff):
     # the lockout is listed in the admin
     listing = admin.get(ATTEMPTS)
     assert listing.status_code == 200
-    assert "sam" in listing.content.decode() and "Locked Out" in listing.content.decode()
+    assert "sam" in listing.content.decode()
+    assert "Locked Out" in listing.content.decode()
     locked = admin.get(ATTEMPTS, {"locked_out": "yes"})
     assert "sam" in locked.content.decode()
 
@@ -133,7 +139,8 @@ def test_a_superuser_sees_the_lockout_and_deleting_it_unlocks(client, staff):
 
     # then the user can log in again
     assert not AccessAttempt.objects.filter(username="sam").exists()
-    assert login(client, "sam", RIGHT).status_code == 302 and logged_in(client)
+    assert login(client, "sam", RIGHT).status_code == 302
+    assert logged_in(client)
 
 
 def test_axes_reset_username_unlocks(client, staff):
@@ -141,7 +148,8 @@ def test_axes_reset_username_unlocks(client, staff):
 
     call_command("axes_reset_username", "sam")
 
-    assert login(client, "sam", RIGHT).status_code == 302 and logged_in(client)
+    assert login(client, "sam", RIGHT).status_code == 302
+    assert logged_in(client)
 
 
 def test_axes_reset_unlocks_everyone(client, staff):

@@ -219,7 +219,7 @@ def test_allocate(total, weights, expected):
 
 
 def test_allocate_rejects_negative_total():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="total must be non-negative"):
         allocate(-1, [1, 2])
 
 

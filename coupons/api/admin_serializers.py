@@ -180,7 +180,7 @@ class CouponDefinitionIn(serializers.Serializer):
         return attrs
 
 
-def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
+def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:  # noqa: C901 - one `if <field> in data` per API field, in order
     """Validated API input -> Coupon model fields (money to minor units by currency)."""
     currency = data.get("currency") or (instance.currency if instance else "USD")
     kind = data.get("type") or (instance.type if instance else PERCENTAGE)

@@ -74,6 +74,28 @@ def _amount(value, currency: str, errors: dict, name: str) -> int:
         return 0
 
 
+def _line(item, currency: str) -> tuple[Line | None, dict]:
+    """One cart item -> (its Line, {}) or (None, its errors by field)."""
+    e: dict = {}
+    if not isinstance(item, dict):
+        return None, {"non_field_errors": ["Expected an object."]}
+    sku = _text(item.get("sku"), e, "sku", required=True)
+    category = _text(item.get("category"), e, "category", required=False)
+    price = _amount(item.get("unit_price"), currency, e, "unit_price")
+    qty = item.get("quantity")
+    if isinstance(qty, Decimal) and qty.is_finite() and qty.adjusted() < 7 \
+            and qty == qty.to_integral_value():
+        qty = int(qty)  # 3.0 is 3; 1e300000 is never expanded into an int
+    if isinstance(qty, bool) or not isinstance(qty, int):
+        e["quantity"] = ["Enter a whole number."]
+    elif not 1 <= qty <= MAX_QUANTITY:
+        e["quantity"] = [f"Must be between 1 and {MAX_QUANTITY}."]
+    if e:
+        return None, e
+    return Line(sku=sku, category=category, unit_price=cast(int, price),
+                quantity=cast(int, qty)), e
+
+
 @extend_schema_field(CartDoc)
 class CartField(serializers.Field):
     default_error_messages = {"invalid": "Expected an object with currency and items."}
@@ -97,25 +119,10 @@ class CartField(serializers.Field):
         lines = []
         item_errors = []
         for item in items:
-            e: dict = {}
-            if not isinstance(item, dict):
-                item_errors.append({"non_field_errors": ["Expected an object."]})
-                continue
-            sku = _text(item.get("sku"), e, "sku", required=True)
-            category = _text(item.get("category"), e, "category", required=False)
-            price = _amount(item.get("unit_price"), currency, e, "unit_price")
-            qty = item.get("quantity")
-            if isinstance(qty, Decimal) and qty.is_finite() and qty.adjusted() < 7 \
-                    and qty == qty.to_integral_value():
-                qty = int(qty)  # 3.0 is 3; 1e300000 is never expanded into an int
-            if isinstance(qty, bool) or not isinstance(qty, int):
-                e["quantity"] = ["Enter a whole number."]
-            elif not 1 <= qty <= MAX_QUANTITY:
-                e["quantity"] = [f"Must be between 1 and {MAX_QUANTITY}."]
+            line, e = _line(item, currency)
             item_errors.append(e)
-            if not e:
-                lines.append(Line(sku=sku, category=category, unit_price=cast(int, price),
-                                  quantity=cast(int, qty)))
+            if line is not None:
+                lines.append(line)
         if any(item_errors):
             errors["items"] = item_errors
         shipping = 0

@@ -272,27 +272,37 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart, policy: str,
     assert best is not None  # noqa: S101 - at least one (possibly empty) set exists
 
     if rest:
-        order = [a.terms for a in best.applied]
-        remaining = [line.amount - d for line, d in zip(cart.lines, best.line_discounts,
-                                                        strict=True)]
-        shipping_left = cart.shipping - best.shipping_discount
-        for t in rest:
-            if any(conflict(t, o, policy) is not None for o in order):
-                continue
-            lines, shipping, _ = compute(t.rule, cart, remaining, shipping_left)
-            if sum(lines) + shipping > 0:
-                order.append(t)
-                remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
-                shipping_left -= shipping
-        if len(order) > len(best.applied):
-            best = apply_in_order(order, cart)
-        # Two greedy sets over all candidates (by rank, by standalone value) as a floor.
-        for ordered in (cands, by_value):
-            greedy: list[CodeTerms] = []
-            for t in ordered:
-                if all(conflict(t, g, policy) is None for g in greedy):
-                    greedy.append(t)
-            pricing, _ = best_order(greedy, cart, budget=budget)
-            if total_of(pricing) > total_of(best):
-                best = pricing
+        best = _bounded_extension(best, rest, (cands, by_value), cart, policy, budget)
     return best, exact
+
+
+def _bounded_extension(best: Pricing, rest: Sequence[CodeTerms],
+                       greedy_orders: tuple[Sequence[CodeTerms], ...], cart: Cart,
+                       policy: str, budget: Budget) -> Pricing:
+    """The bounded strategy after the exact search of the pool: append every other
+    candidate still compatible with the winners (best standalone first) if it adds
+    anything, then price a greedy set per order in greedy_orders; the best of these."""
+    order = [a.terms for a in best.applied]
+    remaining = [line.amount - d for line, d in zip(cart.lines, best.line_discounts,
+                                                    strict=True)]
+    shipping_left = cart.shipping - best.shipping_discount
+    for t in rest:
+        if any(conflict(t, o, policy) is not None for o in order):
+            continue
+        lines, shipping, _ = compute(t.rule, cart, remaining, shipping_left)
+        if sum(lines) + shipping > 0:
+            order.append(t)
+            remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
+            shipping_left -= shipping
+    if len(order) > len(best.applied):
+        best = apply_in_order(order, cart)
+    # Two greedy sets over all candidates (by rank, by standalone value) as a floor.
+    for ordered in greedy_orders:
+        greedy: list[CodeTerms] = []
+        for t in ordered:
+            if all(conflict(t, g, policy) is None for g in greedy):
+                greedy.append(t)
+        pricing, _ = best_order(greedy, cart, budget=budget)
+        if total_of(pricing) > total_of(best):
+            best = pricing
+    return best

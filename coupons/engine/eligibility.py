@@ -33,7 +33,7 @@ def eligible_line_indexes(rule: Rule, cart: Cart) -> list[int]:
     return out
 
 
-def check(terms: CodeTerms | None, usage: Usage, shopper: Shopper, cart: Cart,
+def check(terms: CodeTerms | None, usage: Usage, shopper: Shopper, cart: Cart,  # noqa: C901 - an ordered list of conditions; the first failure is the answer
           now: datetime, *, entered: str | None = None) -> Rejection | None:
     """Return the first failed condition, or None when the code may be applied."""
     code = terms.code if terms else entered

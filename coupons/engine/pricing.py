@@ -98,11 +98,10 @@ def _lost(terms: CodeTerms, winners: Sequence[CodeTerms], pricing: Pricing, cart
     return Rejection(reason, message, terms.code)
 
 
-def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
-             autos: Sequence[tuple[CodeTerms, Usage]], shopper: Shopper, cart: Cart,
-             now: datetime, policy: str) -> Evaluation:
-    """entered: (code as typed, its terms or None if unknown, live usage), request order.
-    autos: the auto-apply promotions that may concern this cart, with live usage."""
+def _check_typed(entered: Sequence[tuple[str, CodeTerms | None, Usage]], shopper: Shopper,
+                 cart: Cart, now: datetime
+                 ) -> tuple[list[Skipped], list[CodeTerms], set[int]]:
+    """The typed codes, in request order -> (rejected, candidates, their coupon ids)."""
     rejected: list[Skipped] = []
     cands: list[CodeTerms] = []
     typed_coupons: set[int] = set()
@@ -118,8 +117,14 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
             rejected.append(Skipped(terms, rejection, entered=True))
         elif terms is not None:  # check() rejects unknown codes
             cands.append(terms)
+    return rejected, cands, typed_coupons
 
-    alone = {id(t): standalone(t, cart) for t in cands}
+
+def _check_autos(autos: Sequence[tuple[CodeTerms, Usage]], typed_coupons: set[int],
+                 alone: dict[int, int], shopper: Shopper, cart: Cart, now: datetime
+                 ) -> tuple[list[Skipped], list[CodeTerms]]:
+    """The auto promotions not typed as a code -> (ineligible, candidates); records each
+    eligible one's standalone value in `alone`."""
     ineligible: list[Skipped] = []
     auto_cands: list[CodeTerms] = []
     for terms, usage in autos:
@@ -136,6 +141,17 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
             auto_cands.append(terms)
         else:
             ineligible.append(Skipped(terms, rejection, entered=False))
+    return ineligible, auto_cands
+
+
+def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
+             autos: Sequence[tuple[CodeTerms, Usage]], shopper: Shopper, cart: Cart,
+             now: datetime, policy: str) -> Evaluation:
+    """entered: (code as typed, its terms or None if unknown, live usage), request order.
+    autos: the auto-apply promotions that may concern this cart, with live usage."""
+    rejected, cands, typed_coupons = _check_typed(entered, shopper, cart, now)
+    alone = {id(t): standalone(t, cart) for t in cands}
+    ineligible, auto_cands = _check_autos(autos, typed_coupons, alone, shopper, cart, now)
 
     typed_ids = {id(t) for t in cands}
     pricing, exact = best_combination(cands + auto_cands, cart, policy, alone)

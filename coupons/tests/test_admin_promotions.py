@@ -45,7 +45,8 @@ def test_settings_list_opens_the_singleton_created_from_the_setting(marketing_cl
 
     response = marketing_client.get(SETTINGS)
 
-    assert response.status_code == 302 and response.url == SETTINGS_ONE
+    assert response.status_code == 302
+    assert response.url == SETTINGS_ONE
     assert PromotionSettings.objects.get().stacking_policy == "none"
     page = marketing_client.get(SETTINGS_ONE)
     assert page.status_code == 200
@@ -118,7 +119,8 @@ def test_try_it_previews_a_draft_auto_promotion(marketing_client):
     assert ("Total", "$85.00") in result["totals"]
     text = response.content.decode()
     assert "is not live: it is inactive" in text
-    assert 'class="own-row"' in text and "Spring draft" in text
+    assert 'class="own-row"' in text
+    assert "Spring draft" in text
 
 
 def test_try_it_previews_a_live_auto_promotion(marketing_client):

@@ -26,7 +26,7 @@ EDITS = 20
 
 
 def admin_clients(n: int) -> list[Client]:
-    user = User.objects.create_superuser("ops", password="x")  # noqa: S106
+    user = User.objects.create_superuser("ops", password="x")
     clients = []
     for _ in range(n):
         client = Client()
@@ -103,7 +103,8 @@ def test_admin_customer_edits_racing_confirms_lose_no_order():
     assert not unexpected(outcomes), unexpected(outcomes)
     customer.refresh_from_db()
     assert customer.orders_count == len(orders)
-    assert customer.segments[0] == "vip" and customer.segments[1].startswith("tier-")
+    assert customer.segments[0] == "vip"
+    assert customer.segments[1].startswith("tier-")
 
 
 def test_admin_code_limit_below_uses_is_refused_with_a_message():

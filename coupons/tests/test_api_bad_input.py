@@ -64,8 +64,10 @@ def assert_400(response, field: str | None = None):
     body = response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "fields"}
-    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["code"], str)
+    assert body["error"]["code"]
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
     assert isinstance(body["error"]["fields"], dict)
     if field is not None:
         assert field in body["error"]["fields"], body

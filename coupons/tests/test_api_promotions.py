@@ -67,7 +67,8 @@ def test_evaluate_without_codes_applies_the_auto_promotions(storefront):
     assert body["subtotal"] == "150.00"
     assert body["shipping"] == "7.99"
     assert body["total"] == "135.00"
-    assert body["rejected"] == [] and body["not_applied"] == []
+    assert body["rejected"] == []
+    assert body["not_applied"] == []
     applied = {a["code"]: a for a in body["applied"]}
     assert set(applied) == {"WEEKEND10", "SHIPELEC"}
     assert applied["WEEKEND10"] == {
@@ -76,17 +77,20 @@ def test_evaluate_without_codes_applies_the_auto_promotions(storefront):
         "lines": [{"sku": "SKU-1", "discount": "15.00"}]}
     assert applied["SHIPELEC"]["promotion"] == "Free shipping on electronics"
     assert body["lines"] == [{"sku": "SKU-1", "discount": "15.00"}]
-    assert body["stacking_policy"] == "by_group" and body["exact"] is True
+    assert body["stacking_policy"] == "by_group"
+    assert body["exact"] is True
 
 
 def test_cart_value_promotion_needs_its_minimum(storefront):
     auto("SPEND100", type="fixed", amount_minor=1500, min_cart_minor=10000, stackable=True)
     small = post(storefront, EVALUATE, cart=cart(("A", "home", "99.99", 1))).json()
     big = post(storefront, EVALUATE, cart=CART_100).json()
-    assert small["applied"] == [] and small["discount"] == "0.00"
+    assert small["applied"] == []
+    assert small["discount"] == "0.00"
     assert small["total"] == "99.99"
     assert [a["code"] for a in big["applied"]] == ["SPEND100"]
-    assert big["discount"] == "15.00" and big["total"] == "90.00"
+    assert big["discount"] == "15.00"
+    assert big["total"] == "90.00"
 
 
 def test_typed_code_beats_a_smaller_auto_promotion_and_says_why(storefront):
@@ -100,9 +104,11 @@ def test_typed_code_beats_a_smaller_auto_promotion_and_says_why(storefront):
     assert body["discount"] == "37.50"
     assert body["rejected"] == []
     [lost] = body["not_applied"]
-    assert lost["code"] == "WEEKEND10" and lost["promotion"] == "Weekend sale"
+    assert lost["code"] == "WEEKEND10"
+    assert lost["promotion"] == "Weekend sale"
     assert lost["reason"] == "stack_group_conflict"
-    assert "better combination" in lost["message"] and "SUMMER25" in lost["message"]
+    assert "better combination" in lost["message"]
+    assert "SUMMER25" in lost["message"]
 
 
 def test_auto_promotion_beats_a_smaller_typed_code_and_says_why(storefront):
@@ -112,15 +118,19 @@ def test_auto_promotion_beats_a_smaller_typed_code_and_says_why(storefront):
     assert [a["code"] for a in body["applied"]] == ["MEGA"]
     assert body["discount"] == "40.00"
     [rejected] = body["rejected"]
-    assert rejected["code"] == "TENPCT" and rejected["reason"] == "not_stackable"
-    assert "better combination" in rejected["message"] and "MEGA" in rejected["message"]
-    assert "$40.00" in rejected["message"] and "$15.00" in rejected["message"]
+    assert rejected["code"] == "TENPCT"
+    assert rejected["reason"] == "not_stackable"
+    assert "better combination" in rejected["message"]
+    assert "MEGA" in rejected["message"]
+    assert "$40.00" in rejected["message"]
+    assert "$15.00" in rejected["message"]
     # validate and apply say the same: the typed code is not applied
     validate = post(storefront, VALIDATE, coupon_code="TENPCT").json()
     assert validate == {"valid": False, "reason": "not_stackable",
                         "message": rejected["message"], "code": "TENPCT"}
     apply = post(storefront, APPLY, coupon_code="TENPCT", order_id="o-1")
-    assert apply.status_code == 422 and apply.json()["reason"] == "not_stackable"
+    assert apply.status_code == 422
+    assert apply.json()["reason"] == "not_stackable"
     assert not Redemption.objects.exists()
 
 
@@ -129,7 +139,8 @@ def test_ineligible_typed_codes_are_rejected_with_their_reason(storefront):
     body = post(storefront, EVALUATE, coupon_codes=["SUMMER25", "NOPE"]).json()
     assert [(x["code"], x["reason"]) for x in body["rejected"]] == [
         ("SUMMER25", "coupon_expired"), ("NOPE", "coupon_not_found")]
-    assert body["applied"] == [] and body["total"] == "157.99"
+    assert body["applied"] == []
+    assert body["total"] == "157.99"
 
 
 def test_auto_promotions_follow_segments_first_purchase_and_limits(storefront):
@@ -160,7 +171,8 @@ def test_currency_keeps_promotions_apart(storefront):
     usd = post(storefront, EVALUATE).json()
     eur = post(storefront, EVALUATE, cart=cart(("A", "x", "10.00", 1), currency="EUR")).json()
     assert usd["applied"] == []
-    assert eur["discount"] == "1.00" and eur["currency"] == "EUR"
+    assert eur["discount"] == "1.00"
+    assert eur["currency"] == "EUR"
 
 
 # --- the seed's stacking examples and every policy ----------------------------------------
@@ -236,7 +248,8 @@ def test_discount_never_exceeds_subtotal_nor_shipping(storefront):
         auto(f"BIG{i}", type="fixed", amount_minor=amount, stackable=True)
     auto("SHIP", type="free_shipping", stackable=True)
     body = post(storefront, EVALUATE, cart=CART_100).json()
-    assert body["discount"] == "100.00" and body["shipping_discount"] == "5.00"
+    assert body["discount"] == "100.00"
+    assert body["shipping_discount"] == "5.00"
     assert body["total"] == "0.00"
 
 
@@ -255,7 +268,8 @@ def test_validate_evaluate_and_apply_agree(storefront):
     assert evaluated["discount"] == validated["discount"] == applied["discount"] == "47.50"
     assert evaluated["shipping_discount"] == validated["shipping_discount"] == \
         applied["shipping_discount"] == "7.99"
-    assert validated["valid"] is True and validated["type"] == "percentage"
+    assert validated["valid"] is True
+    assert validated["type"] == "percentage"
     assert {c["code"]: c["auto"] for c in validated["coupons"]} == \
         {"SUMMER25": False, "TENOFF": True, "SHIPALL": True}
     assert {(x["code"], x["auto"]) for x in applied["redemptions"]} == \
@@ -272,7 +286,8 @@ def test_apply_without_codes_reserves_the_chosen_promotions(storefront):
     first = post(storefront, APPLY, order_id="o-1")
     assert first.status_code == 200, first.content
     body = first.json()
-    assert body["applied"] is True and body["discount"] == "15.00"
+    assert body["applied"] is True
+    assert body["discount"] == "15.00"
     assert [(x["code"], x["auto"]) for x in body["redemptions"]] == [("WEEKEND10", True)]
     # a retry with another key is a replay of the held promotions
     again = storefront.post(APPLY, {"order_id": "o-1", "cart": CART_150, "user_id": "u-1"},
@@ -283,7 +298,8 @@ def test_apply_without_codes_reserves_the_chosen_promotions(storefront):
     assert Coupon.objects.get(code="WEEKEND5").uses == 0
     # the order confirms like any other
     confirm = storefront.post("/api/v1/orders/o-1/confirm")
-    assert confirm.status_code == 200 and confirm.json()["status"] == "confirmed"
+    assert confirm.status_code == 200
+    assert confirm.json()["status"] == "confirmed"
 
 
 def test_apply_without_codes_and_nothing_to_apply(storefront):

@@ -38,7 +38,8 @@ def test_apply_reserves_budget_and_release_gives_it_back():
     coupon = CouponFactory(code="TENOFF", type="fixed", percent_bp=None, amount_minor=1000,
                            budget_minor=2500)
     first, second = apply("TENOFF"), apply("TENOFF")
-    assert reason(first) == reason(second) == "applied" and used(coupon) == 2000
+    assert reason(first) == reason(second) == "applied"
+    assert used(coupon) == 2000
     # $5 left cannot cover a $10 discount: validate and apply both say so.
     check = services.coupons_validate(codes=["TENOFF"], shopper=Shopper(id="c"), cart=CART)
     assert check.first_rejection.reason == "usage_limit_reached"
@@ -47,7 +48,8 @@ def test_apply_reserves_budget_and_release_gives_it_back():
     assert "budget" in third.rejection.message
     services.order_release(order_id=first.redemptions[0].order_id)
     assert used(coupon) == 1000
-    assert reason(apply("TENOFF")) == "applied" and used(coupon) == 2000
+    assert reason(apply("TENOFF")) == "applied"
+    assert used(coupon) == 2000
     # Confirmed redemptions keep holding their share.
     services.order_confirm(order_id=second.redemptions[0].order_id)
     assert used(coupon) == 2000
@@ -58,10 +60,12 @@ def test_expiry_returns_the_budget():
     coupon = CouponFactory(code="EXPIRING", type="fixed", percent_bp=None, amount_minor=500,
                            budget_minor=500)
     apply("EXPIRING")
-    assert used(coupon) == 500 and reason(apply("EXPIRING")) == "usage_limit_reached"
+    assert used(coupon) == 500
+    assert reason(apply("EXPIRING")) == "usage_limit_reached"
     Redemption.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     services.redemptions_expire_stale()
-    assert used(coupon) == 0 and reason(apply("EXPIRING")) == "applied"
+    assert used(coupon) == 0
+    assert reason(apply("EXPIRING")) == "applied"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -98,16 +102,20 @@ def test_admin_api_sets_and_shows_the_budget(admin_api):
     created = admin_api.post("/api/v1/admin/coupons", body, format="json")
     assert created.status_code == 201, created.content
     data = created.json()
-    assert data["budget"] == "500.00" and data["budget_used"] == "0.00"
+    assert data["budget"] == "500.00"
+    assert data["budget_used"] == "0.00"
     assert (data["leak_threshold"], data["farming_action"], data["limit_by_identity"]) == \
         (200, "block", True)
     bad = admin_api.patch("/api/v1/admin/coupons/BUDGETED", {"budget": "-1"}, format="json")
-    assert bad.status_code == 400 and "budget" in bad.json()["error"]["fields"]
+    assert bad.status_code == 400
+    assert "budget" in bad.json()["error"]["fields"]
     zero = admin_api.patch("/api/v1/admin/coupons/BUDGETED", {"budget": "0"}, format="json")
-    assert zero.status_code == 400 and "budget" in zero.json()["error"]["fields"]
+    assert zero.status_code == 400
+    assert "budget" in zero.json()["error"]["fields"]
     cleared = admin_api.patch("/api/v1/admin/coupons/BUDGETED", {"budget": None},
                               format="json")
-    assert cleared.status_code == 200 and cleared.json()["budget"] is None
+    assert cleared.status_code == 200
+    assert cleared.json()["budget"] is None
 
 
 @pytest.mark.django_db

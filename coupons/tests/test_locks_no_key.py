@@ -32,7 +32,7 @@ def hold_while(lock, inside) -> None:
                 lock()
                 locked.set()
                 done.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
             locked.set()
         finally:
@@ -41,7 +41,8 @@ def hold_while(lock, inside) -> None:
     thread = threading.Thread(target=holder)
     thread.start()
     try:
-        assert locked.wait(30) and not errors, errors
+        assert locked.wait(30), errors
+        assert not errors, errors
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL lock_timeout = '1s'")

@@ -101,7 +101,8 @@ def test_racing_applies_over_http_leave_one_set_per_order(two_coupons):
     refused = {o.value.json()["error"]["code"] for o in outcomes if o.value.status_code == 409}
     assert refused <= {"order_has_coupons"}, refused
     sets = held_sets()
-    assert len(sets) == TRIES and all(len(s) == 1 for s in sets.values()), sets
+    assert len(sets) == TRIES, sets
+    assert all(len(s) == 1 for s in sets.values()), sets
     assert_counters_match_rows()
 
 

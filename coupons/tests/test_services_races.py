@@ -129,7 +129,8 @@ def test_single_use_codes_and_coupon_limit_hold_together():
     assert coupon.uses == 30
     per_code = Counter(Redemption.objects.filter(coupon=coupon)
                        .values_list("code__code", flat=True))
-    assert len(per_code) == 30 and set(per_code.values()) == {1}
+    assert len(per_code) == 30
+    assert set(per_code.values()) == {1}
     assert dict(Code.objects.filter(coupon=coupon, uses__gt=0).values_list("code", "uses")) \
         == dict(per_code)
 

@@ -226,7 +226,8 @@ class Lifecycle(RuleBasedStateMachine):
         assert sorted(self.name_of[x.code.code] for x in created.values()) == sorted(expected)
         for pk in ids:  # in the reported order: the model's order must not depend on uuids
             x = created[pk]
-            assert x.status == RESERVED and x.order_id == order
+            assert x.status == RESERVED
+            assert x.order_id == order
             assert (x.customer.external_id if x.customer_id else None) == customer
             name = self.name_of[x.code.code]
             assert x.coupon_id == self.coupon_pk[CODES[name].coupon]
@@ -259,10 +260,12 @@ class Lifecycle(RuleBasedStateMachine):
             assert (kind, expected) == ("conflict", exc.error_code)
             return
         if result.rejection is not None:
-            assert kind == "rejected" and result.rejection.reason in _reasons(expected)
+            assert kind == "rejected"
+            assert result.rejection.reason in _reasons(expected)
             assert result.redemptions == []
         elif result.replayed:
-            assert kind == "replayed" and {x.pk for x in result.redemptions} == expected
+            assert kind == "replayed"
+            assert {x.pk for x in result.redemptions} == expected
         else:
             assert kind == "applied", (kind, expected)
             self.record_applied([x.pk for x in result.redemptions], expected, customer, order)
@@ -283,10 +286,12 @@ class Lifecycle(RuleBasedStateMachine):
                                                shopper=Shopper(id=customer), cart=CART,
                                                order_id=order)
         except ApiError as exc:
-            assert customer != holder and exc.error_code == "order_has_coupons"
+            assert customer != holder
+            assert exc.error_code == "order_has_coupons"
             return
         assert customer == holder, "another customer's apply replayed this order's coupons"
-        assert result.replayed and result.rejection is None
+        assert result.replayed
+        assert result.rejection is None
         assert {x.pk for x in result.redemptions} == set(held)
 
     # --- HTTP apply with an Idempotency-Key ---------------------------------------------
@@ -302,9 +307,11 @@ class Lifecycle(RuleBasedStateMachine):
         response = self.client.post(APPLY_URL, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
         payload = response.json()
         if kind == "conflict":
-            assert response.status_code == 409 and payload["error"]["code"] == expected
+            assert response.status_code == 409
+            assert payload["error"]["code"] == expected
         elif kind == "rejected":
-            assert response.status_code == 422 and payload["reason"] in _reasons(expected)
+            assert response.status_code == 422
+            assert payload["reason"] in _reasons(expected)
         else:
             assert response.status_code == 200, payload
             ids = [uuid.UUID(x["id"]) for x in payload["redemptions"]]

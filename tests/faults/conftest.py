@@ -57,7 +57,7 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
             value = predicate()
         except AssertionError:
             raise
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+        except Exception as exc:  # keep polling, report the last error
             last_error, value = exc, None
         if value:
             return value
@@ -81,7 +81,7 @@ def wait_for_progress(read: Callable[[], Any], done: Callable[[Any], bool], *, s
             value = read()
         except AssertionError:
             raise
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+        except Exception as exc:  # keep polling, report the last error
             last_error = exc
         else:
             if done(value):

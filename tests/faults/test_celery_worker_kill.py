@@ -90,7 +90,8 @@ def test_pool_process_killed_mid_task_is_retried_and_gives_back_once(private_red
                timeout=30, what="the message to be acknowledged")
     log = worker.service.log()
     assert worker.service.alive(), worker.service.log_tail()
-    assert len(worker.pool_pids()) == 1 and child not in worker.pool_pids()
+    assert len(worker.pool_pids()) == 1
+    assert child not in worker.pool_pids()
     assert "WorkerLostError" in log, worker.service.log_tail()
     assert len(re.findall(rf"Task {TASK}\[{task_id}\] received", log)) == 2, log[-3000:]
     assert len(succeeded) == 1, log[-3000:]
