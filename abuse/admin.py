@@ -15,10 +15,31 @@ class AbuseAlertAdmin(admin.ModelAdmin):
     search_fields = ["coupon__code", "message"]
     date_hierarchy = "updated_at"
     list_select_related = ("coupon",)
-    readonly_fields = ("kind", "coupon", "subject", "message", "details", "occurrences",
-                       "created_at", "updated_at", "reviewed_by", "reviewed_at")
-    fields = ("kind", "coupon", "message", "details", "occurrences", "status", "subject",
-              "created_at", "updated_at", "reviewed_by", "reviewed_at")
+    readonly_fields = (
+        "kind",
+        "coupon",
+        "subject",
+        "message",
+        "details",
+        "occurrences",
+        "created_at",
+        "updated_at",
+        "reviewed_by",
+        "reviewed_at",
+    )
+    fields = (
+        "kind",
+        "coupon",
+        "message",
+        "details",
+        "occurrences",
+        "status",
+        "subject",
+        "created_at",
+        "updated_at",
+        "reviewed_by",
+        "reviewed_at",
+    )
     actions = ["mark_reviewed", "dismiss"]
 
     def has_add_permission(self, request):
@@ -40,8 +61,9 @@ class AbuseAlertAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
 
     def _review(self, request, queryset, status: str) -> None:
-        changed = services.alerts_review(alert_ids=list(queryset.values_list("pk", flat=True)),
-                                         status=status, user=request.user)
+        changed = services.alerts_review(
+            alert_ids=list(queryset.values_list("pk", flat=True)), status=status, user=request.user
+        )
         self.message_user(request, f"{changed} alert(s) marked {status}.", messages.SUCCESS)
 
     @admin.action(description="Mark selected alerts reviewed", permissions=["change"])

@@ -16,8 +16,12 @@ import ipaddress
 from django.conf import settings
 
 # context field -> identity kind. `session_id` is not an identity (it changes per visit).
-IDENTITY_FIELDS = {"device_id": "device", "ip": "ip", "email": "email",
-                   "payment_fingerprint": "payment"}
+IDENTITY_FIELDS = {
+    "device_id": "device",
+    "ip": "ip",
+    "email": "email",
+    "payment_fingerprint": "payment",
+}
 
 
 def _key() -> bytes:
@@ -56,15 +60,17 @@ def digest(field: str, value: str) -> str:
 
 def digests(context: dict | None) -> dict[str, str]:
     """Identity kind -> digest, for the identity fields the request sent."""
-    return {kind: digest(field, context[field]) for field, kind in IDENTITY_FIELDS.items()
-            if context and context.get(field)}
+    return {
+        kind: digest(field, context[field])
+        for field, kind in IDENTITY_FIELDS.items()
+        if context and context.get(field)
+    }
 
 
 def stored_context(context: dict | None, digested: dict[str, str]) -> dict[str, str]:
     """What a redemption keeps of the context: the same fields, each hashed. `digested`:
     digests(context), so apply hashes each identity once."""
-    stored = {field: digested[kind] for field, kind in IDENTITY_FIELDS.items()
-              if kind in digested}
+    stored = {field: digested[kind] for field, kind in IDENTITY_FIELDS.items() if kind in digested}
     if context and context.get("session_id"):
         stored["session_id"] = digest("session_id", context["session_id"])
     return stored

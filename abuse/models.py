@@ -26,19 +26,21 @@ class AbuseAlert(models.Model):
     rows, so the list stays reviewable."""
 
     kind = models.CharField(max_length=20, choices=AlertKind.choices)
-    coupon = models.ForeignKey("coupons.Coupon", on_delete=models.CASCADE,
-                               related_name="abuse_alerts")
-    subject = models.CharField(max_length=100, blank=True,
-                               help_text="What the finding is about (an identity hash...).")
+    coupon = models.ForeignKey(
+        "coupons.Coupon", on_delete=models.CASCADE, related_name="abuse_alerts"
+    )
+    subject = models.CharField(
+        max_length=100, blank=True, help_text="What the finding is about (an identity hash...)."
+    )
     message = models.CharField(max_length=300)
     details = models.JSONField(default=dict, blank=True)
     occurrences = models.PositiveIntegerField(default=1)
-    status = models.CharField(max_length=10, choices=AlertStatus.choices,
-                              default=AlertStatus.OPEN)
+    status = models.CharField(max_length=10, choices=AlertStatus.choices, default=AlertStatus.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.SET_NULL, related_name="+")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     # The occurrence marketing was last emailed about (abuse.tasks.alert_email): a
     # redelivered task never sends the same occurrence twice.
@@ -46,8 +48,11 @@ class AbuseAlert(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        constraints = [models.UniqueConstraint(fields=["kind", "coupon", "subject"],
-                                               name="abuse_alert_one_per_subject")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "coupon", "subject"], name="abuse_alert_one_per_subject"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.coupon}"
@@ -58,10 +63,12 @@ class IdentityUse(models.Model):
     coupon that farming checks apply to. Live-ness comes from the redemption's status."""
 
     coupon = models.ForeignKey("coupons.Coupon", on_delete=models.CASCADE, related_name="+")
-    redemption = models.ForeignKey("coupons.Redemption", on_delete=models.CASCADE,
-                                   related_name="identities")
-    customer = models.ForeignKey("coupons.Customer", null=True, on_delete=models.CASCADE,
-                                 related_name="+")
+    redemption = models.ForeignKey(
+        "coupons.Redemption", on_delete=models.CASCADE, related_name="identities"
+    )
+    customer = models.ForeignKey(
+        "coupons.Customer", null=True, on_delete=models.CASCADE, related_name="+"
+    )
     kind = models.CharField(max_length=8)
     digest = models.CharField(max_length=64)
 

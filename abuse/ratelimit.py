@@ -33,8 +33,11 @@ from coupons import promotions
 
 logger = logging.getLogger(__name__)
 
-RATES = {"customer": "ABUSE_NOT_FOUND_RATE_CUSTOMER", "ip": "ABUSE_NOT_FOUND_RATE_IP",
-         "session": "ABUSE_NOT_FOUND_RATE_SESSION"}
+RATES = {
+    "customer": "ABUSE_NOT_FOUND_RATE_CUSTOMER",
+    "ip": "ABUSE_NOT_FOUND_RATE_IP",
+    "session": "ABUSE_NOT_FOUND_RATE_SESSION",
+}
 
 
 class RateLimited(Throttled):
@@ -101,8 +104,13 @@ class Guard:
             usage = None
             try:
                 for _ in range(attempts):
-                    usage = get_usage(self.request, group=f"coupon_not_found:{dimension}",
-                                      key=lambda _g, _r, v=value: v, rate=rate, increment=True)
+                    usage = get_usage(
+                        self.request,
+                        group=f"coupon_not_found:{dimension}",
+                        key=lambda _g, _r, v=value: v,
+                        rate=rate,
+                        increment=True,
+                    )
             except Exception:  # fail open
                 logger.warning("abuse rate limits skipped: Redis unavailable", exc_info=True)
                 redis_guard.pause()
@@ -122,5 +130,6 @@ class Guard:
     def _refuse(dimension: str, wait: float) -> None:
         metrics.abuse_rate_limited.labels(dimension).inc()
         wait = max(1, int(wait + 0.999))
-        raise RateLimited(wait=wait, detail=(
-            f"Too many attempts with unknown coupon codes for this {dimension}."))
+        raise RateLimited(
+            wait=wait, detail=(f"Too many attempts with unknown coupon codes for this {dimension}.")
+        )

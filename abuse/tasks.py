@@ -6,8 +6,13 @@ from abuse import services
 from abuse.models import AbuseAlert
 
 
-@shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=30,
-             retry_backoff_max=600, max_retries=8)
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    max_retries=8,
+)
 def alert_email(alert_id: int, occurrence: int) -> bool:
     """Email marketing about an automatic action (a leaked code was disabled). Retried
     with backoff while the mail server refuses; never sent twice for one occurrence."""

@@ -75,17 +75,32 @@ class AnalyticsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "data": data,
             "coupon": coupon,
             "csv_links": [
-                {"label": "Download CSV (daily)", "kind": "daily",
-                 "url": f"{base}?{query}&kind=daily"},
-                *([{"label": "Download CSV (top coupons)", "kind": "top",
-                    "url": f"{base}?{query}&kind=top"}]
-                  if data and data["top"] is not None else []),
-            ] if data else [],
+                {
+                    "label": "Download CSV (daily)",
+                    "kind": "daily",
+                    "url": f"{base}?{query}&kind=daily",
+                },
+                *(
+                    [
+                        {
+                            "label": "Download CSV (top coupons)",
+                            "kind": "top",
+                            "url": f"{base}?{query}&kind=top",
+                        }
+                    ]
+                    if data and data["top"] is not None
+                    else []
+                ),
+            ]
+            if data
+            else [],
             "simulate_form": SimulationForm() if coupon and can_simulate(request) else None,
-            "simulate_url": reverse("admin:analytics_simulationrun_simulate",
-                                    args=[coupon.pk]) if coupon else None,
+            "simulate_url": reverse("admin:analytics_simulationrun_simulate", args=[coupon.pk])
+            if coupon
+            else None,
             "coupon_change_url": reverse("admin:coupons_coupon_change", args=[coupon.pk])
-            if coupon and request.user.has_perm("coupons.view_coupon") else None,
+            if coupon and request.user.has_perm("coupons.view_coupon")
+            else None,
             "media": self.media + form.media,
             **(extra_context or {}),
         }
@@ -98,10 +113,14 @@ class AnalyticsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if kind not in CSV_KINDS:
             form.add_error(None, f"kind must be one of {', '.join(CSV_KINDS)}.")
         if not form.is_valid():
-            errors = "\n".join(f"{field}: {message}" for field, messages_ in
-                               form.errors.items() for message in messages_)
-            return HttpResponse(f"Bad filters:\n{errors}\n", status=400,
-                                content_type="text/plain; charset=utf-8")
+            errors = "\n".join(
+                f"{field}: {message}"
+                for field, messages_ in form.errors.items()
+                for message in messages_
+            )
+            return HttpResponse(
+                f"Bad filters:\n{errors}\n", status=400, content_type="text/plain; charset=utf-8"
+            )
         return csv_download(form, kind)
 
 
@@ -110,16 +129,36 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Runs are created by the what-if form (`simulate/<coupon id>/`) and written only by
     the task; their pages reload themselves while a run is queued or running."""
 
-    list_display = ("id", "coupon", "days", "status", "progress_bar", "carts",
-                    "expected_redemptions", "discount", "requested_by", "created_at",
-                    "finished_at")
+    list_display = (
+        "id",
+        "coupon",
+        "days",
+        "status",
+        "progress_bar",
+        "carts",
+        "expected_redemptions",
+        "discount",
+        "requested_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("status", "created_at")
     list_select_related = ("coupon", "requested_by")
     search_fields = ["coupon__code"]
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
-    fields = ("coupon", "days", "status", "progress_bar", "carts", "error", "requested_by",
-              "created_at", "started_at", "finished_at")
+    fields = (
+        "coupon",
+        "days",
+        "status",
+        "progress_bar",
+        "carts",
+        "error",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
     readonly_fields = fields
     change_form_template = "admin/analytics/simulationrun/change_form.html"
     change_list_template = "admin/analytics/simulationrun/change_list.html"
@@ -127,8 +166,11 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_bar(self, obj: SimulationRun) -> str:
-        return format_html('<progress value="{}" max="1" style="width:10em"></progress> {}%',
-                           obj.progress, round(obj.progress * 100))
+        return format_html(
+            '<progress value="{}" max="1" style="width:10em"></progress> {}%',
+            obj.progress,
+            round(obj.progress * 100),
+        )
 
     @admin.display(description="carts")
     def carts(self, obj: SimulationRun) -> str:
@@ -146,8 +188,10 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         running = SimulationRun.objects.filter(status__in=RUNNING).exists()
-        extra = {"refresh_seconds": self.refresh_seconds if running else None,
-                 **(extra_context or {})}
+        extra = {
+            "refresh_seconds": self.refresh_seconds if running else None,
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra_context=extra)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -161,9 +205,11 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 result=result,
                 result_rows=simulation_rows(result) if result else [],
                 analytics_url=f"{reverse('admin:analytics_dashboard')}?coupon={run.coupon.code}"
-                if request.user.has_perm(VIEW_PERMISSION) else None,
-                simulate_url=reverse("admin:analytics_simulationrun_simulate",
-                                     args=[run.coupon_id]) if can_simulate(request) else None,
+                if request.user.has_perm(VIEW_PERMISSION)
+                else None,
+                simulate_url=reverse("admin:analytics_simulationrun_simulate", args=[run.coupon_id])
+                if can_simulate(request)
+                else None,
             )
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
@@ -171,9 +217,10 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.simulate_view)
-        return [path("simulate/<int:coupon_id>/", view,
-                     name="analytics_simulationrun_simulate"),
-                *super().get_urls()]
+        return [
+            path("simulate/<int:coupon_id>/", view, name="analytics_simulationrun_simulate"),
+            *super().get_urls(),
+        ]
 
     def simulate_view(self, request, coupon_id: int):
         """GET: the form and this coupon's last runs; POST: start a run, go to its page."""
@@ -183,18 +230,26 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         form = SimulationForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
-                run = services.simulation_start(coupon=coupon, days=form.cleaned_data["days"],
-                                                requested_by=request.user)
+                run = services.simulation_start(
+                    coupon=coupon, days=form.cleaned_data["days"], requested_by=request.user
+                )
             except ValidationError as exc:
                 form.add_error("days", exc.messages)
             else:
-                self.message_user(request, f"What-if run of {coupon.code} over the last "
-                                           f"{run.days} days started; this page follows it.",
-                                  messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"What-if run of {coupon.code} over the last "
+                    f"{run.days} days started; this page follows it.",
+                    messages.SUCCESS,
+                )
                 return HttpResponseRedirect(
-                    reverse("admin:analytics_simulationrun_change", args=[run.pk]))
-        runs = (SimulationRun.objects.filter(coupon=coupon).select_related("requested_by")
-                .order_by("-created_at")[:RECENT_RUNS])
+                    reverse("admin:analytics_simulationrun_change", args=[run.pk])
+                )
+        runs = (
+            SimulationRun.objects.filter(coupon=coupon)
+            .select_related("requested_by")
+            .order_by("-created_at")[:RECENT_RUNS]
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": f"What-if: {coupon.code}",
@@ -204,6 +259,7 @@ class SimulationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "form": form,
             "runs": [{"run": run, "result": simulation_result(run)} for run in runs],
             "analytics_url": f"{reverse('admin:analytics_dashboard')}?coupon={coupon.code}"
-            if request.user.has_perm(VIEW_PERMISSION) else None,
+            if request.user.has_perm(VIEW_PERMISSION)
+            else None,
         }
         return TemplateResponse(request, "admin/analytics/simulate.html", context)

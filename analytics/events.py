@@ -39,21 +39,49 @@ from analytics.models import CouponEvent
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("occurred_at", "kind", "outcome", "code", "coupon_id", "customer_id", "order_id",
-           "currency", "order_value_minor", "discount_minor", "new_customer", "auto", "payload")
+COLUMNS = (
+    "occurred_at",
+    "kind",
+    "outcome",
+    "code",
+    "coupon_id",
+    "customer_id",
+    "order_id",
+    "currency",
+    "order_value_minor",
+    "discount_minor",
+    "new_customer",
+    "auto",
+    "payload",
+)
 FIELDS = frozenset(COLUMNS)
 # Text columns cut to their width at flush time: one over-long value must not make the
 # whole batch fail forever.
 _WIDTHS = {"outcome": 40, "code": 64, "customer_id": 100, "order_id": 100, "currency": 3}
-_DEFAULTS = {"outcome": "", "code": "", "coupon_id": None, "customer_id": "", "order_id": "",
-             "currency": "", "order_value_minor": 0, "discount_minor": 0,
-             "new_customer": False, "auto": False, "payload": None}
+_DEFAULTS = {
+    "outcome": "",
+    "code": "",
+    "coupon_id": None,
+    "customer_id": "",
+    "order_id": "",
+    "currency": "",
+    "order_value_minor": 0,
+    "discount_minor": 0,
+    "new_customer": False,
+    "auto": False,
+    "payload": None,
+}
 _COPY_SQL = f"COPY {CouponEvent._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
 
-events_written = Counter("analytics_events_written_total",
-                         "Coupon events inserted, by path (buffered or direct).", ["path"])
-events_dropped = Counter("analytics_events_dropped_total",
-                         "Buffered coupon events dropped (buffer full or unwritable batch).")
+events_written = Counter(
+    "analytics_events_written_total",
+    "Coupon events inserted, by path (buffered or direct).",
+    ["path"],
+)
+events_dropped = Counter(
+    "analytics_events_dropped_total",
+    "Buffered coupon events dropped (buffer full or unwritable batch).",
+)
 
 _lock = threading.Lock()  # guards _buffer and _dropping
 _flush_lock = threading.Lock()  # one flush at a time, so a failed batch keeps its place
@@ -82,8 +110,9 @@ def record(kind: str, **fields) -> None:
             warn, _dropping = not _dropping, True
         _buffer.append(fields)
     if warn:  # once per episode, and outside the lock (a log handler may block)
-        logger.warning("analytics buffer full (%d events): dropping the oldest",
-                       settings.ANALYTICS_BUFFER_MAX)
+        logger.warning(
+            "analytics buffer full (%d events): dropping the oldest", settings.ANALYTICS_BUFFER_MAX
+        )
     if _thread_pid != os.getpid():
         _start_flusher()
 

@@ -31,23 +31,30 @@ class CouponEvent(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=12, choices=EventKind.choices)
     outcome = models.CharField(
-        max_length=40, blank=True,
-        help_text='"valid", "applied", "ok" or a reason code such as coupon_expired.')
+        max_length=40,
+        blank=True,
+        help_text='"valid", "applied", "ok" or a reason code such as coupon_expired.',
+    )
     code = models.CharField(max_length=64, blank=True)
     coupon_id = models.BigIntegerField(null=True, blank=True)
-    customer_id = models.CharField(max_length=100, blank=True,
-                                   help_text="The storefront's customer id.")
+    customer_id = models.CharField(
+        max_length=100, blank=True, help_text="The storefront's customer id."
+    )
     order_id = models.CharField(max_length=100, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     order_value_minor = models.BigIntegerField(default=0)
     discount_minor = models.BigIntegerField(
-        default=0, help_text="Merchandise plus shipping discount.")
+        default=0, help_text="Merchandise plus shipping discount."
+    )
     new_customer = models.BooleanField(
-        default=False, help_text="The shopper had no confirmed order before.")
+        default=False, help_text="The shopper had no confirmed order before."
+    )
     auto = models.BooleanField(default=False)
     payload = models.JSONField(
-        null=True, blank=True,
-        help_text='kind=cart only: {"customer": {id, segments, orders_count}, "cart": {...}}.')
+        null=True,
+        blank=True,
+        help_text='kind=cart only: {"customer": {id, segments, orders_count}, "cart": {...}}.',
+    )
 
     class Meta:
         indexes = [
@@ -77,14 +84,16 @@ class DailyCouponFact(models.Model):
     order_value_minor = models.BigIntegerField(default=0, help_text="Sum over confirms.")
     returned_minor = models.BigIntegerField(default=0)
     new_customers = models.PositiveIntegerField(
-        default=0, help_text="Distinct confirming customers who were new.")
+        default=0, help_text="Distinct confirming customers who were new."
+    )
     customers = models.PositiveIntegerField(default=0, help_text="Distinct confirming customers.")
     rolled_up_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["day", "coupon_id", "currency"],
-                                    name="dailycouponfact_unique_day"),
+            models.UniqueConstraint(
+                fields=["day", "coupon_id", "currency"], name="dailycouponfact_unique_day"
+            ),
         ]
         indexes = [models.Index(fields=["coupon_id", "day"], name="dailycouponfact_coupon_idx")]
         # Its admin list is the analytics page (analytics/admin.py): named for marketing.
@@ -106,11 +115,14 @@ class DailySiteFact(models.Model):
     carts_without_discount = models.PositiveIntegerField(default=0)
     order_value_without_discount_minor = models.BigIntegerField(default=0)
     orders = models.PositiveIntegerField(
-        default=0, help_text="Distinct confirmed orders with at least one coupon.")
+        default=0, help_text="Distinct confirmed orders with at least one coupon."
+    )
     order_value_minor = models.BigIntegerField(
-        default=0, help_text="Their subtotals, each order once.")
+        default=0, help_text="Their subtotals, each order once."
+    )
     new_customers = models.PositiveIntegerField(
-        default=0, help_text="Distinct confirming customers who were new, over all coupons.")
+        default=0, help_text="Distinct confirming customers who were new, over all coupons."
+    )
     rolled_up_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -132,17 +144,20 @@ class SimulationStatus(models.TextChoices):
 class SimulationRun(models.Model):
     """A what-if run of one coupon over the carts of the last `days` days."""
 
-    coupon = models.ForeignKey("coupons.Coupon", on_delete=models.CASCADE,
-                               related_name="simulation_runs")
+    coupon = models.ForeignKey(
+        "coupons.Coupon", on_delete=models.CASCADE, related_name="simulation_runs"
+    )
     days = models.PositiveSmallIntegerField()
-    status = models.CharField(max_length=10, choices=SimulationStatus.choices,
-                              default=SimulationStatus.QUEUED)
+    status = models.CharField(
+        max_length=10, choices=SimulationStatus.choices, default=SimulationStatus.QUEUED
+    )
     carts_total = models.PositiveIntegerField(default=0)
     carts_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                     on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -71,8 +71,10 @@ def today() -> date:
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """[start, end) of a calendar day in the site's time zone."""
     tz = timezone.get_default_timezone()
-    return (datetime.combine(day, time.min, tzinfo=tz),
-            datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz))
+    return (
+        datetime.combine(day, time.min, tzinfo=tz),
+        datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz),
+    )
 
 
 def _prefixed(metrics: dict) -> dict:
@@ -88,65 +90,89 @@ def _by_day(qs):
     return qs.annotate(day=TruncDate("occurred_at", tzinfo=timezone.get_default_timezone()))
 
 
-def aggregate_coupons(start: datetime, end: datetime, *, coupon_id: int | None = None,
-                      currency: str | None = None) -> list[dict]:
+def aggregate_coupons(
+    start: datetime, end: datetime, *, coupon_id: int | None = None, currency: str | None = None
+) -> list[dict]:
     """Per (day, coupon_id, currency): COUPON_METRICS over the events in [start, end)."""
-    qs = CouponEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end,
-                                    coupon_id__isnull=False).exclude(kind=EventKind.CART)
+    qs = CouponEvent.objects.filter(
+        occurred_at__gte=start, occurred_at__lt=end, coupon_id__isnull=False
+    ).exclude(kind=EventKind.CART)
     if coupon_id is not None:
         qs = qs.filter(coupon_id=coupon_id)
     if currency is not None:
         qs = qs.filter(currency=currency)
-    return _named(_by_day(qs).values("day", "coupon_id", "currency")
-                  .annotate(**_prefixed(COUPON_METRICS)).order_by("day", "coupon_id", "currency"))
+    return _named(
+        _by_day(qs)
+        .values("day", "coupon_id", "currency")
+        .annotate(**_prefixed(COUPON_METRICS))
+        .order_by("day", "coupon_id", "currency")
+    )
 
 
-def aggregate_carts(start: datetime, end: datetime, *,
-                    currency: str | None = None) -> list[dict]:
+def aggregate_carts(start: datetime, end: datetime, *, currency: str | None = None) -> list[dict]:
     """Per (day, currency): CART_METRICS over the carts priced without any discount."""
-    qs = CouponEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end,
-                                    kind=EventKind.CART, discount_minor=0).exclude(currency="")
+    qs = CouponEvent.objects.filter(
+        occurred_at__gte=start, occurred_at__lt=end, kind=EventKind.CART, discount_minor=0
+    ).exclude(currency="")
     if currency is not None:
         qs = qs.filter(currency=currency)
-    return _named(_by_day(qs).values("day", "currency").annotate(**_prefixed(CART_METRICS))
-                  .order_by("day", "currency"))
+    return _named(
+        _by_day(qs)
+        .values("day", "currency")
+        .annotate(**_prefixed(CART_METRICS))
+        .order_by("day", "currency")
+    )
 
 
-def aggregate_orders(start: datetime, end: datetime, *,
-                     currency: str | None = None) -> list[dict]:
+def aggregate_orders(start: datetime, end: datetime, *, currency: str | None = None) -> list[dict]:
     """Per (day, currency): ORDER_METRICS over the confirmed orders in [start, end), each
     order once however many coupons it used. An order is its `order_id`; a confirm event
     without one is an order of its own."""
-    qs = CouponEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end,
-                                    kind=EventKind.CONFIRM, coupon_id__isnull=False) \
-        .exclude(currency="")
+    qs = CouponEvent.objects.filter(
+        occurred_at__gte=start, occurred_at__lt=end, kind=EventKind.CONFIRM, coupon_id__isnull=False
+    ).exclude(currency="")
     if currency is not None:
         qs = qs.filter(currency=currency)
-    inner = (_by_day(qs)
-             .annotate(o_day=F("day"), o_currency=F("currency"), o_order=F("order_id"),
-                       o_lone=Case(When(order_id="", then=F("id")), default=None,
-                                   output_field=BigIntegerField()))
-             .values("o_day", "o_currency", "o_order", "o_lone")
-             .annotate(o_value=Max("order_value_minor"), o_customer=Max("customer_id"),
-                       o_new=BoolOr("new_customer"))
-             .order_by())
+    inner = (
+        _by_day(qs)
+        .annotate(
+            o_day=F("day"),
+            o_currency=F("currency"),
+            o_order=F("order_id"),
+            o_lone=Case(
+                When(order_id="", then=F("id")), default=None, output_field=BigIntegerField()
+            ),
+        )
+        .values("o_day", "o_currency", "o_order", "o_lone")
+        .annotate(
+            o_value=Max("order_value_minor"),
+            o_customer=Max("customer_id"),
+            o_new=BoolOr("new_customer"),
+        )
+        .order_by()
+    )
     sql, params = inner.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(_ORDERS_SQL.format(inner=sql), params)
         rows = cursor.fetchall()
-    return [{"day": day, "currency": cur, **dict(zip(ORDER_METRICS, values, strict=True))}
-            for day, cur, *values in rows]
+    return [
+        {"day": day, "currency": cur, **dict(zip(ORDER_METRICS, values, strict=True))}
+        for day, cur, *values in rows
+    ]
 
 
 def aggregate_site(start: datetime, end: datetime, *, currency: str | None = None) -> list[dict]:
     """Per (day, currency): SITE_METRICS (carts without discount, and the orders each
     once) over [start, end); a metric with nothing to count is 0."""
     merged: dict[tuple, dict] = {}
-    for row in (*aggregate_carts(start, end, currency=currency),
-                *aggregate_orders(start, end, currency=currency)):
+    for row in (
+        *aggregate_carts(start, end, currency=currency),
+        *aggregate_orders(start, end, currency=currency),
+    ):
         key = (row["day"], row["currency"])
-        into = merged.setdefault(key, {"day": key[0], "currency": key[1],
-                                       **dict.fromkeys(SITE_METRICS, 0)})
+        into = merged.setdefault(
+            key, {"day": key[0], "currency": key[1], **dict.fromkeys(SITE_METRICS, 0)}
+        )
         into.update((name, value) for name, value in row.items() if name in SITE_METRICS)
     return [merged[key] for key in sorted(merged)]
 
@@ -167,8 +193,9 @@ def rollup_days(days: list[date]) -> int:
     coupon_facts, site_facts = [], []
     for day in days:
         start, end = day_bounds(day)
-        coupon_facts += [DailyCouponFact(**row, rolled_up_at=now)
-                         for row in aggregate_coupons(start, end)]
+        coupon_facts += [
+            DailyCouponFact(**row, rolled_up_at=now) for row in aggregate_coupons(start, end)
+        ]
         site_facts += [DailySiteFact(**row, rolled_up_at=now) for row in aggregate_site(start, end)]
     DailyCouponFact.objects.bulk_create(coupon_facts, batch_size=2000)
     DailySiteFact.objects.bulk_create(site_facts, batch_size=2000)

@@ -29,8 +29,15 @@ from coupons.selectors import normalize_code
 
 METRICS = tuple(rollup.COUPON_METRICS)
 SITE_METRICS = tuple(rollup.SITE_METRICS)
-TOP_ORDERS = ("redemptions", "validations", "redemption_rate", "discount", "order_value",
-              "revenue_impact", "new_customers")
+TOP_ORDERS = (
+    "redemptions",
+    "validations",
+    "redemption_rate",
+    "discount",
+    "order_value",
+    "revenue_impact",
+    "new_customers",
+)
 
 
 # Sums over facts, under names that do not clash with the fact columns.
@@ -40,6 +47,7 @@ _SITE_SUMS = {f"sum_{name}": Sum(name) for name in SITE_METRICS}
 
 # --- the numbers ------------------------------------------------------------------------
 
+
 def _sums(row: dict) -> dict:
     return {key.removeprefix("sum_"): value for key, value in row.items()}
 
@@ -48,8 +56,11 @@ def _split(start: date, end: date) -> tuple[tuple[date, date] | None, tuple | No
     """The closed days (from facts) and the live [start, end) time range, either None."""
     today = rollup.today()
     closed = (start, min(end, today - timedelta(days=1))) if start < today else None
-    live = (rollup.day_bounds(max(start, today))[0], rollup.day_bounds(end)[1]) \
-        if end >= today else None
+    live = (
+        (rollup.day_bounds(max(start, today))[0], rollup.day_bounds(end)[1])
+        if end >= today
+        else None
+    )
     if closed and closed[0] > closed[1]:
         closed = None
     return closed, live
@@ -60,8 +71,9 @@ def _add(into: dict, row: dict, names: Iterable[str]) -> None:
         into[name] = into.get(name, 0) + (row[name] or 0)
 
 
-def _coupon_metrics(start: date, end: date, *, by: str | None, currency: str,
-                    coupon_id: int | None = None) -> dict:
+def _coupon_metrics(
+    start: date, end: date, *, by: str | None, currency: str, coupon_id: int | None = None
+) -> dict:
     """METRICS summed per `by` ("day", "coupon_id") or overall (key None)."""
     out: dict = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     closed, live = _split(start, end)
@@ -110,16 +122,20 @@ def _average(total_minor: int, count: int, currency: str) -> str | None:
 
 # --- budget and campaign ----------------------------------------------------------------
 
+
 def _budget_used(coupon_ids: Iterable[int]) -> dict[int, dict[str, int]]:
     """coupon id -> {"confirmed": minor, "reserved": minor}: discount plus shipping
     discount held by its redemptions (all time: a budget is a lifetime total)."""
     out: dict[int, dict[str, int]] = defaultdict(lambda: {"confirmed": 0, "reserved": 0})
-    rows = (Redemption.objects
-            .filter(coupon_id__in=list(coupon_ids),
-                    status__in=[RedemptionStatus.CONFIRMED, RedemptionStatus.RESERVED])
-            .values("coupon_id", "status")
-            .annotate(total=Sum(F("discount_minor") + F("shipping_discount_minor")))
-            .order_by())
+    rows = (
+        Redemption.objects.filter(
+            coupon_id__in=list(coupon_ids),
+            status__in=[RedemptionStatus.CONFIRMED, RedemptionStatus.RESERVED],
+        )
+        .values("coupon_id", "status")
+        .annotate(total=Sum(F("discount_minor") + F("shipping_discount_minor")))
+        .order_by()
+    )
     for row in rows:
         out[row["coupon_id"]][row["status"]] = row["total"] or 0
     return out
@@ -131,10 +147,13 @@ def _budget(coupon: Coupon) -> dict | None:
     used = _budget_used([coupon.pk])[coupon.pk]
     spent, reserved, budget = used["confirmed"], used["reserved"], coupon.budget_minor
     cur = coupon.currency
-    return {"budget": format_amount(budget, cur), "spent": format_amount(spent, cur),
-            "reserved": format_amount(reserved, cur),
-            "remaining": format_amount(max(0, budget - spent - reserved), cur),
-            "burn": _rate(spent + reserved, budget)}
+    return {
+        "budget": format_amount(budget, cur),
+        "spent": format_amount(spent, cur),
+        "reserved": format_amount(reserved, cur),
+        "remaining": format_amount(max(0, budget - spent - reserved), cur),
+        "burn": _rate(spent + reserved, budget),
+    }
 
 
 def _campaign(coupon: Coupon) -> dict | None:
@@ -143,6 +162,7 @@ def _campaign(coupon: Coupon) -> dict | None:
 
 
 # --- public -----------------------------------------------------------------------------
+
 
 def coupon_by_code(code: str) -> Coupon | None:
     """The coupon whose identifier is `code`, in any case (None for no such coupon)."""
@@ -179,7 +199,8 @@ def coupon_stats(coupon: Coupon, *, start: date, end: date) -> dict:
         "returned_value": format_amount(m["returned_minor"], cur),
         "average_order_value": _average(value, redemptions, cur),
         "average_order_value_without_coupon": _average(
-            site["order_value_without_discount_minor"], site["carts_without_discount"], cur),
+            site["order_value_without_discount_minor"], site["carts_without_discount"], cur
+        ),
         "new_customers": m["new_customers"],
         "discount_per_new_customer": _average(discount, m["new_customers"], cur),
         "return_rate": _rate(m["returns"], redemptions),
@@ -197,32 +218,37 @@ def _order_side(m: dict, site: dict | None) -> tuple[int, int, int]:
     return site["orders"], site["order_value_minor"], site["new_customers"]
 
 
-def daily_series(*, start: date, end: date, coupon: Coupon | None = None,
-                 currency: str | None = None) -> list[dict]:
+def daily_series(
+    *, start: date, end: date, coupon: Coupon | None = None, currency: str | None = None
+) -> list[dict]:
     """One entry per day, zeros included; one coupon or all of them (then order value,
     revenue impact, orders and new customers count a stacked order once). `currency`
     defaults to the coupon's, or USD for all coupons."""
     cur = currency or (coupon.currency if coupon else "USD")
-    by_day = _coupon_metrics(start, end, by="day", currency=cur,
-                             coupon_id=coupon.pk if coupon else None)
+    by_day = _coupon_metrics(
+        start, end, by="day", currency=cur, coupon_id=coupon.pk if coupon else None
+    )
     site_by_day = None if coupon else _site_metrics(start, end, currency=cur, by="day")
     out = []
     for offset in range((end - start).days + 1):
         day = start + timedelta(days=offset)
         m = by_day.get(day) or dict.fromkeys(METRICS, 0)
-        site = None if site_by_day is None else \
-            site_by_day.get(day) or dict.fromkeys(SITE_METRICS, 0)
+        site = (
+            None if site_by_day is None else site_by_day.get(day) or dict.fromkeys(SITE_METRICS, 0)
+        )
         orders, value, new = _order_side(m, site)
-        out.append({
-            "day": day.isoformat(),
-            "validations": m["validations"],
-            "redemptions": m["confirms"],
-            "orders": orders,
-            "discount": format_amount(m["discount_minor"], cur),
-            "order_value": format_amount(value, cur),
-            "revenue_impact": format_amount(value - m["discount_minor"], cur),
-            "new_customers": new,
-        })
+        out.append(
+            {
+                "day": day.isoformat(),
+                "validations": m["validations"],
+                "redemptions": m["confirms"],
+                "orders": orders,
+                "discount": format_amount(m["discount_minor"], cur),
+                "order_value": format_amount(value, cur),
+                "revenue_impact": format_amount(value - m["discount_minor"], cur),
+                "new_customers": new,
+            }
+        )
     return out
 
 
@@ -255,8 +281,8 @@ def site_stats(*, start: date, end: date, currency: str = "USD") -> dict:
         "revenue_impact": format_amount(value - discount, currency),
         "average_order_value": _average(value, orders, currency),
         "average_order_value_without_coupon": _average(
-            site["order_value_without_discount_minor"], site["carts_without_discount"],
-            currency),
+            site["order_value_without_discount_minor"], site["carts_without_discount"], currency
+        ),
         "new_customers": new,
         "discount_per_new_customer": _average(discount, new, currency),
         "return_rate": None,
@@ -265,8 +291,9 @@ def site_stats(*, start: date, end: date, currency: str = "USD") -> dict:
     }
 
 
-def top_coupons(*, start: date, end: date, currency: str = "USD", limit: int = 20,
-                order_by: str = "redemptions") -> list[dict]:
+def top_coupons(
+    *, start: date, end: date, currency: str = "USD", limit: int = 20, order_by: str = "redemptions"
+) -> list[dict]:
     """The coupons with the most `order_by` (descending; TOP_ORDERS) in one currency."""
     if order_by not in TOP_ORDERS:
         raise ValueError(f"order_by must be one of {', '.join(TOP_ORDERS)}")
@@ -279,37 +306,53 @@ def top_coupons(*, start: date, end: date, currency: str = "USD", limit: int = 2
         if coupon is None:  # deleted since (events keep ids, not foreign keys)
             continue
         discount, value = m["discount_minor"], m["order_value_minor"]
-        rows.append(({
-            "redemptions": m["confirms"], "validations": m["validations"],
-            "redemption_rate": _rate(m["confirms"], m["validations"]) or 0.0,
-            "discount": discount, "order_value": value, "revenue_impact": value - discount,
-            "new_customers": m["new_customers"]}[order_by], coupon, m))
+        rows.append(
+            (
+                {
+                    "redemptions": m["confirms"],
+                    "validations": m["validations"],
+                    "redemption_rate": _rate(m["confirms"], m["validations"]) or 0.0,
+                    "discount": discount,
+                    "order_value": value,
+                    "revenue_impact": value - discount,
+                    "new_customers": m["new_customers"],
+                }[order_by],
+                coupon,
+                m,
+            )
+        )
     rows.sort(key=lambda row: (-row[0], row[1].code))
     out = []
     for _, coupon, m in rows[:limit]:
         discount, value = m["discount_minor"], m["order_value_minor"]
         has_budget = coupon.budget_minor is not None
-        out.append({
-            "coupon_id": coupon.pk,
-            "code": coupon.code,
-            "description": coupon.description,
-            "redemptions": m["confirms"],
-            "validations": m["validations"],
-            "redemption_rate": _rate(m["confirms"], m["validations"]),
-            "discount": format_amount(discount, currency),
-            "order_value": format_amount(value, currency),
-            "revenue_impact": format_amount(value - discount, currency),
-            "new_customers": m["new_customers"],
-            "budget": format_amount(coupon.budget_minor, currency) if has_budget else None,
-            "budget_spent": format_amount(used[coupon.pk]["confirmed"], currency)
-            if has_budget else None,
-        })
+        out.append(
+            {
+                "coupon_id": coupon.pk,
+                "code": coupon.code,
+                "description": coupon.description,
+                "redemptions": m["confirms"],
+                "validations": m["validations"],
+                "redemption_rate": _rate(m["confirms"], m["validations"]),
+                "discount": format_amount(discount, currency),
+                "order_value": format_amount(value, currency),
+                "revenue_impact": format_amount(value - discount, currency),
+                "new_customers": m["new_customers"],
+                "budget": format_amount(coupon.budget_minor, currency) if has_budget else None,
+                "budget_spent": format_amount(used[coupon.pk]["confirmed"], currency)
+                if has_budget
+                else None,
+            }
+        )
     return out
 
 
 def campaign_stats(campaign: Campaign, *, start: date, end: date) -> dict:
     """coupon_stats of the campaign's coupon, with the campaign's inventory."""
     stats = coupon_stats(campaign.coupon, start=start, end=end)
-    stats.update(campaign={"id": str(campaign.pk), "name": campaign.name},
-                 inventory=campaign.inventory, claimed=campaign.claimed)
+    stats.update(
+        campaign={"id": str(campaign.pk), "name": campaign.name},
+        inventory=campaign.inventory,
+        claimed=campaign.claimed,
+    )
     return stats

@@ -46,8 +46,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--run-id", default=str(int(time.time())))
     parser.add_argument("--timeout", type=float, default=30.0, help="per request")
-    parser.add_argument("--deadline", type=float, default=60.0,
-                        help="send no new request after this many seconds")
+    parser.add_argument(
+        "--deadline", type=float, default=60.0, help="send no new request after this many seconds"
+    )
     parser.add_argument("--workers", type=int, default=None, help="label: gunicorn workers")
     parser.add_argument("--out", default=None, help="append the JSON line to this file")
     args = parser.parse_args()
@@ -69,13 +70,19 @@ def main() -> None:
             if n is None or time.perf_counter() - start[0] > args.deadline:
                 return
             tag = f"{args.run_id}-{n}"
-            body = (f'{{"coupon_code":"{args.code}","customer":{{"id":"hot-{tag}"}},'
-                    f'"order_id":"o-{tag}","cart":{cart}}}')
+            body = (
+                f'{{"coupon_code":"{args.code}","customer":{{"id":"hot-{tag}"}},'
+                f'"order_id":"o-{tag}","cart":{cart}}}'
+            )
             began = time.perf_counter()
             try:
                 conn = http.client.HTTPConnection(args.host, args.port, timeout=args.timeout)
-                conn.request("POST", "/api/v1/coupons/apply", body=body,
-                             headers={**headers, "Idempotency-Key": f"k-{tag}"})
+                conn.request(
+                    "POST",
+                    "/api/v1/coupons/apply",
+                    body=body,
+                    headers={**headers, "Idempotency-Key": f"k-{tag}"},
+                )
                 response = conn.getresponse()
                 response.read()
                 status = response.status

@@ -37,6 +37,7 @@ def percentile(values: list[float], q: float) -> float:
 
 # --- Django parts -------------------------------------------------------------------------
 
+
 def _django():
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
@@ -66,9 +67,13 @@ def setup(args) -> None:
         Coupon.objects.filter(pk__in=coupons).delete()
     now = timezone.now()
     campaign = services.campaign_create(
-        name=BENCH_CAMPAIGN_NAME, inventory=args.units, starts_at=now - timedelta(minutes=1),
-        ends_at=now + timedelta(hours=1), claim_hold_minutes=15,
-        discount={"type": "percentage", "percent_bp": 2000, "currency": "USD"})
+        name=BENCH_CAMPAIGN_NAME,
+        inventory=args.units,
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+        claim_hold_minutes=15,
+        discount={"type": "percentage", "percent_bp": 2000, "currency": "USD"},
+    )
     print(campaign.pk)
 
 
@@ -83,9 +88,15 @@ def check(args) -> None:
     customers = claims.values("customer").distinct().count()
     tokens = claims.values("code").distinct().count()
     exact = n == customers == tokens == campaign.claimed == campaign.inventory
-    row = {"kind": "claims_check", "claims": n, "distinct_customers": customers,
-           "distinct_tokens": tokens, "claimed": campaign.claimed,
-           "inventory": campaign.inventory, "verdict": "EXACT" if exact else "MISMATCH"}
+    row = {
+        "kind": "claims_check",
+        "claims": n,
+        "distinct_customers": customers,
+        "distinct_tokens": tokens,
+        "claimed": campaign.claimed,
+        "inventory": campaign.inventory,
+        "verdict": "EXACT" if exact else "MISMATCH",
+    }
     if args.load_line:
         load = json.loads(args.load_line)
         row["http_201"] = load.get("status", {}).get("201", 0)
@@ -106,15 +117,18 @@ def _emit(row: dict, out: str | None) -> None:
 
 # --- the HTTP load (no Django) ------------------------------------------------------------
 
+
 def _request_bytes(args, i: int) -> bytes:
     body = json.dumps({"user_id": f"bc-{i % args.customers}"}).encode()
-    head = (f"POST /api/v1/campaigns/{args.campaign}/claim HTTP/1.1\r\n"
-            f"Host: {args.host}:{args.port}\r\n"
-            f"Authorization: Api-Key {args.key}\r\n"
-            f"Idempotency-Key: claim-{args.run_id}-{i}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n")
+    head = (
+        f"POST /api/v1/campaigns/{args.campaign}/claim HTTP/1.1\r\n"
+        f"Host: {args.host}:{args.port}\r\n"
+        f"Authorization: Api-Key {args.key}\r\n"
+        f"Idempotency-Key: claim-{args.run_id}-{i}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -129,7 +143,7 @@ def _send(args, payload: bytes) -> tuple[int, bytes]:
             chunks.append(chunk)
     data = b"".join(chunks)
     status = int(data[9:12])
-    return status, data[data.find(b"\r\n\r\n") + 4:]
+    return status, data[data.find(b"\r\n\r\n") + 4 :]
 
 
 def _client_process(args, part: int, start_at: float, queue) -> None:
@@ -173,8 +187,10 @@ def _client_process(args, part: int, start_at: float, queue) -> None:
 def load(args) -> None:
     start_at = time.time() + 1.0  # every process has built its requests by then
     queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_client_process, args=(args, p, start_at, queue))
-             for p in range(args.processes)]
+    procs = [
+        mp.Process(target=_client_process, args=(args, p, start_at, queue))
+        for p in range(args.processes)
+    ]
     for proc in procs:
         proc.start()
     results, errors = [], Counter()
@@ -189,10 +205,14 @@ def load(args) -> None:
     latencies = [lat * 1000 for _, _, lat, _ in results]
     claim_ids = {cid for status, _, _, cid in results if cid}
     row = {
-        "kind": "claims_load", "run_id": args.run_id, "workers": args.workers,
+        "kind": "claims_load",
+        "run_id": args.run_id,
+        "workers": args.workers,
         "background_busy_pct": args.background_busy,
-        "requests": args.requests, "customers": args.customers,
-        "completed": len(results), "transport_errors": dict(errors),
+        "requests": args.requests,
+        "customers": args.customers,
+        "completed": len(results),
+        "transport_errors": dict(errors),
         "clients": args.processes * args.threads,
         "status": {str(k): v for k, v in sorted(statuses.items())},
         "distinct_claims_seen": len(claim_ids),
@@ -227,8 +247,12 @@ def main() -> None:
     ld.add_argument("--timeout", type=float, default=30.0)
     ld.add_argument("--workers", type=int, default=None, help="label: gunicorn workers")
     ld.add_argument("--run-id", default=str(int(time.time())))
-    ld.add_argument("--background-busy", type=int, default=None,
-                    help="label: machine CPU busy %% just before the run")
+    ld.add_argument(
+        "--background-busy",
+        type=int,
+        default=None,
+        help="label: machine CPU busy %% just before the run",
+    )
     ld.add_argument("--out", default=None)
     args = parser.parse_args()
     {"setup": setup, "check": check, "load": load}[args.cmd](args)

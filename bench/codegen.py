@@ -76,7 +76,7 @@ def raw_copy(count: int) -> float:
         cursor.execute("BEGIN")
         with cursor.copy("COPY bench_codegen_raw (code) FROM STDIN") as copy:
             for start in range(0, len(payload), 1 << 20):
-                copy.write(payload[start:start + (1 << 20)])
+                copy.write(payload[start : start + (1 << 20)])
         cursor.execute("COMMIT")
         elapsed = time.perf_counter() - started
         cursor.execute("SELECT count(*) FROM bench_codegen_raw")
@@ -92,12 +92,32 @@ class Worker:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--pool", "prefork",
-             "--concurrency", "1", "--loglevel", "INFO", "-Q", QUEUE, "--without-gossip",
-             "--without-mingle", "--without-heartbeat",
-             "--hostname", f"codegen-bench-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(ROOT / ".venv/bin/celery"),
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-Q",
+                QUEUE,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"codegen-bench-{os.getpid()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 60) -> int:
         deadline = time.monotonic() + timeout
@@ -123,8 +143,9 @@ class Worker:
 
 def run_task(count: int, pool_pid: int, sender: Celery) -> dict:
     coupon, _ = Coupon.objects.get_or_create(
-        code="BENCHGEN", defaults={"type": "percentage", "percent_bp": 1000,
-                                   "description": "bench/codegen.py"})
+        code="BENCHGEN",
+        defaults={"type": "percentage", "percent_bp": 1000, "description": "bench/codegen.py"},
+    )
     batch = CodeBatch.objects.create(coupon=coupon, prefix=PREFIX, requested=count)
     rss_before = proc_status(pool_pid, "VmRSS")
     started = time.perf_counter()
@@ -139,25 +160,38 @@ def run_task(count: int, pool_pid: int, sender: Celery) -> dict:
     elapsed = time.perf_counter() - started
     peak = proc_status(pool_pid, "VmHWM")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*), count(DISTINCT code), "
-                       "count(*) FILTER (WHERE code !~ %s) FROM coupons_code WHERE batch_id = %s",
-                       [rf"^{PREFIX}[0-9A-HJKMNP-TV-Z]{{12}}$", batch.pk])
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT code), "
+            "count(*) FILTER (WHERE code !~ %s) FROM coupons_code WHERE batch_id = %s",
+            [rf"^{PREFIX}[0-9A-HJKMNP-TV-Z]{{12}}$", batch.pk],
+        )
         rows, distinct, malformed = cursor.fetchone()
     ok = batch.status == "done" and rows == distinct == count and malformed == 0
-    return {"batch_id": str(batch.pk), "status": batch.status, "seconds": round(elapsed, 3),
-            "rows": rows, "distinct": distinct, "malformed": malformed, "ok": ok,
-            "worker_rss_before_mb": round((rss_before or 0) / 1024, 1),
-            "worker_peak_rss_mb": round((peak or 0) / 1024, 1)}
+    return {
+        "batch_id": str(batch.pk),
+        "status": batch.status,
+        "seconds": round(elapsed, 3),
+        "rows": rows,
+        "distinct": distinct,
+        "malformed": malformed,
+        "ok": ok,
+        "worker_rss_before_mb": round((rss_before or 0) / 1024, 1),
+        "worker_peak_rss_mb": round((peak or 0) / 1024, 1),
+    }
 
 
 def cleanup() -> None:
     """Remove the bench's batches and their codes (growth_bench stays its size)."""
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM coupons_code WHERE batch_id IN (SELECT b.id FROM "
-                       "codebatches_codebatch b JOIN coupons_coupon c ON c.id = b.coupon_id "
-                       "WHERE c.code = 'BENCHGEN')")
-        cursor.execute("DELETE FROM codebatches_codebatch WHERE coupon_id IN "
-                       "(SELECT id FROM coupons_coupon WHERE code = 'BENCHGEN')")
+        cursor.execute(
+            "DELETE FROM coupons_code WHERE batch_id IN (SELECT b.id FROM "
+            "codebatches_codebatch b JOIN coupons_coupon c ON c.id = b.coupon_id "
+            "WHERE c.code = 'BENCHGEN')"
+        )
+        cursor.execute(
+            "DELETE FROM codebatches_codebatch WHERE coupon_id IN "
+            "(SELECT id FROM coupons_coupon WHERE code = 'BENCHGEN')"
+        )
     Code.objects.filter(coupon__code="BENCHGEN", batch__isnull=True).delete()
     # A million deleted rows leave the table and its six indexes bloated; without this
     # every later run inserts into gigabytes of dead pages (measured: 3.2 GB for 101,006
@@ -175,8 +209,9 @@ def main() -> int:
     args = parser.parse_args()
     db_name = settings.DATABASES["default"]["NAME"]
     if "bench" not in db_name:
-        print(f"refusing to run against {db_name!r}: use the growth_bench database",
-              file=sys.stderr)
+        print(
+            f"refusing to run against {db_name!r}: use the growth_bench database", file=sys.stderr
+        )
         return 2
     cleanup()
     log_path = ROOT / "bench" / "out" / f"codegen-worker-{args.run_id}.log"
@@ -195,11 +230,17 @@ def main() -> int:
             raw = raw_copy(args.count)
             task = run_task(args.count, pool_pid, sender)
             cleanup()
-            row = {"kind": "codegen", "run_id": args.run_id, "repeat": i + 1,
-                   "count": args.count, "raw_copy_s": round(raw, 3),
-                   "task_s": task["seconds"], "ratio": round(task["seconds"] / raw, 2),
-                   "codes_per_s": round(args.count / task["seconds"]),
-                   **{k: v for k, v in task.items() if k != "seconds"}}
+            row = {
+                "kind": "codegen",
+                "run_id": args.run_id,
+                "repeat": i + 1,
+                "count": args.count,
+                "raw_copy_s": round(raw, 3),
+                "task_s": task["seconds"],
+                "ratio": round(task["seconds"] / raw, 2),
+                "codes_per_s": round(args.count / task["seconds"]),
+                **{k: v for k, v in task.items() if k != "seconds"},
+            }
             failed |= not task["ok"]
             rows.append(row)
             with open(args.results, "a") as out:
@@ -208,15 +249,21 @@ def main() -> int:
         sender.close()
         worker.stop()
         cleanup()
-    print(f"\nBulk code generation: {args.count:,} codes "
-          f"(target: < 10 s, within 2x of the raw COPY, worker peak < 200 MB)")
-    print(f"{'run':>3}  {'raw COPY s':>10}  {'task s':>7}  {'ratio':>5}  {'codes/s':>9}  "
-          f"{'worker peak MB':>14}  result")
+    print(
+        f"\nBulk code generation: {args.count:,} codes "
+        f"(target: < 10 s, within 2x of the raw COPY, worker peak < 200 MB)"
+    )
+    print(
+        f"{'run':>3}  {'raw COPY s':>10}  {'task s':>7}  {'ratio':>5}  {'codes/s':>9}  "
+        f"{'worker peak MB':>14}  result"
+    )
     for r in rows:
         verdict = "OK" if r["ok"] else f"WRONG ({r['rows']} rows, {r['distinct']} distinct)"
-        print(f"{r['repeat']:>3}  {r['raw_copy_s']:>10.2f}  {r['task_s']:>7.2f}  "
-              f"{r['ratio']:>5.2f}  {r['codes_per_s']:>9,}  {r['worker_peak_rss_mb']:>14.1f}  "
-              f"{verdict}")
+        print(
+            f"{r['repeat']:>3}  {r['raw_copy_s']:>10.2f}  {r['task_s']:>7.2f}  "
+            f"{r['ratio']:>5.2f}  {r['codes_per_s']:>9,}  {r['worker_peak_rss_mb']:>14.1f}  "
+            f"{verdict}"
+        )
     return 1 if failed else 0
 
 

@@ -37,9 +37,15 @@ from core.models import ApiKey  # noqa: E402
 
 def cart() -> dict:
     categories = ["electronics", "home", "apparel", "grocery"]
-    items = [{"sku": f"SKU-{i}", "category": categories[i % 4],
-              "unit_price": f"{5 + i * 3}.{(i * 17) % 100:02d}", "quantity": 1 + i % 3}
-             for i in range(1, 21)]
+    items = [
+        {
+            "sku": f"SKU-{i}",
+            "category": categories[i % 4],
+            "unit_price": f"{5 + i * 3}.{(i * 17) % 100:02d}",
+            "quantity": 1 + i % 3,
+        }
+        for i in range(1, 21)
+    ]
     return {"currency": "USD", "items": items, "shipping": "7.99"}
 
 
@@ -60,8 +66,11 @@ class QueryLog:
 
     def __call__(self, execute, sql, params, many, context):
         started = time.perf_counter()
-        if self.lock_started is None and "FOR UPDATE" in sql and \
-                re.search(r'FROM "?coupons_coupon"?', sql):
+        if (
+            self.lock_started is None
+            and "FOR UPDATE" in sql
+            and re.search(r'FROM "?coupons_coupon"?', sql)
+        ):
             self.lock_started = started
         try:
             return execute(sql, params, many, context)
@@ -88,13 +97,15 @@ class QueryLog:
                 if self.lock_started is not None:
                     self.lock_held.append(ended - self.lock_started)
                     self.lock_started = None
+
         return wrapped
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("path", nargs="?", default="validate",
-                        choices=["validate", "apply", "bare"])
+    parser.add_argument(
+        "path", nargs="?", default="validate", choices=["validate", "apply", "bare"]
+    )
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -111,11 +122,14 @@ def main() -> None:
             return client.get("/bench/bare")
         payload = {"coupon_code": "BENCH25", "customer": {"id": f"p-{run}-{i}"}, "cart": body}
         if args.path == "validate":
-            return client.post("/api/v1/coupons/validate", payload,
-                               content_type="application/json")
+            return client.post("/api/v1/coupons/validate", payload, content_type="application/json")
         payload["order_id"] = f"po-{run}-{i}"
-        return client.post("/api/v1/coupons/apply", payload, content_type="application/json",
-                           HTTP_IDEMPOTENCY_KEY=f"pk-{run}-{i}")
+        return client.post(
+            "/api/v1/coupons/apply",
+            payload,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=f"pk-{run}-{i}",
+        )
 
     for i in range(50):  # warm caches, the pool and imports
         response = call(-1 - i)
@@ -135,19 +149,25 @@ def main() -> None:
     with connection.execute_wrapper(one):
         call(args.n + 1)
     print(f"== {args.path}: {args.n} calls in-process (django.test.Client, no server)")
-    print(f"per request: {elapsed / args.n * 1000:.2f} ms, {log.count / args.n:.1f} SQL "
-          f"queries, {log.seconds / args.n * 1000:.2f} ms waiting on PostgreSQL "
-          f"({log.seconds / elapsed:.0%})")
+    print(
+        f"per request: {elapsed / args.n * 1000:.2f} ms, {log.count / args.n:.1f} SQL "
+        f"queries, {log.seconds / args.n * 1000:.2f} ms waiting on PostgreSQL "
+        f"({log.seconds / elapsed:.0%})"
+    )
     if log.lock_held:
         held = sorted(log.lock_held)
-        print(f"coupon row lock held per apply: avg {sum(held) / len(held) * 1000:.2f} ms, "
-              f"p50 {held[len(held) // 2] * 1000:.2f} ms (SELECT ... FOR UPDATE to COMMIT "
-              f"done) -> at most {len(held) / sum(held):.0f} applies/s on one coupon; "
-              f"COMMITs {log.commit_seconds / args.n * 1000:.2f} ms per request")
-        print(f"  of which {log.locked_statements / len(held):.1f} statements (COMMIT "
-              f"included) waiting on PostgreSQL: "
-              f"{log.locked_sql_seconds / len(held) * 1000:.2f} ms; the rest is Python "
-              f"(ORM query building, pricing) while the row stays locked")
+        print(
+            f"coupon row lock held per apply: avg {sum(held) / len(held) * 1000:.2f} ms, "
+            f"p50 {held[len(held) // 2] * 1000:.2f} ms (SELECT ... FOR UPDATE to COMMIT "
+            f"done) -> at most {len(held) / sum(held):.0f} applies/s on one coupon; "
+            f"COMMITs {log.commit_seconds / args.n * 1000:.2f} ms per request"
+        )
+        print(
+            f"  of which {log.locked_statements / len(held):.1f} statements (COMMIT "
+            f"included) waiting on PostgreSQL: "
+            f"{log.locked_sql_seconds / len(held) * 1000:.2f} ms; the rest is Python "
+            f"(ORM query building, pricing) while the row stays locked"
+        )
     print("queries of one request:")
     for sql in one.sql:
         print("   ", " ".join(sql.split())[:150])
@@ -163,7 +183,7 @@ def main() -> None:
         stats.sort_stats(sort).print_stats(args.top)
         text = stream.getvalue()
         print(f"-- top {args.top} by {sort} (cProfile, {args.n} calls) --")
-        print(text[text.find("   ncalls"):].rstrip())
+        print(text[text.find("   ncalls") :].rstrip())
 
 
 if __name__ == "__main__":

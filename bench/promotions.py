@@ -64,17 +64,38 @@ def seed(n: int) -> float:
     """Replace the bench promotions by n new ones; tell every process. -> seconds."""
     db = connection.settings_dict
     if "bench" not in db["NAME"]:  # DATABASE_URL not set: this would be the dev database
-        raise SetupError(f"refusing to replace promotions in database {db['NAME']!r}: set "
-                         f"DATABASE_URL to the bench database (bench/run.sh does)")
-    env = dict(os.environ, PGHOST=db.get("HOST") or "127.0.0.1",
-               PGPORT=str(db.get("PORT") or 5432), PGUSER=db.get("USER") or "postgres")
+        raise SetupError(
+            f"refusing to replace promotions in database {db['NAME']!r}: set "
+            f"DATABASE_URL to the bench database (bench/run.sh does)"
+        )
+    env = dict(
+        os.environ,
+        PGHOST=db.get("HOST") or "127.0.0.1",
+        PGPORT=str(db.get("PORT") or 5432),
+        PGUSER=db.get("USER") or "postgres",
+    )
     if db.get("PASSWORD"):
         env["PGPASSWORD"] = db["PASSWORD"]
     started = time.perf_counter()
-    done = subprocess.run(  # noqa: S603 - fixed arguments; psql from PATH as run.sh uses it
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"n={int(n)}",  # noqa: S607
-         "-d", db["NAME"], "-f", str(SEED_SQL)],
-        env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(  # noqa: S603 - fixed arguments
+        [  # noqa: S607 - psql from PATH, as run.sh uses it
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            f"n={int(n)}",
+            "-d",
+            db["NAME"],
+            "-f",
+            str(SEED_SQL),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SetupError(f"seeding {n} promotions failed: {done.stderr.strip()[-500:]}")
     seconds = time.perf_counter() - started
@@ -135,8 +156,7 @@ def what_it_meets(cart) -> dict:
 
 
 def evaluate(cart, shopper):
-    return services.promotions_evaluate(codes=promotions_cart.CODES, shopper=shopper,
-                                        cart=cart)
+    return services.promotions_evaluate(codes=promotions_cart.CODES, shopper=shopper, cart=cart)
 
 
 def pct(sorted_values: list[float], p: float) -> float:
@@ -188,14 +208,24 @@ def measure(n: int, cart, args, profile_out) -> dict:
     cpu_ms = (time.process_time() - cpu0) * 1000 / len(times)
     busy = cpu_busy_since(mark)
     times_sorted = sorted(times)
-    row = {"kind": "promo_inproc", "n": n, "lines": len(cart.lines),
-           "codes": len(promotions_cart.CODES), "calls": len(times),
-           "p50_ms": round(pct(times_sorted, 0.50), 3),
-           "p99_ms": round(pct(times_sorted, 0.99), 3),
-           "mean_ms": round(statistics.fmean(times), 3),
-           "max_ms": round(times_sorted[-1], 3), "cpu_ms_per_call": round(cpu_ms, 3),
-           "build_ms": round(build, 1), "seed_s": round(seed_s, 2), "rebuilds": rebuilds,
-           "cpu_busy_pct": busy, "background_busy_pct": args.background_busy, **meets}
+    row = {
+        "kind": "promo_inproc",
+        "n": n,
+        "lines": len(cart.lines),
+        "codes": len(promotions_cart.CODES),
+        "calls": len(times),
+        "p50_ms": round(pct(times_sorted, 0.50), 3),
+        "p99_ms": round(pct(times_sorted, 0.99), 3),
+        "mean_ms": round(statistics.fmean(times), 3),
+        "max_ms": round(times_sorted[-1], 3),
+        "cpu_ms_per_call": round(cpu_ms, 3),
+        "build_ms": round(build, 1),
+        "seed_s": round(seed_s, 2),
+        "rebuilds": rebuilds,
+        "cpu_busy_pct": busy,
+        "background_busy_pct": args.background_busy,
+        **meets,
+    }
     if profile_out is not None:
         # About 3 s of calls (cProfile slows them down about 2x), at least 20.
         count = max(20, min(len(shoppers), int(1500 / max(row["mean_ms"], 0.01))))
@@ -207,8 +237,10 @@ def measure(n: int, cart, args, profile_out) -> dict:
         for order, top in (("tottime", 25), ("cumulative", 30)):
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(top)
-            profile_out.write(f"=== N = {n}: {count} calls of services.promotions_evaluate, "
-                              f"top {top} by {order} ===\n{text.getvalue()}\n")
+            profile_out.write(
+                f"=== N = {n}: {count} calls of services.promotions_evaluate, "
+                f"top {top} by {order} ===\n{text.getvalue()}\n"
+            )
         profile_out.flush()
     return row
 
@@ -218,13 +250,25 @@ def main() -> int:
     parser.add_argument("results", help="JSON lines file to append to")
     parser.add_argument("--ns", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--budget", type=float, default=20.0,
-                        help="seconds of timed calls per N at most (at least 100 calls)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=20.0,
+        help="seconds of timed calls per N at most (at least 100 calls)",
+    )
     parser.add_argument("--seed-only", type=int, default=None, metavar="N")
-    parser.add_argument("--background-busy", type=int, default=None,
-                        help="machine CPU busy %% before the run (bench/run.sh), recorded")
-    parser.add_argument("--profile", default=None, metavar="FILE",
-                        help="also cProfile about 3 s of calls per N into FILE")
+    parser.add_argument(
+        "--background-busy",
+        type=int,
+        default=None,
+        help="machine CPU busy %% before the run (bench/run.sh), recorded",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="also cProfile about 3 s of calls per N into FILE",
+    )
     args = parser.parse_args()
     cart = CartField().to_internal_value(promotions_cart.cart())  # the API's own parser
 
@@ -233,10 +277,12 @@ def main() -> int:
             seconds = seed(args.seed_only)
             if args.seed_only:
                 meets = what_it_meets(cart)
-                print(f"  seeded {args.seed_only} auto promotions in {seconds:.1f} s: the cart "
-                      f"meets {meets['candidates']} candidates, {meets['eligible']} eligible; "
-                      f"applied: {meets['applied_auto']} of them and "
-                      f"{meets['applied_typed']} of {len(promotions_cart.CODES)} typed codes")
+                print(
+                    f"  seeded {args.seed_only} auto promotions in {seconds:.1f} s: the cart "
+                    f"meets {meets['candidates']} candidates, {meets['eligible']} eligible; "
+                    f"applied: {meets['applied_auto']} of them and "
+                    f"{meets['applied_typed']} of {len(promotions_cart.CODES)} typed codes"
+                )
             else:
                 print(f"  removed the bench promotions ({seconds:.1f} s)")
             return 0
@@ -244,12 +290,16 @@ def main() -> int:
         print(f"promotions bench: cannot set up: {exc}", file=sys.stderr)
         return 2
 
-    print(f"  in-process: services.promotions_evaluate, {len(cart.lines)}-line cart "
-          f"(subtotal {cart.subtotal / 100:.2f} USD), codes {' '.join(promotions_cart.CODES)}, "
-          f"{args.calls} calls per N (at most {args.budget:.0f} s)")
-    head = (f"  {'N':>6} {'cand':>5} {'elig':>5} {'appl':>4} {'SQL':>3} {'live':>4} "
-            f"{'build ms':>8} {'calls':>5} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} "
-            f"{'max ms':>7} {'cpu ms':>6} {'CPU':>4}")
+    print(
+        f"  in-process: services.promotions_evaluate, {len(cart.lines)}-line cart "
+        f"(subtotal {cart.subtotal / 100:.2f} USD), codes {' '.join(promotions_cart.CODES)}, "
+        f"{args.calls} calls per N (at most {args.budget:.0f} s)"
+    )
+    head = (
+        f"  {'N':>6} {'cand':>5} {'elig':>5} {'appl':>4} {'SQL':>3} {'live':>4} "
+        f"{'build ms':>8} {'calls':>5} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} "
+        f"{'max ms':>7} {'cpu ms':>6} {'CPU':>4}"
+    )
     print(head, flush=True)
     with open(args.profile, "w") if args.profile else contextlib.nullcontext() as profile_out:
         for n in args.ns:
@@ -260,16 +310,23 @@ def main() -> int:
                 return 2
             with open(args.results, "a") as out:
                 out.write(json.dumps(row) + "\n")
-            print(f"  {n:>6} {row['candidates']:>5} {row['eligible']:>5} "
-                  f"{row['applied_auto'] + row['applied_typed']:>4} "
-                  f"{row['queries_per_call']:>3} {row['live_codes']:>4} "
-                  f"{row['build_ms']:>8.1f} {row['calls']:>5} {row['p50_ms']:>7.2f} "
-                  f"{row['p99_ms']:>7.2f} {row['mean_ms']:>7.2f} {row['max_ms']:>7.2f} "
-                  f"{row['cpu_ms_per_call']:>6.2f} {row['cpu_busy_pct']:>3}%", flush=True)
-    print("  cand = promotions the index returns for the cart; elig = those passing every "
-          "check; appl = applied (auto + typed);")
-    print("  SQL = queries per call; live = codes whose counters that query reads; "
-          "cpu ms = this process's CPU per call")
+            print(
+                f"  {n:>6} {row['candidates']:>5} {row['eligible']:>5} "
+                f"{row['applied_auto'] + row['applied_typed']:>4} "
+                f"{row['queries_per_call']:>3} {row['live_codes']:>4} "
+                f"{row['build_ms']:>8.1f} {row['calls']:>5} {row['p50_ms']:>7.2f} "
+                f"{row['p99_ms']:>7.2f} {row['mean_ms']:>7.2f} {row['max_ms']:>7.2f} "
+                f"{row['cpu_ms_per_call']:>6.2f} {row['cpu_busy_pct']:>3}%",
+                flush=True,
+            )
+    print(
+        "  cand = promotions the index returns for the cart; elig = those passing every "
+        "check; appl = applied (auto + typed);"
+    )
+    print(
+        "  SQL = queries per call; live = codes whose counters that query reads; "
+        "cpu ms = this process's CPU per call"
+    )
     return 0
 
 

@@ -22,9 +22,14 @@ def items() -> list[dict]:
         category = CATEGORIES[i % 3]
         sku = category + 50 * (i // 3)
         cents = 299 + (i * 1373) % 2700  # $2.99 .. $29.98
-        out.append({"sku": f"BSKU-{sku:04d}", "category": f"cat-{category:02d}",
-                    "unit_price": f"{cents // 100}.{cents % 100:02d}",
-                    "quantity": 1 + (i * 7) % 2})
+        out.append(
+            {
+                "sku": f"BSKU-{sku:04d}",
+                "category": f"cat-{category:02d}",
+                "unit_price": f"{cents // 100}.{cents % 100:02d}",
+                "quantity": 1 + (i * 7) % 2,
+            }
+        )
     return out
 
 

@@ -42,8 +42,7 @@ from bench import promotions_cart
 def pct(sorted_values: list[float], p: float) -> float | None:
     if not sorted_values:
         return None
-    return sorted_values[max(0, min(len(sorted_values) - 1,
-                                    math.ceil(p * len(sorted_values)) - 1))]
+    return sorted_values[max(0, min(len(sorted_values) - 1, math.ceil(p * len(sorted_values)) - 1))]
 
 
 def cpu_mark() -> tuple[int, int]:
@@ -93,8 +92,11 @@ class Client:
     def __init__(self, port: int, key: str, server_pid: int | None = None):
         self.server_pid = server_pid
         self.port = port
-        self.headers = {"Authorization": f"Api-Key {key}",
-                        "Content-Type": "application/json", "Connection": "keep-alive"}
+        self.headers = {
+            "Authorization": f"Api-Key {key}",
+            "Content-Type": "application/json",
+            "Connection": "keep-alive",
+        }
         self.prefix, self.suffix = promotions_cart.body_parts()
 
     def connection(self) -> http.client.HTTPConnection:
@@ -171,17 +173,27 @@ class Client:
         last = max((r[2] for r in records), default=start)
         client_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         return {
-            "offered_rps": rate, "duration_s": duration, "threads": threads,
-            "scheduled": count, "sent": len(records), "dropped": count - len(records),
-            "ok": ok_count, "errors": sum(errors.values()), "error_kinds": errors,
+            "offered_rps": rate,
+            "duration_s": duration,
+            "threads": threads,
+            "scheduled": count,
+            "sent": len(records),
+            "dropped": count - len(records),
+            "ok": ok_count,
+            "errors": sum(errors.values()),
+            "error_kinds": errors,
             "achieved_rps": round(ok_count / max(last - start, 1e-9), 1),
-            "p50_ms": r2(pct(latency, 0.50)), "p90_ms": r2(pct(latency, 0.90)),
-            "p99_ms": r2(pct(latency, 0.99)), "max_ms": r2(latency[-1] if latency else None),
-            "service_p50_ms": r2(pct(service, 0.50)), "service_p99_ms": r2(pct(service, 0.99)),
+            "p50_ms": r2(pct(latency, 0.50)),
+            "p90_ms": r2(pct(latency, 0.90)),
+            "p99_ms": r2(pct(latency, 0.99)),
+            "max_ms": r2(latency[-1] if latency else None),
+            "service_p50_ms": r2(pct(service, 0.50)),
+            "service_p99_ms": r2(pct(service, 0.99)),
             "late_p99_ms": r2(pct(late, 0.99)),
             "client_cpu_ms_per_req": r2(client_cpu * 1000 / max(len(records), 1)),
             "server_cpu_ms_per_req": r2(server_cpu * 1000 / max(len(records), 1))
-            if servers else None,
+            if servers
+            else None,
             "cpu_busy_pct": busy,
         }
 
@@ -192,18 +204,22 @@ def r2(value: float | None) -> float | None:
 
 def line(stats: dict) -> str:
     errs = stats["errors"] + stats["dropped"]
-    return (f"{stats['offered_rps']:>7.0f} {stats['achieved_rps']:>8.0f} {stats['sent']:>6} "
-            f"{fmt(stats['p50_ms'])} {fmt(stats['p90_ms'])} {fmt(stats['p99_ms'])} "
-            f"{fmt(stats['max_ms'], 8)} {fmt(stats['service_p99_ms'])} {errs:>6} "
-            f"{fmt(stats['server_cpu_ms_per_req'], 6)} {stats['cpu_busy_pct']:>3}%")
+    return (
+        f"{stats['offered_rps']:>7.0f} {stats['achieved_rps']:>8.0f} {stats['sent']:>6} "
+        f"{fmt(stats['p50_ms'])} {fmt(stats['p90_ms'])} {fmt(stats['p99_ms'])} "
+        f"{fmt(stats['max_ms'], 8)} {fmt(stats['service_p99_ms'])} {errs:>6} "
+        f"{fmt(stats['server_cpu_ms_per_req'], 6)} {stats['cpu_busy_pct']:>3}%"
+    )
 
 
 def fmt(value, width: int = 7) -> str:
     return f"{value:>{width}.2f}" if value is not None else f"{'-':>{width}}"
 
 
-HEAD = (f"{'offered':>7} {'achieved':>8} {'sent':>6} {'p50 ms':>7} {'p90 ms':>7} "
-        f"{'p99 ms':>7} {'max ms':>8} {'svc p99':>7} {'errors':>6} {'srv ms':>6} {'CPU':>4}")
+HEAD = (
+    f"{'offered':>7} {'achieved':>8} {'sent':>6} {'p50 ms':>7} {'p90 ms':>7} "
+    f"{'p99 ms':>7} {'max ms':>8} {'svc p99':>7} {'errors':>6} {'srv ms':>6} {'CPU':>4}"
+)
 
 
 def main() -> int:
@@ -213,18 +229,29 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--warmup", type=float, default=3.0,
-                        help="seconds at --rate first, not recorded (every worker builds "
-                             "its catalog and caches)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds at --rate first, not recorded (every worker builds its catalog and caches)",
+    )
     parser.add_argument("--grace", type=float, default=2.0)
-    parser.add_argument("--ramp", default="", help='offered rates after the fixed run, '
-                        'e.g. "300 400 600": each for --stage s, until one is not sustained')
+    parser.add_argument(
+        "--ramp",
+        default="",
+        help="offered rates after the fixed run, "
+        'e.g. "300 400 600": each for --stage s, until one is not sustained',
+    )
     parser.add_argument("--stage", type=float, default=5.0)
     parser.add_argument("--target-p99", type=float, default=15.0)
     parser.add_argument("--n", type=int, default=None, help="promotions seeded (recorded)")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (recorded)")
-    parser.add_argument("--server-pid", type=int, default=None,
-                        help="gunicorn master: its and its workers' CPU per request")
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="gunicorn master: its and its workers' CPU per request",
+    )
     parser.add_argument("--background-busy", type=int, default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -234,23 +261,33 @@ def main() -> int:
     status, ok, conn, data = client.send(conn, random.Random(0))  # noqa: S311
     conn.close()
     if not ok:
-        print(f"promotions over HTTP: cannot set up: first answer {status}: {data[:300]!r}",
-              file=sys.stderr)
+        print(
+            f"promotions over HTTP: cannot set up: first answer {status}: {data[:300]!r}",
+            file=sys.stderr,
+        )
         return 2
     body = json.loads(data)
     auto = [a["code"] for a in body["applied"] if a["auto"]]
     typed = [a["code"] for a in body["applied"] if not a["auto"]]
-    print(f"  POST {promotions_cart.PATH}: {len(body['applied'])} applied ({len(auto)} auto, "
-          f"typed {' '.join(typed) or '-'}), {len(body['not_applied'])} not applied, "
-          f"{len(body['rejected'])} typed rejected; discount {body['discount']} + shipping "
-          f"{body['shipping_discount']}; response {len(data):,} bytes")
+    print(
+        f"  POST {promotions_cart.PATH}: {len(body['applied'])} applied ({len(auto)} auto, "
+        f"typed {' '.join(typed) or '-'}), {len(body['not_applied'])} not applied, "
+        f"{len(body['rejected'])} typed rejected; discount {body['discount']} + shipping "
+        f"{body['shipping_discount']}; response {len(data):,} bytes"
+    )
 
-    common = {"n": args.n, "workers": args.workers, "background_busy_pct": args.background_busy,
-              "response_bytes": len(data)}
+    common = {
+        "n": args.n,
+        "workers": args.workers,
+        "background_busy_pct": args.background_busy,
+        "response_bytes": len(data),
+    }
     rows = []
     client.run(args.rate, args.warmup, args.threads, args.grace)
-    print(f"  open loop, latency from each request's due time; {args.threads} client threads; "
-          f"svc = from send; srv ms = gunicorn CPU per request")
+    print(
+        f"  open loop, latency from each request's due time; {args.threads} client threads; "
+        f"svc = from send; srv ms = gunicorn CPU per request"
+    )
     print("  " + HEAD)
     fixed = client.run(args.rate, args.duration, args.threads, args.grace)
     print("  " + line(fixed) + "   fixed rate", flush=True)
@@ -260,26 +297,43 @@ def main() -> int:
     threads = max(args.threads, 16)
     for rate in rates:
         stats = client.run(rate, args.stage, threads, args.grace)
-        sustained = (stats["errors"] == 0 and stats["dropped"] == 0
-                     and stats["achieved_rps"] >= 0.95 * rate
-                     and (stats["p99_ms"] or 1e9) < 200)
+        sustained = (
+            stats["errors"] == 0
+            and stats["dropped"] == 0
+            and stats["achieved_rps"] >= 0.95 * rate
+            and (stats["p99_ms"] or 1e9) < 200
+        )
         stats["sustained"] = sustained
-        print("  " + line(stats) + f"   ramp: {'sustained' if sustained else 'NOT sustained'}",
-              flush=True)
+        print(
+            "  " + line(stats) + f"   ramp: {'sustained' if sustained else 'NOT sustained'}",
+            flush=True,
+        )
         rows.append({"kind": "promo_http", "stage": "ramp", **common, **stats})
         if not sustained:
             break
     ramp = [r for r in rows if r["stage"] == "ramp"]
     if ramp:
         held = [r["offered_rps"] for r in ramp if r["sustained"]]
-        fast = [r["offered_rps"] for r in ramp + rows[:1]
-                if r["errors"] == 0 and (r["p99_ms"] or 1e9) < args.target_p99]
-        print(f"  highest rate sustained: {max(held):.0f}/s" if held else
-              "  no ramp rate was sustained", end="")
-        print(f"; highest with p99 < {args.target_p99:g} ms: {max(fast):.0f}/s" if fast else
-              f"; none with p99 < {args.target_p99:g} ms")
-        print("  (sustained: no errors or dropped requests, >= 95% of the offered rate "
-              "answered, p99 < 200 ms)")
+        fast = [
+            r["offered_rps"]
+            for r in ramp + rows[:1]
+            if r["errors"] == 0 and (r["p99_ms"] or 1e9) < args.target_p99
+        ]
+        print(
+            f"  highest rate sustained: {max(held):.0f}/s"
+            if held
+            else "  no ramp rate was sustained",
+            end="",
+        )
+        print(
+            f"; highest with p99 < {args.target_p99:g} ms: {max(fast):.0f}/s"
+            if fast
+            else f"; none with p99 < {args.target_p99:g} ms"
+        )
+        print(
+            "  (sustained: no errors or dropped requests, >= 95% of the offered rate "
+            "answered, p99 < 200 ms)"
+        )
     if args.out:
         with open(args.out, "a") as out:
             for row in rows:

@@ -17,11 +17,15 @@ def num(value, fmt: str = ".0f", none: str = "-") -> str:
 
 def checkout_sections(add, env, wrk, applies, checks, pgb, short) -> None:
     """Steps 5-6: wrk, the apply race, pgbench, and the issue's checkout targets."""
-    add(f"HTTP throughput (wrk -t2, {env.get('duration', '?')} s per run, --latency). CPU = "
-        f"both cores' busy % during the run,")
+    add(
+        f"HTTP throughput (wrk -t2, {env.get('duration', '?')} s per run, --latency). CPU = "
+        f"both cores' busy % during the run,"
+    )
     add("bg = busy % from other processes just before it")
-    add(f"{'workers':>7} {'conns':>5}  {'test':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
-        f"{'non-2xx':>7} {'sockerr':>7} {'CPU':>4} {'bg':>4}  note")
+    add(
+        f"{'workers':>7} {'conns':>5}  {'test':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
+        f"{'non-2xx':>7} {'sockerr':>7} {'CPU':>4} {'bg':>4}  note"
+    )
     bare = {(r["workers"], r["conns"]): r for r in wrk if r["test"] == "bare"}
     for r in wrk:
         note = ""
@@ -31,41 +35,55 @@ def checkout_sections(add, env, wrk, applies, checks, pgb, short) -> None:
                 note = f"{r['rps'] / base['rps']:.0%} of bare"
             if r.get("bodies_not_valid"):
                 note += f"  {r['bodies_not_valid']} bodies not valid:true!"
-        add(f"{r['workers']:>7} {r['conns']:>5}  {r['test']:<9} {num(r.get('rps')):>7} "
+        add(
+            f"{r['workers']:>7} {r['conns']:>5}  {r['test']:<9} {num(r.get('rps')):>7} "
             f"{num(r.get('p50_ms'), '.2f'):>7} {num(r.get('p99_ms'), '.2f'):>8} "
             f"{r.get('non2xx', 0):>7} {sum(r.get('socket_errors', {}).values()):>7} "
             f"{num(r.get('cpu_busy_pct')) + '%':>4} {num(r.get('background_busy_pct')) + '%':>4}"
-            f"  {note}")
+            f"  {note}"
+        )
     add("")
 
     add("Hot-coupon apply race over HTTP (HOT1000, max_uses_total 1000; unique order,")
     add("Idempotency-Key and customer per call; redemptions/s = 200s / time of the last 200)")
-    add(f"{'workers':>7} {'sent':>5} {'200':>5} {'422':>5} {'other':>5} {'sell-out s':>10} "
-        f"{'redeem/s':>8} {'calls/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'CPU':>4}  check")
+    add(
+        f"{'workers':>7} {'sent':>5} {'200':>5} {'422':>5} {'other':>5} {'sell-out s':>10} "
+        f"{'redeem/s':>8} {'calls/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'CPU':>4}  check"
+    )
     for r in applies:
         other = r["sent"] - r["ok"] - r["rejected_422"]
         check = checks.get(r["workers"], {})
         verdict = check.get("verdict", "?")
-        add(f"{r['workers']:>7} {r['sent']:>5} {r['ok']:>5} {r['rejected_422']:>5} {other:>5} "
+        add(
+            f"{r['workers']:>7} {r['sent']:>5} {r['ok']:>5} {r['rejected_422']:>5} {other:>5} "
             f"{num(r.get('sell_out_s'), '.2f'):>10} {num(r.get('redemptions_per_s')):>8} "
             f"{num(r.get('requests_per_s')):>7} {num(r.get('p50_ms'), '.1f'):>7} "
             f"{num(r.get('p99_ms'), '.1f'):>8} {num(check.get('cpu_busy_pct')) + '%':>4}  "
             f"{verdict} (uses={check.get('uses')}, "
-            f"reserved={check.get('reserved')}, http 200={r['ok']})")
+            f"reserved={check.get('reserved')}, http 200={r['ok']})"
+        )
     add("")
 
-    add(f"pgbench on one hot row, {env.get('pg_duration', '?')} s each. apply_tx.sql = apply's "
-        f"SQL (new customer; then lock coupon, code,")
-    add("customer; counters + redemption in one statement; commit). apply_tx_short.sql = "
-        "only the one write statement")
-    add(f"{'clients':>7} {'tps':>7} {'avg ms':>7} {'CPU':>4} {'failed':>6} {'short tps':>9} "
-        f"{'avg ms':>7} {'CPU':>4}  check")
+    add(
+        f"pgbench on one hot row, {env.get('pg_duration', '?')} s each. apply_tx.sql = apply's "
+        f"SQL (new customer; then lock coupon, code,"
+    )
+    add(
+        "customer; counters + redemption in one statement; commit). apply_tx_short.sql = "
+        "only the one write statement"
+    )
+    add(
+        f"{'clients':>7} {'tps':>7} {'avg ms':>7} {'CPU':>4} {'failed':>6} {'short tps':>9} "
+        f"{'avg ms':>7} {'CPU':>4}  check"
+    )
     for r in pgb:
         s = short.get(r["clients"], {})
-        add(f"{r['clients']:>7} {num(r.get('tps')):>7} {num(r.get('latency_ms'), '.2f'):>7} "
+        add(
+            f"{r['clients']:>7} {num(r.get('tps')):>7} {num(r.get('latency_ms'), '.2f'):>7} "
             f"{num(r.get('cpu_busy_pct')) + '%':>4} {num(r.get('failed')):>6} "
             f"{num(s.get('tps')):>9} {num(s.get('latency_ms'), '.2f'):>7} "
-            f"{num(s.get('cpu_busy_pct')) + '%':>4}  {r.get('verdict', '')}")
+            f"{num(s.get('cpu_busy_pct')) + '%':>4}  {r.get('verdict', '')}"
+        )
     add("")
 
     add("Targets from the issue (informational; make bench never fails on them)")
@@ -75,25 +93,33 @@ def checkout_sections(add, env, wrk, applies, checks, pgb, short) -> None:
         base = bare.get((best["workers"], best["conns"]), {})
         ratio = best["rps"] / base["rps"] if base.get("rps") else None
         met = best["rps"] >= 2500 and (best.get("p99_ms") or 1e9) < 10
-        add(f"  validate p99 < 10 ms at >= 2,500 req/s: best {best['rps']:.0f} req/s, "
+        add(
+            f"  validate p99 < 10 ms at >= 2,500 req/s: best {best['rps']:.0f} req/s, "
             f"p99 {num(best.get('p99_ms'), '.2f')} ms (workers {best['workers']}, "
-            f"c{best['conns']}) -> {'met' if met else 'NOT met'}")
+            f"c{best['conns']}) -> {'met' if met else 'NOT met'}"
+        )
         fast = [r for r in validate if (r.get("p99_ms") or 1e9) < 10]
         if fast:
             top = max(fast, key=lambda r: r["rps"])
-            add(f"    highest validate req/s with p99 < 10 ms: {top['rps']:.0f} "
-                f"(workers {top['workers']}, c{top['conns']})")
+            add(
+                f"    highest validate req/s with p99 < 10 ms: {top['rps']:.0f} "
+                f"(workers {top['workers']}, c{top['conns']})"
+            )
         else:
             add("    no validate run had p99 < 10 ms")
-        add(f"  validate >= 35% of bare: {num(ratio * 100 if ratio else None)}% "
-            f"-> {'met' if ratio and ratio >= 0.35 else 'NOT met'}")
+        add(
+            f"  validate >= 35% of bare: {num(ratio * 100 if ratio else None)}% "
+            f"-> {'met' if ratio and ratio >= 0.35 else 'NOT met'}"
+        )
     if applies:
         best_apply = max(applies, key=lambda r: r.get("redemptions_per_s") or 0)
         rate = best_apply.get("redemptions_per_s") or 0
         exact = checks.get(best_apply["workers"], {}).get("verdict") == "EXACT"
-        add(f"  apply >= 1,000 exact redemptions/s: best {rate:.0f}/s "
+        add(
+            f"  apply >= 1,000 exact redemptions/s: best {rate:.0f}/s "
             f"(workers {best_apply['workers']}, {'exact' if exact else 'NOT exact'}) "
-            f"-> {'met' if rate >= 1000 and exact else 'NOT met'}")
+            f"-> {'met' if rate >= 1000 and exact else 'NOT met'}"
+        )
         if pgb:
             top = max(pgb, key=lambda r: r.get("tps") or 0)
             near = min(pgb, key=lambda r: abs(r["clients"] - best_apply["workers"]))
@@ -103,9 +129,11 @@ def checkout_sections(add, env, wrk, applies, checks, pgb, short) -> None:
             for label, ref in refs:
                 if ref.get("tps"):
                     share = rate / ref["tps"]
-                    add(f"  apply >= 40% of pgbench ({label}: {ref['tps']:.0f} tps, "
+                    add(
+                        f"  apply >= 40% of pgbench ({label}: {ref['tps']:.0f} tps, "
                         f"{ref['clients']} clients): {share:.0%} "
-                        f"-> {'met' if share >= 0.40 else 'NOT met'}")
+                        f"-> {'met' if share >= 0.40 else 'NOT met'}"
+                    )
 
 
 def promotion_sections(out: list[str], rows) -> None:
@@ -117,66 +145,99 @@ def promotion_sections(out: list[str], rows) -> None:
         return
     if out and out[-1]:
         add("")
-    add("Promotions: POST /api/v1/promotions/evaluate's work on a 20-line cart (3 categories) "
-        "with 3 typed codes,")
+    add(
+        "Promotions: POST /api/v1/promotions/evaluate's work on a 20-line cart (3 categories) "
+        "with 3 typed codes,"
+    )
     add("against N active auto-apply promotions (bench/promotions_seed.sql)")
     if inproc:
-        add("In-process (services.promotions_evaluate). cand = promotions the index returns for "
-            "the cart, elig = passing")
-        add("every check, appl = applied (auto + typed); build = catalog rebuild; cpu = this "
-            "process's CPU per call; CPU = both cores")
-        add(f"{'N':>6} {'cand':>5} {'elig':>5} {'appl':>4} {'build ms':>8} {'calls':>5} "
+        add(
+            "In-process (services.promotions_evaluate). cand = promotions the index returns for "
+            "the cart, elig = passing"
+        )
+        add(
+            "every check, appl = applied (auto + typed); build = catalog rebuild; cpu = this "
+            "process's CPU per call; CPU = both cores"
+        )
+        add(
+            f"{'N':>6} {'cand':>5} {'elig':>5} {'appl':>4} {'build ms':>8} {'calls':>5} "
             f"{'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} {'max ms':>7} {'cpu ms':>6} "
-            f"{'CPU':>4} {'bg':>4}  discount found")
+            f"{'CPU':>4} {'bg':>4}  discount found"
+        )
         for r in inproc:
-            add(f"{r['n']:>6} {r['candidates']:>5} {r['eligible']:>5} "
+            add(
+                f"{r['n']:>6} {r['candidates']:>5} {r['eligible']:>5} "
                 f"{r['applied_auto'] + r['applied_typed']:>4} {num(r.get('build_ms'), '.1f'):>8} "
                 f"{r['calls']:>5} {num(r.get('p50_ms'), '.2f'):>7} "
                 f"{num(r.get('p99_ms'), '.2f'):>7} {num(r.get('mean_ms'), '.2f'):>7} "
                 f"{num(r.get('max_ms'), '.2f'):>7} {num(r.get('cpu_ms_per_call'), '.2f'):>6} "
                 f"{num(r.get('cpu_busy_pct')) + '%':>4} "
                 f"{num(r.get('background_busy_pct')) + '%':>4}  "
-                f"{r['discount_minor'] / 100:.2f}{'' if r.get('exact') else ' (bounded)'}")
+                f"{r['discount_minor'] / 100:.2f}{'' if r.get('exact') else ' (bounded)'}"
+            )
     if http:
         first = http[0]
-        add(f"Over HTTP at N = {first.get('n')} ({first.get('workers')} gunicorn sync workers; "
-            f"open loop: latency from each request's due time;")
-        add(f"response {first.get('response_bytes', 0):,} bytes; errors = non-200, bad body, "
-            f"socket errors and requests not sent in time;")
+        add(
+            f"Over HTTP at N = {first.get('n')} ({first.get('workers')} gunicorn sync workers; "
+            f"open loop: latency from each request's due time;"
+        )
+        add(
+            f"response {first.get('response_bytes', 0):,} bytes; errors = non-200, bad body, "
+            f"socket errors and requests not sent in time;"
+        )
         add("srv ms = gunicorn master + workers' CPU per request)")
-        add(f"{'stage':<6} {'offered':>7} {'achieved':>8} {'sent':>6} {'p50 ms':>7} "
+        add(
+            f"{'stage':<6} {'offered':>7} {'achieved':>8} {'sent':>6} {'p50 ms':>7} "
             f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>8} {'errors':>6} {'srv ms':>6} {'CPU':>4} "
-            f"{'bg':>4}")
+            f"{'bg':>4}"
+        )
         for r in http:
-            note = "" if r["stage"] == "fixed" else (
-                "  sustained" if r.get("sustained") else "  NOT sustained")
-            add(f"{r['stage']:<6} {r['offered_rps']:>7.0f} {num(r.get('achieved_rps')):>8} "
+            note = (
+                ""
+                if r["stage"] == "fixed"
+                else ("  sustained" if r.get("sustained") else "  NOT sustained")
+            )
+            add(
+                f"{r['stage']:<6} {r['offered_rps']:>7.0f} {num(r.get('achieved_rps')):>8} "
                 f"{r['sent']:>6} {num(r.get('p50_ms'), '.2f'):>7} "
                 f"{num(r.get('p90_ms'), '.2f'):>7} {num(r.get('p99_ms'), '.2f'):>7} "
                 f"{num(r.get('max_ms'), '.2f'):>8} {r['errors'] + r['dropped']:>6} "
                 f"{num(r.get('server_cpu_ms_per_req'), '.2f'):>6} "
                 f"{num(r.get('cpu_busy_pct')) + '%':>4} "
-                f"{num(r.get('background_busy_pct')) + '%':>4}{note}")
+                f"{num(r.get('background_busy_pct')) + '%':>4}{note}"
+            )
     add("")
     add("Promotion targets from the issue (informational; make bench never fails on them)")
     at = {r["n"]: r for r in inproc}
     if 1000 in at:
         p99 = at[1000].get("p99_ms")
-        add(f"  in-process p99 < 5 ms at N = 1,000: {num(p99, '.2f')} ms "
-            f"-> {'met' if p99 is not None and p99 < 5 else 'NOT met'}")
+        add(
+            f"  in-process p99 < 5 ms at N = 1,000: {num(p99, '.2f')} ms "
+            f"-> {'met' if p99 is not None and p99 < 5 else 'NOT met'}"
+        )
     fixed = [r for r in http if r["stage"] == "fixed"]
     for r in fixed:
-        ok = (r.get("p99_ms") or 1e9) < 15 and r["errors"] + r["dropped"] == 0 \
+        ok = (
+            (r.get("p99_ms") or 1e9) < 15
+            and r["errors"] + r["dropped"] == 0
             and (r.get("achieved_rps") or 0) >= 0.95 * r["offered_rps"]
-        add(f"  HTTP p99 < 15 ms at {r['offered_rps']:.0f} requests/s (N = {r.get('n')}): "
+        )
+        add(
+            f"  HTTP p99 < 15 ms at {r['offered_rps']:.0f} requests/s (N = {r.get('n')}): "
             f"{num(r.get('p99_ms'), '.2f')} ms, {r['errors'] + r['dropped']} errors "
-            f"-> {'met' if ok else 'NOT met'}")
+            f"-> {'met' if ok else 'NOT met'}"
+        )
     ramp = [r for r in http if r["stage"] == "ramp"]
     if ramp:
         held = [r["offered_rps"] for r in ramp if r.get("sustained")]
-        add("    highest rate sustained in the ramp: "
-            + (f"{max(held):.0f} requests/s" if held
-               else f"none (from {ramp[0]['offered_rps']:.0f})"))
+        add(
+            "    highest rate sustained in the ramp: "
+            + (
+                f"{max(held):.0f} requests/s"
+                if held
+                else f"none (from {ramp[0]['offered_rps']:.0f})"
+            )
+        )
     if len(inproc) > 1:
         steps = []
         sub = True
@@ -184,14 +245,21 @@ def promotion_sections(out: list[str], rows) -> None:
             n_x = b["n"] / a["n"]
             t_x = b["mean_ms"] / a["mean_ms"] if a.get("mean_ms") else None
             sub = sub and t_x is not None and t_x < n_x
-            steps.append(f"N x{n_x:g} -> mean x{num(t_x, '.1f')} (candidates "
-                         f"{a['candidates']} -> {b['candidates']})")
-        add(f"  cost sub-linear in N (each x10 in N costs less than x10 in time): "
-            f"{'met' if sub else 'NOT met'}")
+            steps.append(
+                f"N x{n_x:g} -> mean x{num(t_x, '.1f')} (candidates "
+                f"{a['candidates']} -> {b['candidates']})"
+            )
+        add(
+            f"  cost sub-linear in N (each x10 in N costs less than x10 in time): "
+            f"{'met' if sub else 'NOT met'}"
+        )
         for step in steps:
             add(f"    {step}")
-        per = [f"{r['n']}: {r['mean_ms'] / r['candidates'] * 1000:.0f} us"
-               for r in inproc if r.get("candidates")]
+        per = [
+            f"{r['n']}: {r['mean_ms'] / r['candidates'] * 1000:.0f} us"
+            for r in inproc
+            if r.get("candidates")
+        ]
         add(f"    mean time per candidate: {', '.join(per)}")
 
 
@@ -203,36 +271,49 @@ def issue5_sections(out: list[str], rows) -> None:
     checks = [r for r in rows if r["kind"] == "claims_check"]
     if codegen:
         add("")
-        add("Bulk codes through the real Celery task vs a raw COPY into a bare table with a "
-            "unique index")
-        add(f"{'codes':>9} {'raw COPY s':>10} {'task s':>7} {'ratio':>5} {'codes/s':>8} "
-            f"{'worker MB':>9}  check")
+        add(
+            "Bulk codes through the real Celery task vs a raw COPY into a bare table with a "
+            "unique index"
+        )
+        add(
+            f"{'codes':>9} {'raw COPY s':>10} {'task s':>7} {'ratio':>5} {'codes/s':>8} "
+            f"{'worker MB':>9}  check"
+        )
         for r in codegen:
-            add(f"{r['count']:>9,} {r['raw_copy_s']:>10.2f} {r['task_s']:>7.2f} "
+            add(
+                f"{r['count']:>9,} {r['raw_copy_s']:>10.2f} {r['task_s']:>7.2f} "
                 f"{r['ratio']:>5.1f} {r['codes_per_s']:>8,} "
                 f"{num(r.get('worker_peak_rss_mb'), '.0f'):>9}  "
-                f"{'EXACT' if r.get('ok') else 'NOT EXACT'}")
+                f"{'EXACT' if r.get('ok') else 'NOT EXACT'}"
+            )
         best = min(codegen, key=lambda r: r["task_s"])
-        add(f"  target: < 10 s and within 2x of raw COPY, worker < 200 MB: "
+        add(
+            f"  target: < 10 s and within 2x of raw COPY, worker < 200 MB: "
             f"{best['task_s']:.1f} s, {best['ratio']:.1f}x, "
             f"{num(best.get('worker_peak_rss_mb'), '.0f')} MB -> "
             f"{'met' if best['task_s'] < 10 and best['ratio'] <= 2 else 'NOT met'} (time), "
             f"{'met' if (best.get('worker_peak_rss_mb') or 1e9) < 200 else 'NOT met'} "
-            "(memory)")
+            "(memory)"
+        )
     if loads:
         add("")
-        add("Flash-sale claims over HTTP (bench/claims.sh; each request a fresh "
-            "Idempotency-Key)")
-        add(f"{'workers':>7} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}  "
-            "statuses  check")
+        add("Flash-sale claims over HTTP (bench/claims.sh; each request a fresh Idempotency-Key)")
+        add(
+            f"{'workers':>7} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}  "
+            "statuses  check"
+        )
         for load, check in zip(loads, checks + [{}] * len(loads), strict=False):
-            add(f"{load['workers']:>7} {load['clients']:>7} {load['requests_per_s']:>7.0f} "
+            add(
+                f"{load['workers']:>7} {load['clients']:>7} {load['requests_per_s']:>7.0f} "
                 f"{load['p50_ms']:>7.1f} {load['p99_ms']:>7.1f}  {load['status']}  "
-                f"{check.get('verdict', '?')} ({check.get('claims', '?')} claims)")
+                f"{check.get('verdict', '?')} ({check.get('claims', '?')} claims)"
+            )
         best = max(loads, key=lambda r: r["requests_per_s"])
-        add(f"  target: >= 1,500 req/s and p99 < 100 ms: {best['requests_per_s']:.0f} req/s, "
+        add(
+            f"  target: >= 1,500 req/s and p99 < 100 ms: {best['requests_per_s']:.0f} req/s, "
             f"p99 {best['p99_ms']:.0f} ms -> "
-            f"{'met' if best['requests_per_s'] >= 1500 and best['p99_ms'] < 100 else 'NOT met'}")
+            f"{'met' if best['requests_per_s'] >= 1500 and best['p99_ms'] < 100 else 'NOT met'}"
+        )
 
 
 def issue6_section(out: list[str], rows) -> None:
@@ -242,12 +323,16 @@ def issue6_section(out: list[str], rows) -> None:
         return
     add = out.append
     add("")
-    add("Abuse protection + analytics overhead (same server and load, features off vs on, "
-        "alternated)")
+    add(
+        "Abuse protection + analytics overhead (same server and load, features off vs on, "
+        "alternated)"
+    )
     add(f"{'test':<9} {'mode':<4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}")
     for r in runs:
-        add(f"{r['test']:<9} {r['mode']:<4} {num(r['rps']):>8} {num(r['p50_ms'], '.2f'):>7} "
-            f"{num(r['p99_ms'], '.2f'):>7} {r['non2xx']:>7}")
+        add(
+            f"{r['test']:<9} {r['mode']:<4} {num(r['rps']):>8} {num(r['p50_ms'], '.2f'):>7} "
+            f"{num(r['p99_ms'], '.2f'):>7} {r['non2xx']:>7}"
+        )
     for test in ("validate", "apply"):
         off = [r["rps"] for r in runs if r["test"] == test and r["mode"] == "off" and r["rps"]]
         on = [r["rps"] for r in runs if r["test"] == test and r["mode"] == "on" and r["rps"]]
@@ -255,10 +340,12 @@ def issue6_section(out: list[str], rows) -> None:
             a, b = sum(off) / len(off), sum(on) / len(on)
             overhead = 100 * (a - b) / a
             spread = 100 * (max(off) - min(off)) / a
-            add(f"  {test}: off {a:.0f} req/s, on {b:.0f} req/s (means of {len(off)} and "
+            add(
+                f"  {test}: off {a:.0f} req/s, on {b:.0f} req/s (means of {len(off)} and "
                 f"{len(on)} runs) -> overhead {overhead:.1f}% (target < 10%: "
                 f"{'met' if overhead < 10 else 'NOT met'}; the off runs alone spread "
-                f"{spread:.0f}%)")
+                f"{spread:.0f}%)"
+            )
 
 
 def main() -> None:
@@ -274,30 +361,42 @@ def main() -> None:
     pgb_all = [r for r in rows if r["kind"] == "pgbench"]
     pgb = [r for r in pgb_all if r.get("script", "apply_tx") == "apply_tx"]
     short = {r["clients"]: r for r in pgb_all if r.get("script") == "apply_tx_short"}
-    busy = [r["background_busy_pct"] for r in rows
-            if r.get("background_busy_pct") is not None]
+    busy = [r["background_busy_pct"] for r in rows if r.get("background_busy_pct") is not None]
 
     out: list[str] = []
     add = out.append
     add(f"make bench - {env.get('date', '?')} - run {env.get('run_id', '?')}")
-    add(f"machine: {env.get('cpus', '?')} CPU ({env.get('cpu_model', '?')}), "
-        f"{env.get('mem_gb', '?')} GB RAM, {env.get('postgres', '?')}, loopback only")
-    add(f"server: gunicorn sync workers {env.get('workers_list', '?')}, "
+    add(
+        f"machine: {env.get('cpus', '?')} CPU ({env.get('cpu_model', '?')}), "
+        f"{env.get('mem_gb', '?')} GB RAM, {env.get('postgres', '?')}, loopback only"
+    )
+    add(
+        f"server: gunicorn sync workers {env.get('workers_list', '?')}, "
         f"DB pool per worker min {env.get('db_pool_min')} max {env.get('db_pool_max')}, "
         f"API_KEY_CACHE_SECONDS={env.get('api_key_cache_seconds')}, "
-        f"COUPON_LOCAL_CACHE_SECONDS={env.get('coupon_local_cache_seconds')}")
-    add(f"product: commit {env.get('commit', '?')}"
-        + (f" with {env['modified_files']} uncommitted modified file(s)"
-           if env.get("modified_files") else ""))
+        f"COUPON_LOCAL_CACHE_SECONDS={env.get('coupon_local_cache_seconds')}"
+    )
+    add(
+        f"product: commit {env.get('commit', '?')}"
+        + (
+            f" with {env['modified_files']} uncommitted modified file(s)"
+            if env.get("modified_files")
+            else ""
+        )
+    )
     if env.get("only") in ("promotions", "codegen", "claims", "overhead"):
         add(f"BENCH_ONLY={env['only']}: checkout steps and the 100,000-coupon seed skipped")
     else:
-        add(f"seed: {env.get('coupons', '?')} coupons / {env.get('codes', '?')} codes "
-            f"(+ 200,000 past redemptions; seed step {env.get('seed_s', '?')} s)")
+        add(
+            f"seed: {env.get('coupons', '?')} coupons / {env.get('codes', '?')} codes "
+            f"(+ 200,000 past redemptions; seed step {env.get('seed_s', '?')} s)"
+        )
     if busy:
-        add(f"background CPU busy just before each run (other processes on the box): "
+        add(
+            f"background CPU busy just before each run (other processes on the box): "
             f"min {min(busy):.0f}% avg {sum(busy) / len(busy):.0f}% max {max(busy):.0f}%"
-            + ("   <-- the machine was shared; numbers are low" if max(busy) > 25 else ""))
+            + ("   <-- the machine was shared; numbers are low" if max(busy) > 25 else "")
+        )
     add("")
 
     if env.get("only") in (None, "", "checkout"):

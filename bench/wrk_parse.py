@@ -34,8 +34,11 @@ def parse(out: str) -> dict:
         "requests": int(requests.group(1)) if requests else None,
         **latency,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
-                                  map(int, errors.groups()), strict=True)) if errors else {},
+        "socket_errors": dict(
+            zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)
+        )
+        if errors
+        else {},
         "bodies_not_valid": int(not_valid.group(1)) if not_valid else None,
     }
 
@@ -52,21 +55,32 @@ def main() -> None:
     parser.add_argument("--cpu-busy", type=float, default=None)
     args = parser.parse_args()
     raw = sys.stdin.read()
-    result = {"kind": args.kind, "mode": args.mode, "test": args.test,
-              "workers": args.workers, "conns": args.conns,
-              "background_busy_pct": args.background_busy, "cpu_busy_pct": args.cpu_busy,
-              **parse(raw)}
+    result = {
+        "kind": args.kind,
+        "mode": args.mode,
+        "test": args.test,
+        "workers": args.workers,
+        "conns": args.conns,
+        "background_busy_pct": args.background_busy,
+        "cpu_busy_pct": args.cpu_busy,
+        **parse(raw),
+    }
     if result["rps"] is None:
         result["raw_tail"] = raw[-400:]
     with open(args.out, "a") as fh:
         fh.write(json.dumps(result) + "\n")
     errors = sum(result["socket_errors"].values())
-    print(f"  {args.test:<9} workers={args.workers} c={args.conns:<3} "
-          f"{result['rps'] or 0:>8.0f} req/s  p50 {result['p50_ms']} ms  "
-          f"p99 {result['p99_ms']} ms  non-2xx {result['non2xx']}  socket errors {errors}  "
-          f"CPU {args.cpu_busy or 0:.0f}%"
-          + (f"  not-valid bodies {result['bodies_not_valid']}"
-             if result["bodies_not_valid"] is not None else ""))
+    print(
+        f"  {args.test:<9} workers={args.workers} c={args.conns:<3} "
+        f"{result['rps'] or 0:>8.0f} req/s  p50 {result['p50_ms']} ms  "
+        f"p99 {result['p99_ms']} ms  non-2xx {result['non2xx']}  socket errors {errors}  "
+        f"CPU {args.cpu_busy or 0:.0f}%"
+        + (
+            f"  not-valid bodies {result['bodies_not_valid']}"
+            if result["bodies_not_valid"] is not None
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

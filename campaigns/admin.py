@@ -25,12 +25,22 @@ class CampaignAdminForm(forms.ModelForm):
     richer discounts go through the admin API's coupon definition."""
 
     discount_type = forms.ChoiceField(
-        choices=[("percentage", "Percentage"), ("fixed", "Fixed amount")], required=False)
+        choices=[("percentage", "Percentage"), ("fixed", "Fixed amount")], required=False
+    )
     discount_value = forms.DecimalField(
-        required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
-        help_text="Percent (25 = 25%) or an amount in the currency.")
-    discount_cap = forms.DecimalField(required=False, min_value=Decimal(0), max_digits=12,
-                                      decimal_places=2, help_text="Maximum discount (optional).")
+        required=False,
+        min_value=Decimal("0.01"),
+        max_digits=12,
+        decimal_places=2,
+        help_text="Percent (25 = 25%) or an amount in the currency.",
+    )
+    discount_cap = forms.DecimalField(
+        required=False,
+        min_value=Decimal(0),
+        max_digits=12,
+        decimal_places=2,
+        help_text="Maximum discount (optional).",
+    )
     currency = forms.CharField(max_length=3, initial="USD", required=False)
 
     class Meta:
@@ -50,9 +60,11 @@ class CampaignAdminForm(forms.ModelForm):
                 self.add_error("currency", "Enter an ISO 4217 currency code.")
             elif kind and value is not None:
                 try:
-                    self.discount = {"type": kind, "currency": currency,
-                                     **self._value(kind, value, cleaned.get("discount_cap"),
-                                                   currency)}
+                    self.discount = {
+                        "type": kind,
+                        "currency": currency,
+                        **self._value(kind, value, cleaned.get("discount_cap"), currency),
+                    }
                 except (money.MoneyError, ValueError) as exc:
                     self.add_error("discount_value", str(exc))
         return cleaned
@@ -72,25 +84,63 @@ class CampaignAdminForm(forms.ModelForm):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
-    list_display = ("name", "status_text", "inventory", "claimed", "remaining_units",
-                    "window", "claim_hold_minutes", "stopped_at")
+    list_display = (
+        "name",
+        "status_text",
+        "inventory",
+        "claimed",
+        "remaining_units",
+        "window",
+        "claim_hold_minutes",
+        "stopped_at",
+    )
     list_select_related = ("coupon",)
     list_filter = (("stopped_at", admin.EmptyFieldListFilter), "starts_at")
     search_fields = ["name"]
     actions = ["stop_now"]
-    readonly_fields = ("status_text", "claimed", "remaining_units", "stopped_at", "coupon_link",
-                       "claims_link", "created_at", "updated_at")
+    readonly_fields = (
+        "status_text",
+        "claimed",
+        "remaining_units",
+        "stopped_at",
+        "coupon_link",
+        "claims_link",
+        "created_at",
+        "updated_at",
+    )
     change_form_template = "admin/campaigns/campaign/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
-        main = (None, {"fields": ("name", "inventory", "starts_at", "ends_at",
-                                  "claim_hold_minutes")})
+        main = (
+            None,
+            {"fields": ("name", "inventory", "starts_at", "ends_at", "claim_hold_minutes")},
+        )
         if obj is None:
-            return (main, ("Discount", {"fields": ("discount_type", "discount_value",
-                                                   "discount_cap", "currency")}))
-        return (main, ("State", {"fields": ("status_text", "claimed", "remaining_units",
-                                            "stopped_at", "coupon_link", "claims_link",
-                                            "created_at", "updated_at")}))
+            return (
+                main,
+                (
+                    "Discount",
+                    {"fields": ("discount_type", "discount_value", "discount_cap", "currency")},
+                ),
+            )
+        return (
+            main,
+            (
+                "State",
+                {
+                    "fields": (
+                        "status_text",
+                        "claimed",
+                        "remaining_units",
+                        "stopped_at",
+                        "coupon_link",
+                        "claims_link",
+                        "created_at",
+                        "updated_at",
+                    )
+                },
+            ),
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False  # claims and redemptions point at it: stop it instead
@@ -106,8 +156,10 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="window")
     def window(self, obj: Campaign) -> str:
         fmt = "%Y-%m-%d %H:%M"
-        return (f"{timezone.localtime(obj.starts_at).strftime(fmt)} → "
-                f"{timezone.localtime(obj.ends_at).strftime(fmt)}")
+        return (
+            f"{timezone.localtime(obj.starts_at).strftime(fmt)} → "
+            f"{timezone.localtime(obj.ends_at).strftime(fmt)}"
+        )
 
     @admin.display(description="discount")
     def coupon_link(self, obj: Campaign) -> str:
@@ -130,9 +182,13 @@ class CampaignAdmin(admin.ModelAdmin):
             saved = services.campaign_update(campaign=obj)
         else:
             saved = services.campaign_create(
-                name=obj.name, inventory=obj.inventory, starts_at=obj.starts_at,
-                ends_at=obj.ends_at, discount=form.discount,
-                claim_hold_minutes=obj.claim_hold_minutes)
+                name=obj.name,
+                inventory=obj.inventory,
+                starts_at=obj.starts_at,
+                ends_at=obj.ends_at,
+                discount=form.discount,
+                claim_hold_minutes=obj.claim_hold_minutes,
+            )
         for field in Campaign._meta.concrete_fields:
             setattr(obj, field.attname, getattr(saved, field.attname))
         obj._state.adding = False
@@ -152,8 +208,14 @@ class CampaignAdmin(admin.ModelAdmin):
         self.message_user(request, f"Stopped {stopped} campaign(s).", messages.SUCCESS)
 
     def get_urls(self):
-        return [path("<uuid:object_id>/stop/", self.admin_site.admin_view(self.stop_view),
-                     name="campaigns_campaign_stop"), *super().get_urls()]
+        return [
+            path(
+                "<uuid:object_id>/stop/",
+                self.admin_site.admin_view(self.stop_view),
+                name="campaigns_campaign_stop",
+            ),
+            *super().get_urls(),
+        ]
 
     def stop_view(self, request, object_id):
         """The change page's "Stop now" button (POST only)."""
@@ -169,8 +231,16 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(Claim)
 class ClaimAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "campaign", "customer", "status", "token", "expires_at",
-                    "created_at", "released_at")
+    list_display = (
+        "id",
+        "campaign",
+        "customer",
+        "status",
+        "token",
+        "expires_at",
+        "created_at",
+        "released_at",
+    )
     list_select_related = ("campaign", "customer", "code")
     list_filter = ("status", "campaign")
     search_fields = ["customer__external_id", "code__code"]

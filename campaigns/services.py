@@ -71,13 +71,14 @@ class ClaimView:
 
 
 def new_token() -> str:
-    """"FS" + 26 Crockford symbols: 130 bits from `secrets`, nothing derived from the
+    """ "FS" + 26 Crockford symbols: 130 bits from `secrets`, nothing derived from the
     customer, the campaign or the time, stored in canonical form (what resolve_codes
     finds however the shopper types it)."""
     return TOKEN_PREFIX + crockford.random_symbols(TOKEN_SYMBOLS)
 
 
 # --- campaigns ----------------------------------------------------------------------------
+
 
 def _check_window(*, starts_at, ends_at, inventory, claim_hold_minutes) -> None:
     errors: dict[str, list[str]] = {}
@@ -92,9 +93,18 @@ def _check_window(*, starts_at, ends_at, inventory, claim_hold_minutes) -> None:
 
 
 @transaction.atomic
-def campaign_create(*, name: str, inventory: int, starts_at: datetime, ends_at: datetime,
-                    discount: dict, claim_hold_minutes: int = 15, idempotency_key: str = "",
-                    idempotency_principal: str = "", request_fingerprint: str = "") -> Campaign:
+def campaign_create(
+    *,
+    name: str,
+    inventory: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    discount: dict,
+    claim_hold_minutes: int = 15,
+    idempotency_key: str = "",
+    idempotency_principal: str = "",
+    request_fingerprint: str = "",
+) -> Campaign:
     """Create the campaign and its coupon (the discount) without a public code: the
     discount is reachable only through claim tokens. `discount` holds Coupon model fields
     (coupons.api.admin_serializers.definition_to_fields); its `code` is ours to choose.
@@ -105,14 +115,17 @@ def campaign_create(*, name: str, inventory: int, starts_at: datetime, ends_at: 
     unique constraint decides between concurrent first attempts (the loser's coupon is
     rolled back with its savepoint). The same key with another request
     (`request_fingerprint`) is 409 idempotency_key_reused."""
-    scope = {"idempotency_principal": idempotency_principal,
-             "idempotency_key": idempotency_key}
+    scope = {"idempotency_principal": idempotency_principal, "idempotency_key": idempotency_key}
     if idempotency_key:
         earlier = _campaign_for_key(scope, request_fingerprint)
         if earlier is not None:
             return earlier
-    _check_window(starts_at=starts_at, ends_at=ends_at, inventory=inventory,
-                  claim_hold_minutes=claim_hold_minutes)
+    _check_window(
+        starts_at=starts_at,
+        ends_at=ends_at,
+        inventory=inventory,
+        claim_hold_minutes=claim_hold_minutes,
+    )
     campaign_id = uuid.uuid4()
     fields = {k: v for k, v in discount.items() if k not in ("code", "auto_apply")}
     fields["code"] = f"FLASH-{campaign_id.hex[:16].upper()}"
@@ -120,11 +133,17 @@ def campaign_create(*, name: str, inventory: int, starts_at: datetime, ends_at: 
     try:
         with transaction.atomic():
             coupon = coupon_services.coupon_create(fields=fields, with_public_code=False)
-            campaign = Campaign(id=campaign_id, name=name, coupon=coupon, inventory=inventory,
-                                starts_at=starts_at, ends_at=ends_at,
-                                claim_hold_minutes=claim_hold_minutes,
-                                idempotency_fingerprint=request_fingerprint
-                                if idempotency_key else "", **scope)
+            campaign = Campaign(
+                id=campaign_id,
+                name=name,
+                coupon=coupon,
+                inventory=inventory,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                claim_hold_minutes=claim_hold_minutes,
+                idempotency_fingerprint=request_fingerprint if idempotency_key else "",
+                **scope,
+            )
             # The key's uniqueness is the insert's to decide (a concurrent first attempt).
             campaign.full_clean(exclude=["coupon", "idempotency_key"])
             campaign.save(force_insert=True)
@@ -138,25 +157,37 @@ def campaign_create(*, name: str, inventory: int, starts_at: datetime, ends_at: 
 def _campaign_for_key(scope: dict, request_fingerprint: str) -> Campaign | None:
     campaign = Campaign.objects.filter(**scope).first()
     if campaign is not None and campaign.idempotency_fingerprint != request_fingerprint:
-        raise Conflict("idempotency_key_reused",
-                       "This Idempotency-Key was used with a different request.")
+        raise Conflict(
+            "idempotency_key_reused", "This Idempotency-Key was used with a different request."
+        )
     return campaign
 
 
 def campaign_update(*, campaign: Campaign) -> Campaign:
     """Save an edited campaign (admin): the window and hold are checked first, and the
     inventory may not go below the units already claimed (the check constraint would)."""
-    _check_window(starts_at=campaign.starts_at, ends_at=campaign.ends_at,
-                  inventory=campaign.inventory, claim_hold_minutes=campaign.claim_hold_minutes)
+    _check_window(
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        inventory=campaign.inventory,
+        claim_hold_minutes=campaign.claim_hold_minutes,
+    )
     with transaction.atomic():
-        claimed = Campaign.objects.select_for_update(no_key=True) \
-            .values_list("claimed", flat=True).get(pk=campaign.pk)
+        claimed = (
+            Campaign.objects.select_for_update(no_key=True)
+            .values_list("claimed", flat=True)
+            .get(pk=campaign.pk)
+        )
         if campaign.inventory < claimed:
             raise ValidationError({"inventory": [f"{claimed} units are already claimed."]})
         Campaign.objects.filter(pk=campaign.pk).update(
-            name=campaign.name, inventory=campaign.inventory, starts_at=campaign.starts_at,
-            ends_at=campaign.ends_at, claim_hold_minutes=campaign.claim_hold_minutes,
-            updated_at=timezone.now())
+            name=campaign.name,
+            inventory=campaign.inventory,
+            starts_at=campaign.starts_at,
+            ends_at=campaign.ends_at,
+            claim_hold_minutes=campaign.claim_hold_minutes,
+            updated_at=timezone.now(),
+        )
     campaign.refresh_from_db()
     return campaign
 
@@ -166,8 +197,9 @@ def campaigns_stop(*, campaign_ids: list) -> int:
     expire: those customers were promised the discount). Stopping twice keeps the first
     time."""
     now = timezone.now()
-    return Campaign.objects.filter(pk__in=campaign_ids, stopped_at__isnull=True) \
-        .update(stopped_at=now, updated_at=now)
+    return Campaign.objects.filter(pk__in=campaign_ids, stopped_at__isnull=True).update(
+        stopped_at=now, updated_at=now
+    )
 
 
 # --- claim --------------------------------------------------------------------------------
@@ -217,8 +249,9 @@ class _ClaimLost(Exception):  # control flow: roll back and re-read
 def _view(claim_id, status, expires_at, token, uses, *, created=False) -> ClaimView:
     if status == ClaimStatus.CLAIMED and uses:
         status = ClaimStatus.REDEEMED  # the token holds a reserved or confirmed use
-    return ClaimView(claim_id=claim_id, token=token, status=status, expires_at=expires_at,
-                     created=created)
+    return ClaimView(
+        claim_id=claim_id, token=token, status=status, expires_at=expires_at, created=created
+    )
 
 
 def _state(campaign_id, customer_id: str):
@@ -237,13 +270,31 @@ def campaign_claim(*, campaign_id, customer_id: str) -> ClaimView:
     A customer holds at most one claim per campaign, whatever its status: one whose
     claim expired gets that claim back (status "expired"), not a second unit.
     """
-    (coupon_id, inventory, claimed, starts_at, ends_at, stopped_at, hold_minutes,
-     claim_id, status, expires_at, token, uses) = _state(campaign_id, customer_id)
+    (
+        coupon_id,
+        inventory,
+        claimed,
+        starts_at,
+        ends_at,
+        stopped_at,
+        hold_minutes,
+        claim_id,
+        status,
+        expires_at,
+        token,
+        uses,
+    ) = _state(campaign_id, customer_id)
     if claim_id is not None:
         return _view(claim_id, status, expires_at, token, uses)
     now = timezone.now()
-    state = campaign_status(starts_at=starts_at, ends_at=ends_at, stopped_at=stopped_at,
-                            claimed=claimed, inventory=inventory, now=now)
+    state = campaign_status(
+        starts_at=starts_at,
+        ends_at=ends_at,
+        stopped_at=stopped_at,
+        claimed=claimed,
+        inventory=inventory,
+        now=now,
+    )
     if state in (CampaignStatus.SCHEDULED, CampaignStatus.ENDED):
         raise ClaimRejectedError(r.CAMPAIGN_NOT_LIVE)
     if state == CampaignStatus.SOLD_OUT:
@@ -252,31 +303,54 @@ def campaign_claim(*, campaign_id, customer_id: str) -> ClaimView:
     claim_id, token = uuid.uuid4(), new_token()
     expires_at = now + timedelta(minutes=hold_minutes)
     try:
-        _claim_insert(campaign_id=campaign_id, coupon_id=coupon_id, customer_pk=customer_pk,
-                      claim_id=claim_id, token=token, expires_at=expires_at, now=now)
+        _claim_insert(
+            campaign_id=campaign_id,
+            coupon_id=coupon_id,
+            customer_pk=customer_pk,
+            claim_id=claim_id,
+            token=token,
+            expires_at=expires_at,
+            now=now,
+        )
     except _ClaimLost as lost:
         row = _state(campaign_id, customer_id)
         if row[7] is not None:  # the same customer's concurrent claim won: theirs it is
             return _view(row[7], row[8], row[9], row[10], row[11])
-        state = campaign_status(starts_at=row[3], ends_at=row[4], stopped_at=row[5],
-                                claimed=row[2], inventory=row[1])
+        state = campaign_status(
+            starts_at=row[3], ends_at=row[4], stopped_at=row[5], claimed=row[2], inventory=row[1]
+        )
         if lost.inserted and state == CampaignStatus.LIVE:
             state = CampaignStatus.SOLD_OUT  # the last unit went between the two reads
-        raise ClaimRejectedError(r.SOLD_OUT if state == CampaignStatus.SOLD_OUT
-                                 else r.CAMPAIGN_NOT_LIVE) from None
-    return ClaimView(claim_id=claim_id, token=token, status=ClaimStatus.CLAIMED,
-                     expires_at=expires_at, created=True)
+        raise ClaimRejectedError(
+            r.SOLD_OUT if state == CampaignStatus.SOLD_OUT else r.CAMPAIGN_NOT_LIVE
+        ) from None
+    return ClaimView(
+        claim_id=claim_id,
+        token=token,
+        status=ClaimStatus.CLAIMED,
+        expires_at=expires_at,
+        created=True,
+    )
 
 
 @transaction.atomic(durable=True)
-def _claim_insert(*, campaign_id, coupon_id: int, customer_pk: int, claim_id, token: str,
-                  expires_at, now) -> None:
+def _claim_insert(
+    *, campaign_id, coupon_id: int, customer_pk: int, claim_id, token: str, expires_at, now
+) -> None:
     with connection.cursor() as cursor:
         cursor.execute(_CODE_INSERT_SQL, [coupon_id, token, expires_at, customer_pk, now])
         code_id = cursor.fetchone()[0]
-        cursor.execute(_CLAIM_SQL, {"id": claim_id, "campaign_id": campaign_id,
-                                    "customer_id": customer_pk, "code_id": code_id,
-                                    "expires_at": expires_at, "now": now})
+        cursor.execute(
+            _CLAIM_SQL,
+            {
+                "id": claim_id,
+                "campaign_id": campaign_id,
+                "customer_id": customer_pk,
+                "code_id": code_id,
+                "expires_at": expires_at,
+                "now": now,
+            },
+        )
         inserted, unit = cursor.fetchone()
     if not (inserted and unit):
         raise _ClaimLost(inserted)  # rolls back the token and, if inserted, the claim
@@ -293,8 +367,7 @@ SELECT cl.id, cl.campaign_id, cl.code_id
    FOR UPDATE SKIP LOCKED
 """
 # NO KEY: the codes' keys never change, and claim inserts pointing at them must not wait.
-_CODES_LOCK_SQL = ("SELECT id FROM coupons_code WHERE id = ANY(%s) ORDER BY id "
-                   "FOR NO KEY UPDATE")
+_CODES_LOCK_SQL = "SELECT id FROM coupons_code WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 _HELD_SQL = """
 SELECT code_id, bool_or(status = 'confirmed')
   FROM coupons_redemption
@@ -349,14 +422,18 @@ def _expire_batch(*, after, batch_size: int, now) -> tuple[int, uuid.UUID | None
             flipped = cursor.fetchall()
         tokens: list[str] = []
         if flipped:
-            cursor.execute("UPDATE coupons_code SET active = false WHERE id = ANY(%s)"
-                           " RETURNING code", [[code_id for _, _, code_id in flipped]])
+            cursor.execute(
+                "UPDATE coupons_code SET active = false WHERE id = ANY(%s) RETURNING code",
+                [[code_id for _, _, code_id in flipped]],
+            )
             tokens = [row[0] for row in cursor.fetchall()]
             per_campaign = Counter(campaign_id for _, campaign_id, _ in flipped)
             for campaign_id in sorted(per_campaign):  # 3. the campaign(s), by pk
-                cursor.execute("UPDATE campaigns_campaign SET claimed = claimed - %s,"
-                               " updated_at = %s WHERE id = %s",
-                               [per_campaign[campaign_id], now, campaign_id])
+                cursor.execute(
+                    "UPDATE campaigns_campaign SET claimed = claimed - %s,"
+                    " updated_at = %s WHERE id = %s",
+                    [per_campaign[campaign_id], now, campaign_id],
+                )
     if tokens:  # cached code terms would still say "active"
         transaction.on_commit(lambda: coupon_selectors.cache_forget(codes=tokens))
     return len(flipped), max(cid for cid, _, _ in picked)

@@ -54,22 +54,32 @@ class GenerateCodesForm(forms.Form):
     prefix = forms.CharField(
         max_length=20,
         help_text="1-20 digits or letters, without I, L, O and U (codes are Crockford "
-                  "base32: a typed O reads as 0, I and L as 1). Stored upper case.")
+        "base32: a typed O reads as 0, I and L as 1). Stored upper case.",
+    )
     count = forms.IntegerField(
-        required=False, min_value=1, max_value=MAX_COUNT,
-        help_text=f"1 to {MAX_COUNT:,}. Leave blank with a customer file: one code each.")
+        required=False,
+        min_value=1,
+        max_value=MAX_COUNT,
+        help_text=f"1 to {MAX_COUNT:,}. Leave blank with a customer file: one code each.",
+    )
     code_length = forms.IntegerField(
-        min_value=MIN_CODE_LENGTH, max_value=MAX_CODE_LENGTH, initial=MIN_CODE_LENGTH,
-        help_text="Random symbols after the prefix (12 = 60 random bits).")
+        min_value=MIN_CODE_LENGTH,
+        max_value=MAX_CODE_LENGTH,
+        initial=MIN_CODE_LENGTH,
+        help_text="Random symbols after the prefix (12 = 60 random bits).",
+    )
     max_uses_per_code = forms.IntegerField(
-        required=False, min_value=1, initial=1, label="Uses per code",
-        help_text="Blank: unlimited.")
-    expires_at = forms.SplitDateTimeField(required=False, widget=AdminSplitDateTime,
-                                          label="Expiry", help_text="Optional.")
+        required=False, min_value=1, initial=1, label="Uses per code", help_text="Blank: unlimited."
+    )
+    expires_at = forms.SplitDateTimeField(
+        required=False, widget=AdminSplitDateTime, label="Expiry", help_text="Optional."
+    )
     customers_csv = forms.FileField(
-        required=False, label="Customer ids (CSV)",
+        required=False,
+        label="Customer ids (CSV)",
         help_text="Optional, for a targeted campaign: a CSV whose first column holds "
-                  "customer ids (a header row is fine); each gets one code bound to them.")
+        "customer ids (a header row is fine); each gets one code bound to them.",
+    )
 
     field_for = {"customer_ids": "customers_csv"}
 
@@ -83,11 +93,13 @@ class GenerateCodesForm(forms.Form):
             return cleaned
         try:
             self.batch_fields = services.batch_check(
-                prefix=cleaned["prefix"], count=cleaned.get("count"),
+                prefix=cleaned["prefix"],
+                count=cleaned.get("count"),
                 code_length=cleaned["code_length"],
                 max_uses_per_code=cleaned.get("max_uses_per_code"),
                 expires_at=cleaned.get("expires_at"),
-                customer_ids=cleaned.get("customers_csv") or [])
+                customer_ids=cleaned.get("customers_csv") or [],
+            )
         except ValidationError as exc:
             for key, errors in exc.message_dict.items():
                 self.add_error(self.field_for.get(key, key), errors)
@@ -102,8 +114,9 @@ def generate_codes(modeladmin, request, queryset):
         return None
     ids = list(queryset.values_list("pk", flat=True)[:2])
     if len(ids) != 1:
-        modeladmin.message_user(request, "Select exactly one coupon to generate codes for.",
-                                messages.WARNING)
+        modeladmin.message_user(
+            request, "Select exactly one coupon to generate codes for.", messages.WARNING
+        )
         return None
     return HttpResponseRedirect(reverse("admin:codebatches_codebatch_generate", args=ids))
 
@@ -112,17 +125,43 @@ def generate_codes(modeladmin, request, queryset):
 class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Created only through "Generate codes…" (a coupon action), written only by the task."""
 
-    list_display = ("short_id", "coupon", "prefix", "status", "progress", "requested",
-                    "generated", "targeted", "created_by", "created_at", "finished_at")
+    list_display = (
+        "short_id",
+        "coupon",
+        "prefix",
+        "status",
+        "progress",
+        "requested",
+        "generated",
+        "targeted",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("status", "created_at")
     list_select_related = ("coupon", "created_by")
     search_fields = ["prefix", "coupon__code"]
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     actions = ["resume"]
-    fields = ("coupon", "prefix", "code_length", "status", "progress", "requested",
-              "generated", "max_uses_per_code", "expires_at", "targeted_count", "error",
-              "created_by", "created_at", "updated_at", "finished_at", "download")
+    fields = (
+        "coupon",
+        "prefix",
+        "code_length",
+        "status",
+        "progress",
+        "requested",
+        "generated",
+        "max_uses_per_code",
+        "expires_at",
+        "targeted_count",
+        "error",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "finished_at",
+        "download",
+    )
     readonly_fields = fields
     change_form_template = "admin/codebatches/codebatch/change_form.html"
     change_list_template = "admin/codebatches/codebatch/change_list.html"
@@ -143,8 +182,12 @@ class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj: CodeBatch) -> str:
-        return format_html('<progress value="{}" max="{}" style="width:10em"></progress> {}%',
-                           obj.generated, obj.requested, obj.percent)
+        return format_html(
+            '<progress value="{}" max="{}" style="width:10em"></progress> {}%',
+            obj.generated,
+            obj.requested,
+            obj.percent,
+        )
 
     @admin.display(description="targeted", boolean=True)
     def targeted(self, obj: CodeBatch) -> bool:
@@ -157,20 +200,30 @@ class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="codes")
     def download(self, obj: CodeBatch) -> str:
         url = reverse("admin:codebatches_codebatch_csv", args=[obj.pk])
-        label = "Download CSV" if obj.status == CodeBatch.Status.DONE else \
-            "Download CSV (the codes so far)"
+        label = (
+            "Download CSV"
+            if obj.status == CodeBatch.Status.DONE
+            else "Download CSV (the codes so far)"
+        )
         return format_html('<a class="button" href="{}">{}</a>', url, label)
 
     def changelist_view(self, request, extra_context=None):
-        extra = {"refresh_seconds": self.refresh_seconds if CodeBatch.objects.filter(
-            status=CodeBatch.Status.GENERATING).exists() else None, **(extra_context or {})}
+        extra = {
+            "refresh_seconds": self.refresh_seconds
+            if CodeBatch.objects.filter(status=CodeBatch.Status.GENERATING).exists()
+            else None,
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra_context=extra)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         batch = self.get_object(request, object_id)
-        extra = {"refresh_seconds": self.refresh_seconds if batch is not None
-                 and batch.status == CodeBatch.Status.GENERATING else None,
-                 **(extra_context or {})}
+        extra = {
+            "refresh_seconds": self.refresh_seconds
+            if batch is not None and batch.status == CodeBatch.Status.GENERATING
+            else None,
+            **(extra_context or {}),
+        }
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     # --- extra pages ---
@@ -178,10 +231,16 @@ class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         site = self.admin_site
         return [
-            path("generate/<int:coupon_id>/", site.admin_view(self.generate_view),
-                 name="codebatches_codebatch_generate"),
-            path("<uuid:batch_id>/codes.csv", site.admin_view(self.csv_view),
-                 name="codebatches_codebatch_csv"),
+            path(
+                "generate/<int:coupon_id>/",
+                site.admin_view(self.generate_view),
+                name="codebatches_codebatch_generate",
+            ),
+            path(
+                "<uuid:batch_id>/codes.csv",
+                site.admin_view(self.csv_view),
+                name="codebatches_codebatch_csv",
+            ),
             *super().get_urls(),
         ]
 
@@ -193,15 +252,24 @@ class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             f = form.batch_fields
             batch = services.batch_create(
-                coupon=coupon, prefix=f["prefix"], count=f["requested"],
-                code_length=f["code_length"], max_uses_per_code=f["max_uses_per_code"],
-                expires_at=f["expires_at"], customer_ids=f["customer_ids"],
-                created_by=request.user)
-            self.message_user(request, f"Generating {batch.requested:,} codes for "
-                                       f"{coupon.code}; this page follows the progress.",
-                              messages.SUCCESS)
+                coupon=coupon,
+                prefix=f["prefix"],
+                count=f["requested"],
+                code_length=f["code_length"],
+                max_uses_per_code=f["max_uses_per_code"],
+                expires_at=f["expires_at"],
+                customer_ids=f["customer_ids"],
+                created_by=request.user,
+            )
+            self.message_user(
+                request,
+                f"Generating {batch.requested:,} codes for "
+                f"{coupon.code}; this page follows the progress.",
+                messages.SUCCESS,
+            )
             return HttpResponseRedirect(
-                reverse("admin:codebatches_codebatch_change", args=[batch.pk]))
+                reverse("admin:codebatches_codebatch_change", args=[batch.pk])
+            )
         context = {
             **self.admin_site.each_context(request),
             "title": f"Generate codes for {coupon.code}",
@@ -223,7 +291,8 @@ class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Resume selected failed batches", permissions=["resume"])
     def resume(self, request, queryset):
-        resumed = sum(services.batch_resume(batch_id=pk)
-                      for pk in queryset.filter(status=CodeBatch.Status.FAILED)
-                      .values_list("pk", flat=True))
+        resumed = sum(
+            services.batch_resume(batch_id=pk)
+            for pk in queryset.filter(status=CodeBatch.Status.FAILED).values_list("pk", flat=True)
+        )
         self.message_user(request, f"Resumed {resumed} batch(es).", messages.SUCCESS)

@@ -27,4 +27,4 @@ def random_codes(prefix: str, length: int, count: int) -> list[str]:
     """`count` codes: `prefix` + `length` random symbols each (not checked for clashes:
     the unique index on coupons_code.code is the judge)."""
     block = secrets.token_bytes(count * length).translate(_TO_SYMBOL).decode("ascii")
-    return [prefix + block[i:i + length] for i in range(0, count * length, length)]
+    return [prefix + block[i : i + length] for i in range(0, count * length, length)]

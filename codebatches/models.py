@@ -23,8 +23,11 @@ class CodeBatchQuerySet(models.QuerySet):
     def without_customer_ids(self):
         """Batches without their customer list (up to a million ids, tens of MB as Python strings):
         its length is counted by PostgreSQL instead (`customer_count`)."""
-        return self.defer("customer_ids").annotate(customer_count=Func(
-            F("customer_ids"), function="cardinality", output_field=IntegerField()))
+        return self.defer("customer_ids").annotate(
+            customer_count=Func(
+                F("customer_ids"), function="cardinality", output_field=IntegerField()
+            )
+        )
 
 
 class CodeBatch(models.Model):
@@ -34,36 +37,43 @@ class CodeBatch(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    coupon = models.ForeignKey("coupons.Coupon", on_delete=models.PROTECT,
-                               related_name="code_batches")
+    coupon = models.ForeignKey(
+        "coupons.Coupon", on_delete=models.PROTECT, related_name="code_batches"
+    )
     prefix = models.CharField(max_length=MAX_PREFIX_LENGTH)
     requested = models.PositiveIntegerField(
-        validators=[MinValueValidator(1), MaxValueValidator(MAX_COUNT)])
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_COUNT)]
+    )
     generated = models.PositiveIntegerField(default=0)
     code_length = models.PositiveSmallIntegerField(
         default=MIN_CODE_LENGTH,
         validators=[MinValueValidator(MIN_CODE_LENGTH), MaxValueValidator(MAX_CODE_LENGTH)],
-        help_text="Random symbols after the prefix.")
+        help_text="Random symbols after the prefix.",
+    )
     max_uses_per_code = models.PositiveIntegerField(
-        null=True, blank=True, default=1, help_text="Blank: unlimited uses per code.")
+        null=True, blank=True, default=1, help_text="Blank: unlimited uses per code."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     # Targeted campaigns: the storefront ids of the customers to bind one code each to.
     # Kept on the batch so a resumed run knows who still lacks a code.
     customer_ids = ArrayField(models.CharField(max_length=100), default=list, blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices,
-                              default=Status.GENERATING)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # The API call's Idempotency-Key, scoped by its caller, and the request's fingerprint
     # (core.idempotency), written with the row: a retry whose stored response was lost (a
     # crash between this commit and the response) finds this batch, never makes another.
-    idempotency_principal = models.CharField(max_length=200, blank=True, default="",
-                                             db_default="", editable=False)
-    idempotency_key = models.CharField(max_length=255, blank=True, default="", db_default="",
-                                       editable=False)
-    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="",
-                                               db_default="", editable=False)
+    idempotency_principal = models.CharField(
+        max_length=200, blank=True, default="", db_default="", editable=False
+    )
+    idempotency_key = models.CharField(
+        max_length=255, blank=True, default="", db_default="", editable=False
+    )
+    idempotency_fingerprint = models.CharField(
+        max_length=64, blank=True, default="", db_default="", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -76,18 +86,26 @@ class CodeBatch(models.Model):
         verbose_name_plural = "code batches"
         indexes = [
             # The beat job's question: which batches are generating and quiet?
-            models.Index(fields=["updated_at"], name="codebatch_generating_idx",
-                         condition=Q(status="generating")),
+            models.Index(
+                fields=["updated_at"],
+                name="codebatch_generating_idx",
+                condition=Q(status="generating"),
+            ),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(generated__lte=F("requested")),
-                                   name="codebatch_generated_within_requested"),
-            models.CheckConstraint(condition=Q(requested__gte=1)
-                                   & Q(requested__lte=MAX_COUNT),
-                                   name="codebatch_requested_in_range"),
-            models.UniqueConstraint(fields=["idempotency_principal", "idempotency_key"],
-                                    condition=~Q(idempotency_key=""),
-                                    name="codebatch_idempotency_key_unique"),
+            models.CheckConstraint(
+                condition=Q(generated__lte=F("requested")),
+                name="codebatch_generated_within_requested",
+            ),
+            models.CheckConstraint(
+                condition=Q(requested__gte=1) & Q(requested__lte=MAX_COUNT),
+                name="codebatch_requested_in_range",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_principal", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="codebatch_idempotency_key_unique",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -36,14 +36,19 @@ def batch_codes_csv(batch: CodeBatch) -> Iterator[str]:
     digits and customer ids are quoted when needed, so lines are built by hand (faster
     than the csv module per row)."""
     yield CSV_HEADER
-    rows = (Code.objects.filter(batch_id=batch.pk).order_by("pk")
-            .values_list("code", "max_uses", "expires_at", "customer__external_id")
-            .iterator(chunk_size=EXPORT_CHUNK))
+    rows = (
+        Code.objects.filter(batch_id=batch.pk)
+        .order_by("pk")
+        .values_list("code", "max_uses", "expires_at", "customer__external_id")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
     lines = []
     for code, max_uses, expires_at, customer in rows:
-        lines.append(f"{code},{'' if max_uses is None else max_uses},"
-                     f"{expires_at.isoformat() if expires_at else ''},"
-                     f"{_csv_cell(customer) if customer else ''}\r\n")
+        lines.append(
+            f"{code},{'' if max_uses is None else max_uses},"
+            f"{expires_at.isoformat() if expires_at else ''},"
+            f"{_csv_cell(customer) if customer else ''}\r\n"
+        )
         if len(lines) >= EXPORT_CHUNK:
             yield "".join(lines)
             lines = []

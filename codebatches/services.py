@@ -72,6 +72,7 @@ class BatchExhausted(Exception):
 
 # --- create -------------------------------------------------------------------------------
 
+
 def prefix_clean(raw: str) -> str:
     """The prefix as stored: upper case, Crockford symbols only.
 
@@ -86,15 +87,25 @@ def prefix_clean(raw: str) -> str:
         raise ValidationError({"prefix": [f"At most {MAX_PREFIX_LENGTH} characters."]})
     found = [c for c in FORBIDDEN if c in text]
     if found:
-        raise ValidationError({"prefix": [
-            f"The prefix may not contain I, L or O (found {', '.join(found)}): codes use "
-            "Crockford base32, where a typed O reads as 0 and I or L as 1. Use 0 or 1 "
-            "instead, or another letter."]})
+        raise ValidationError(
+            {
+                "prefix": [
+                    f"The prefix may not contain I, L or O (found {', '.join(found)}): codes use "
+                    "Crockford base32, where a typed O reads as 0 and I or L as 1. Use 0 or 1 "
+                    "instead, or another letter."
+                ]
+            }
+        )
     others = sorted({c for c in text if c not in ALPHABET and c != "U"})
     if others:
-        raise ValidationError({"prefix": [
-            "Use only digits and the letters A-Z except I, L and O "
-            f"(found {' '.join(repr(c) for c in others)})."]})
+        raise ValidationError(
+            {
+                "prefix": [
+                    "Use only digits and the letters A-Z except I, L and O "
+                    f"(found {' '.join(repr(c) for c in others)})."
+                ]
+            }
+        )
     return text
 
 
@@ -106,9 +117,15 @@ def customer_ids_clean(ids: Iterable[str]) -> list[str]:
     return cleaned
 
 
-def batch_check(*, prefix: str, count: int | None, code_length: int,
-                max_uses_per_code: int | None, expires_at: datetime | None,
-                customer_ids: list[str]) -> dict:
+def batch_check(
+    *,
+    prefix: str,
+    count: int | None,
+    code_length: int,
+    max_uses_per_code: int | None,
+    expires_at: datetime | None,
+    customer_ids: list[str],
+) -> dict:
     """Every rule of a batch request, all errors at once, as model field values."""
     errors: dict[str, list[str]] = {}
     try:
@@ -117,36 +134,52 @@ def batch_check(*, prefix: str, count: int | None, code_length: int,
         errors.update(exc.message_dict)
     if customer_ids:
         if count is not None and count != len(customer_ids):
-            errors["count"] = [f"With customer_ids, count must be their number "
-                               f"({len(customer_ids):,}) or be left out."]
+            errors["count"] = [
+                f"With customer_ids, count must be their number "
+                f"({len(customer_ids):,}) or be left out."
+            ]
         count = len(customer_ids)
     if count is None:
         errors.setdefault("count", ["Give count (or customer_ids)."])
     elif not 1 <= count <= MAX_COUNT:
         errors.setdefault("count", [f"Between 1 and {MAX_COUNT:,} codes per batch."])
     if not MIN_CODE_LENGTH <= code_length <= MAX_CODE_LENGTH:
-        errors["code_length"] = [f"Between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH} "
-                                 "random symbols."]
+        errors["code_length"] = [f"Between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH} random symbols."]
     elif "prefix" not in errors and len(prefix) + code_length > CODE_MAX_LENGTH:
-        errors["code_length"] = [f"Prefix and code length together exceed "
-                                 f"{CODE_MAX_LENGTH} characters."]
+        errors["code_length"] = [
+            f"Prefix and code length together exceed {CODE_MAX_LENGTH} characters."
+        ]
     if max_uses_per_code is not None and max_uses_per_code < 1:
         errors["max_uses_per_code"] = ["At least 1 (or none for unlimited)."]
     if expires_at is not None and expires_at <= timezone.now():
         errors["expires_at"] = ["The expiry is in the past."]
     if errors:
         raise ValidationError(errors)
-    return {"prefix": prefix, "requested": count, "code_length": code_length,
-            "max_uses_per_code": max_uses_per_code, "expires_at": expires_at,
-            "customer_ids": customer_ids}
+    return {
+        "prefix": prefix,
+        "requested": count,
+        "code_length": code_length,
+        "max_uses_per_code": max_uses_per_code,
+        "expires_at": expires_at,
+        "customer_ids": customer_ids,
+    }
 
 
 @transaction.atomic
-def batch_create(*, coupon: Coupon, prefix: str, count: int | None = None,
-                 code_length: int = MIN_CODE_LENGTH, max_uses_per_code: int | None = 1,
-                 expires_at: datetime | None = None, customer_ids: Iterable[str] = (),
-                 created_by=None, idempotency_key: str = "", idempotency_principal: str = "",
-                 request_fingerprint: str = "") -> CodeBatch:
+def batch_create(
+    *,
+    coupon: Coupon,
+    prefix: str,
+    count: int | None = None,
+    code_length: int = MIN_CODE_LENGTH,
+    max_uses_per_code: int | None = 1,
+    expires_at: datetime | None = None,
+    customer_ids: Iterable[str] = (),
+    created_by=None,
+    idempotency_key: str = "",
+    idempotency_principal: str = "",
+    request_fingerprint: str = "",
+) -> CodeBatch:
     """Record the batch and queue its generation once the row is committed.
 
     The queueing is `robust`: a broker that is down does not fail the request (which
@@ -158,21 +191,28 @@ def batch_create(*, coupon: Coupon, prefix: str, count: int | None = None,
     passed still gets its batch); the key is stored with the row, and its unique
     constraint decides between concurrent first attempts. The same key with another
     request (`request_fingerprint`) is 409 idempotency_key_reused."""
-    scope = {"idempotency_principal": idempotency_principal,
-             "idempotency_key": idempotency_key}
+    scope = {"idempotency_principal": idempotency_principal, "idempotency_key": idempotency_key}
     if idempotency_key:
         earlier = _batch_for_key(scope, request_fingerprint)
         if earlier is not None:
             return earlier
-    fields = batch_check(prefix=prefix, count=count, code_length=code_length,
-                         max_uses_per_code=max_uses_per_code, expires_at=expires_at,
-                         customer_ids=customer_ids_clean(customer_ids))
+    fields = batch_check(
+        prefix=prefix,
+        count=count,
+        code_length=code_length,
+        max_uses_per_code=max_uses_per_code,
+        expires_at=expires_at,
+        customer_ids=customer_ids_clean(customer_ids),
+    )
     try:
         with transaction.atomic():
             batch = CodeBatch.objects.create(
-                coupon=coupon, created_by=created_by,
+                coupon=coupon,
+                created_by=created_by,
                 idempotency_fingerprint=request_fingerprint if idempotency_key else "",
-                **scope, **fields)
+                **scope,
+                **fields,
+            )
     except IntegrityError as exc:  # a concurrent first attempt with this key committed
         if violated_constraint(exc) != "codebatch_idempotency_key_unique":
             raise
@@ -184,8 +224,9 @@ def batch_create(*, coupon: Coupon, prefix: str, count: int | None = None,
 def _batch_for_key(scope: dict, request_fingerprint: str) -> CodeBatch | None:
     batch = CodeBatch.objects.without_customer_ids().filter(**scope).first()
     if batch is not None and batch.idempotency_fingerprint != request_fingerprint:
-        raise Conflict("idempotency_key_reused",
-                       "This Idempotency-Key was used with a different request.")
+        raise Conflict(
+            "idempotency_key_reused", "This Idempotency-Key was used with a different request."
+        )
     return batch
 
 
@@ -199,7 +240,8 @@ def batch_enqueue_on_commit(batch_id) -> None:
 def batch_resume(*, batch_id) -> bool:
     """A failed batch back to `generating` and queued (admin action); True if it was."""
     resumed = CodeBatch.objects.filter(pk=batch_id, status=Status.FAILED).update(
-        status=Status.GENERATING, error="", updated_at=timezone.now())
+        status=Status.GENERATING, error="", updated_at=timezone.now()
+    )
     if resumed:
         batch_enqueue_on_commit(batch_id)
     return bool(resumed)
@@ -215,14 +257,18 @@ def batches_resume_stalled(*, older_than: timedelta | None = None) -> int:
     if older_than is None:
         older_than = timedelta(seconds=getattr(settings, "CODEBATCH_STALL_SECONDS", 120))
     cutoff = timezone.now() - older_than
-    ids = list(CodeBatch.objects.filter(status=Status.GENERATING, updated_at__lt=cutoff)
-               .values_list("pk", flat=True)[:100])
+    ids = list(
+        CodeBatch.objects.filter(status=Status.GENERATING, updated_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:100]
+    )
     for batch_id in ids:
         tasks.batch_generate.delay(str(batch_id))
     return len(ids)
 
 
 # --- generate -----------------------------------------------------------------------------
+
 
 def _lock_key(batch_id: uuid.UUID) -> int:
     return int.from_bytes(batch_id.bytes[:4], "big", signed=True)
@@ -256,14 +302,22 @@ def batch_lock(batch_id: uuid.UUID, *, wait: float = 0.0):
 def batch_progress(batch_id) -> tuple | None:
     """What a waiting task compares to tell a working lock holder from a stuck one:
     (status, generated, updated_at), or None when the batch does not exist."""
-    return (CodeBatch.objects.filter(pk=batch_id)
-            .values_list("status", "generated", "updated_at").first())
+    return (
+        CodeBatch.objects.filter(pk=batch_id)
+        .values_list("status", "generated", "updated_at")
+        .first()
+    )
 
 
-def batch_generate(*, batch_id, chunk_size: int = CHUNK_SIZE, max_chunks: int | None = None,
-                   after_chunk: Callable[[int], None] | None = None,
-                   lock_wait: float = LOCK_WAIT_SECONDS,
-                   parallel: int | None = None) -> CodeBatch | None:
+def batch_generate(
+    *,
+    batch_id,
+    chunk_size: int = CHUNK_SIZE,
+    max_chunks: int | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+    parallel: int | None = None,
+) -> CodeBatch | None:
     """Generate the batch's missing codes; safe to call any number of times, anywhere.
 
     Returns the batch (reloaded), or None when it does not exist or another session is
@@ -284,9 +338,13 @@ def batch_generate(*, batch_id, chunk_size: int = CHUNK_SIZE, max_chunks: int | 
         if batch is None or batch.status != Status.GENERATING:
             return batch
         try:
-            _generate(batch, chunk_size=chunk_size, max_chunks=max_chunks,
-                      after_chunk=after_chunk,
-                      parallel=PARALLEL if parallel is None else parallel)
+            _generate(
+                batch,
+                chunk_size=chunk_size,
+                max_chunks=max_chunks,
+                after_chunk=after_chunk,
+                parallel=PARALLEL if parallel is None else parallel,
+            )
         except (OperationalError, InterfaceError):
             raise  # the database went away: transient, the batch stays `generating`
         except SoftTimeLimitExceeded:
@@ -294,8 +352,10 @@ def batch_generate(*, batch_id, chunk_size: int = CHUNK_SIZE, max_chunks: int | 
         except Exception as exc:
             logger.exception("code batch %s failed", batch_id)
             CodeBatch.objects.filter(pk=batch_id).update(
-                status=Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
-                updated_at=timezone.now())
+                status=Status.FAILED,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                updated_at=timezone.now(),
+            )
             raise
         return _batch_load(batch_id)
 
@@ -343,7 +403,8 @@ def _chunk_commit(batch: CodeBatch, want: int) -> int:
     with transaction.atomic():
         inserted = _chunk_insert(batch, want)
         CodeBatch.objects.filter(pk=batch.pk).update(
-            generated=F("generated") + inserted, updated_at=timezone.now())
+            generated=F("generated") + inserted, updated_at=timezone.now()
+        )
     return inserted
 
 
@@ -355,15 +416,20 @@ def _work(batch: CodeBatch, plan: _Plan, after_chunk: Callable[[int], None] | No
             after_chunk(number)
 
 
-def _generate(batch: CodeBatch, *, chunk_size: int, max_chunks: int | None,
-              after_chunk: Callable[[int], None] | None, parallel: int) -> None:
+def _generate(
+    batch: CodeBatch,
+    *,
+    chunk_size: int,
+    max_chunks: int | None,
+    after_chunk: Callable[[int], None] | None,
+    parallel: int,
+) -> None:
     # The truth first: the codes that exist (a crash may have left `generated` behind).
     # A killed run's last chunk may still be committing (its client sent COMMIT before it
     # died, so PostgreSQL finishes it): that transaction holds the batch row since its
     # UPDATE, so wait for the row before counting, or its codes would be made twice.
     with transaction.atomic():
-        list(CodeBatch.objects.select_for_update().filter(pk=batch.pk)
-             .values_list("pk", flat=True))
+        list(CodeBatch.objects.select_for_update().filter(pk=batch.pk).values_list("pk", flat=True))
         have = Code.objects.filter(batch_id=batch.pk).count()
         CodeBatch.objects.filter(pk=batch.pk).update(generated=have, updated_at=timezone.now())
     if batch.targeted:
@@ -380,20 +446,26 @@ def _generate(batch: CodeBatch, *, chunk_size: int, max_chunks: int | None,
     if plan.exhausted:
         raise BatchExhausted(
             f"No free code found in {MAX_IDLE_ROUNDS} rounds: the space of "
-            f"{batch.prefix} + {batch.code_length} symbols is full.")
+            f"{batch.prefix} + {batch.code_length} symbols is full."
+        )
     if plan.missing > 0:
         return  # stopped after max_chunks: still `generating`
     # Done: the count once more from the rows themselves (we hold the lock, so it is
     # final), and the batch closed with it.
     have = Code.objects.filter(batch_id=batch.pk).count()
     CodeBatch.objects.filter(pk=batch.pk).update(
-        status=Status.DONE, generated=have, error="", finished_at=timezone.now(),
-        updated_at=timezone.now())
+        status=Status.DONE,
+        generated=have,
+        error="",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
     logger.info("code batch %s done: %s codes", batch.pk, have)
 
 
-def _work_in_threads(batch: CodeBatch, plan: _Plan,
-                     after_chunk: Callable[[int], None] | None, parallel: int) -> None:
+def _work_in_threads(
+    batch: CodeBatch, plan: _Plan, after_chunk: Callable[[int], None] | None, parallel: int
+) -> None:
     """`parallel` sessions (threads with their own connections) insert chunks side by
     side: PostgreSQL spends its time in index maintenance and foreign-key checks, per
     backend, so two backends use two cores. The advisory lock stays with the caller's
@@ -473,8 +545,10 @@ def _chunk_insert(batch: CodeBatch, want: int) -> int:
                 return 0
         codes = codegen.random_codes(batch.prefix, batch.code_length, want)
         # A temporary table: no WAL, private to this session, dropped with the chunk.
-        cursor.execute("CREATE TEMP TABLE codebatch_staging (code varchar(64) NOT NULL, "
-                       "customer_id bigint) ON COMMIT DROP")
+        cursor.execute(
+            "CREATE TEMP TABLE codebatch_staging (code varchar(64) NOT NULL, "
+            "customer_id bigint) ON COMMIT DROP"
+        )
         if customers:
             payload = "".join(f"{c}\t{k}\n" for c, k in zip(codes, customers, strict=True))
             columns = "code, customer_id"
@@ -483,8 +557,9 @@ def _chunk_insert(batch: CodeBatch, want: int) -> int:
             columns = "code"
         with cursor.copy(f"COPY codebatch_staging ({columns}) FROM STDIN") as copy:
             copy.write(payload.encode())
-        cursor.execute(_MOVE_SQL, [batch.coupon_id, batch.max_uses_per_code,
-                                   batch.expires_at, batch.pk])
+        cursor.execute(
+            _MOVE_SQL, [batch.coupon_id, batch.max_uses_per_code, batch.expires_at, batch.pk]
+        )
         inserted = cursor.rowcount
         # Dropped here as well as on commit: inside an outer transaction (tests, a
         # caller's atomic block) the commit is not ours.

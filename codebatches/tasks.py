@@ -36,15 +36,18 @@ def batch_generate(self, batch_id: str) -> None:
     except (OperationalError, InterfaceError) as exc:
         _retry(self, batch_id, f"the database failed it ({exc})")
         return
-    if (batch is None and before is not None and before[0] == CodeBatch.Status.GENERATING
-            and services.batch_progress(batch_id) == before):
+    if (
+        batch is None
+        and before is not None
+        and before[0] == CodeBatch.Status.GENERATING
+        and services.batch_progress(batch_id) == before
+    ):
         _retry(self, batch_id, "its lock is held by a session that made no progress")
 
 
 def _retry(task, batch_id: str, why: str) -> None:
     if task.request.retries >= task.max_retries:
-        logger.warning("code batch %s: %s; no retries left, the beat job resumes it",
-                       batch_id, why)
+        logger.warning("code batch %s: %s; no retries left, the beat job resumes it", batch_id, why)
         return
     logger.warning("code batch %s: %s; retrying in %s s", batch_id, why, RETRY_SECONDS)
     raise task.retry(countdown=RETRY_SECONDS)

@@ -58,8 +58,9 @@ class ServiceSaveMixin:
             saved = self.save_via_service(request, obj, form, change)
         except (ApiError, ValidationError) as exc:
             obj._service_error = error_text(exc)
-            messages.error(request, f"The {self.opts.verbose_name} was not saved: "
-                                    f"{obj._service_error}")
+            messages.error(
+                request, f"The {self.opts.verbose_name} was not saved: {obj._service_error}"
+            )
             return
         # The admin goes on with `obj` (log entry, redirect): give it the saved row.
         for field in obj._meta.concrete_fields:
@@ -95,14 +96,19 @@ class ServiceSaveMixin:
 def changed_fields(form) -> dict:
     """The model fields the admin form changed, with their cleaned values."""
     names = {f.name for f in form._meta.model._meta.concrete_fields}
-    return {name: form.cleaned_data[name] for name in form.changed_data
-            if name in form.cleaned_data and name in names}
+    return {
+        name: form.cleaned_data[name]
+        for name in form.changed_data
+        if name in form.cleaned_data and name in names
+    }
 
 
 class ApiKeyAdminForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
-        choices=Scope.choices, widget=forms.CheckboxSelectMultiple,
-        help_text="storefront: validate, apply and claim; admin: manage coupons.")
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="storefront: validate, apply and claim; admin: manage coupons.",
+    )
 
     class Meta:
         model = ApiKey
@@ -126,8 +132,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a record is the replayed response; editing it would change history."""
 
-    list_display = ("principal", "key", "method", "path", "state", "response_status",
-                    "created_at")
+    list_display = ("principal", "key", "method", "path", "state", "response_status", "created_at")
     list_filter = ("state", "method", "created_at")
     search_fields = ["principal", "key", "path"]
     date_hierarchy = "created_at"

@@ -47,7 +47,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header.startswith(self.keyword + " "):
             return None
-        key = header[len(self.keyword) + 1:].strip()
+        key = header[len(self.keyword) + 1 :].strip()
         principal = self._verify(key)
         if principal is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
@@ -71,9 +71,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         except ApiKey.DoesNotExist:
             principal = None
         else:
-            principal = None if api_key.has_expired else Principal(
-                kind="api_key", id=api_key.prefix,
-                scopes=frozenset(api_key.scopes))  # type: ignore[attr-defined] # ApiKey
+            principal = (
+                None
+                if api_key.has_expired
+                else Principal(kind="api_key", id=api_key.prefix, scopes=frozenset(api_key.scopes))
+            )  # type: ignore[attr-defined] # ApiKey
         if ttl > 0:
             if len(_key_cache) > 10_000:
                 _key_cache.clear()
@@ -88,14 +90,17 @@ class CustomerJWTAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header.startswith(self.keyword + " "):
             return None
-        token = header[len(self.keyword) + 1:].strip()
+        token = header[len(self.keyword) + 1 :].strip()
         claims = decode_customer_token(token)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise exceptions.AuthenticationFailed("The token has no subject.")
         segments = claims.get("segments")
-        segments = frozenset(x for x in segments if isinstance(x, str)) \
-            if isinstance(segments, list) else frozenset()
+        segments = (
+            frozenset(x for x in segments if isinstance(x, str))
+            if isinstance(segments, list)
+            else frozenset()
+        )
         return Principal(kind="customer", id=sub, customer_id=sub, segments=segments), token
 
     def authenticate_header(self, request):
@@ -104,8 +109,11 @@ class CustomerJWTAuthentication(authentication.BaseAuthentication):
 
 def decode_customer_token(token: str) -> dict:
     algorithm = settings.JWT_ALGORITHM
-    key = settings.JWT_PUBLIC_KEY if algorithm.startswith(("RS", "ES", "PS")) \
+    key = (
+        settings.JWT_PUBLIC_KEY
+        if algorithm.startswith(("RS", "ES", "PS"))
         else settings.JWT_SIGNING_KEY
+    )
     if not key:
         raise exceptions.AuthenticationFailed("Customer tokens are not configured.")
     options: dict[str, Any] = {"require": ["exp", "sub"]}
@@ -158,8 +166,10 @@ def resolve_customer_id(principal: Principal, body_customer_id: str | None) -> s
     """The customer a call is about: a JWT's `sub`, or the body's id under an API key."""
     if principal.kind == "customer":
         if body_customer_id is not None and body_customer_id != principal.customer_id:
-            raise ApiError("customer_mismatch",
-                           "The customer in the body is not the token's subject.",
-                           status_code=403)
+            raise ApiError(
+                "customer_mismatch",
+                "The customer in the body is not the token's subject.",
+                status_code=403,
+            )
         return principal.customer_id
     return body_customer_id

@@ -39,9 +39,16 @@ class ApiError(exceptions.APIException):
     `retryable`: the same request may succeed if simply sent again (a race was lost);
     the idempotency layer does not keep such an answer, so the retry runs."""
 
-    def __init__(self, code: str, message: str, *, status_code: int = 400,
-                 fields: dict | None = None, headers: dict | None = None,
-                 retryable: bool = False):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status_code: int = 400,
+        fields: dict | None = None,
+        headers: dict | None = None,
+        retryable: bool = False,
+    ):
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.error_code = code
@@ -94,23 +101,33 @@ def database_input_errors(fields: Mapping[str, str] | None = None) -> Iterator[N
             raise
         logger.error("check constraint %s violated by validated input", constraint)
         field = (fields or {}).get(constraint or "", "non_field_errors")
-        raise ApiError("invalid_request", "Invalid input.",
-                       fields={field: ["This value is not allowed here."]}) from None
+        raise ApiError(
+            "invalid_request", "Invalid input.", fields={field: ["This value is not allowed here."]}
+        ) from None
     except DataError as exc:
         logger.error("database refused a validated value: %s", exc)
-        raise ApiError("invalid_request", "Invalid input.", fields={
-            "non_field_errors": ["A value is out of range or too long."]}) from None
+        raise ApiError(
+            "invalid_request",
+            "Invalid input.",
+            fields={"non_field_errors": ["A value is out of range or too long."]},
+        ) from None
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
-def json_error(status_code: int, code: str | None = None, message: str | None = None,
-               fields: dict | None = None, headers: dict | None = None) -> JsonResponse:
+def json_error(
+    status_code: int,
+    code: str | None = None,
+    message: str | None = None,
+    fields: dict | None = None,
+    headers: dict | None = None,
+) -> JsonResponse:
     response = JsonResponse(
-        error_body(code or _STATUS_CODES.get(status_code, "error"),
-                   message or "Request failed.", fields),
+        error_body(
+            code or _STATUS_CODES.get(status_code, "error"), message or "Request failed.", fields
+        ),
         status=status_code,
     )
     for name, value in (headers or {}).items():
@@ -119,18 +136,26 @@ def json_error(status_code: int, code: str | None = None, message: str | None = 
 
 
 def database_unavailable() -> JsonResponse:
-    return json_error(503, "database_unavailable",
-                      "The database is unavailable; retry shortly.", headers={"Retry-After": "5"})
+    return json_error(
+        503,
+        "database_unavailable",
+        "The database is unavailable; retry shortly.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def api_exception_handler(exc, context):
     """DRF exception handler: every exception becomes the API.md error body."""
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.error_code, exc.message, exc.fields),
-                        status=exc.status_code, headers=exc.headers)
+        return Response(
+            error_body(exc.error_code, exc.message, exc.fields),
+            status=exc.status_code,
+            headers=exc.headers,
+        )
     if isinstance(exc, DjangoValidationError):
-        fields = exc.message_dict if hasattr(exc, "error_dict") else \
-            {"non_field_errors": exc.messages}
+        fields = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         return Response(error_body("invalid_request", "Invalid input.", fields), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -138,9 +163,11 @@ def api_exception_handler(exc, context):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("database unavailable: %s", exc)
-        return Response(error_body("database_unavailable",
-                                   "The database is unavailable; retry shortly."),
-                        status=503, headers={"Retry-After": "5"})
+        return Response(
+            error_body("database_unavailable", "The database is unavailable; retry shortly."),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return Response(error_body("invalid_request", "Invalid input.", fields), status=400)
@@ -149,24 +176,25 @@ def api_exception_handler(exc, context):
     if isinstance(exc, exceptions.Throttled):
         headers = {"Retry-After": str(int(exc.wait or 1))}
         message = str(exc.detail) if exc.detail else "Too many requests."
-        return Response(error_body("rate_limited", message), status=429,
-                        headers=headers)
+        return Response(error_body("rate_limited", message), status=429, headers=headers)
     if isinstance(exc, exceptions.APIException):
         headers = {}
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return Response(error_body(code, str(exc.detail)), status=exc.status_code,
-                        headers=headers)
+        return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
-        return Response(error_body("internal_error", "Internal error."),
-                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return Response(
+            error_body("internal_error", "Internal error."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     return None  # unexpected: Django's handler500 renders the JSON 500 body
 
 
 # --- Django-level handlers (non-DRF paths and errors raised outside views) ---------------
 # API clients get the JSON error body; people in the admin keep Django's HTML pages.
+
 
 def _wants_html(request) -> bool:
     return request.path.startswith("/admin/")

@@ -20,8 +20,11 @@ def _timed(check) -> dict:
     try:
         check()
     except Exception as exc:  # any failure means "down"
-        return {"ok": False, "error": type(exc).__name__,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return {
+            "ok": False,
+            "error": type(exc).__name__,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
@@ -42,8 +45,9 @@ def _broker() -> None:
     # connect_timeout only bounds the TCP connect; the socket timeouts also bound the
     # PING, so a frozen broker cannot hold a worker for gunicorn's whole timeout.
     options = {"socket_timeout": 1, "socket_connect_timeout": 1}
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=1,
-                    transport_options=options) as conn:
+    with Connection(
+        settings.CELERY_BROKER_URL, connect_timeout=1, transport_options=options
+    ) as conn:
         conn.ensure_connection(max_retries=0, timeout=1)
 
 

@@ -47,13 +47,18 @@ def idempotent(*, required: bool):
             key = request.headers.get(HEADER, "").strip()
             if not key:
                 if required:
-                    raise ApiError("idempotency_key_required",
-                                   f"The {HEADER} header is required for this call.",
-                                   fields={HEADER: ["This header is required."]})
+                    raise ApiError(
+                        "idempotency_key_required",
+                        f"The {HEADER} header is required for this call.",
+                        fields={HEADER: ["This header is required."]},
+                    )
                 return view_method(self, request, *args, **kwargs)
             if len(key) > 255:
-                raise ApiError("invalid_request", f"{HEADER} is too long.",
-                               fields={HEADER: ["At most 255 characters."]})
+                raise ApiError(
+                    "invalid_request",
+                    f"{HEADER} is too long.",
+                    fields={HEADER: ["At most 255 characters."]},
+                )
             record, replay = _begin(request, key)
             if replay is not None:
                 return replay
@@ -84,22 +89,26 @@ def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
         return record, None
     record = IdempotencyRecord.objects.get(principal=request.user.ident, key=key)
     if record.fingerprint != fp:
-        raise Conflict("idempotency_key_reused",
-                       "This Idempotency-Key was used with a different request.")
+        raise Conflict(
+            "idempotency_key_reused", "This Idempotency-Key was used with a different request."
+        )
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
     while record.state == IdempotencyRecord.State.STARTED:
         stale_after = timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
         if record.updated_at < timezone.now() - stale_after:
             taken = IdempotencyRecord.objects.filter(
-                pk=record.pk, state=IdempotencyRecord.State.STARTED,
+                pk=record.pk,
+                state=IdempotencyRecord.State.STARTED,
                 updated_at=record.updated_at,
             ).update(updated_at=timezone.now())
             if taken:
                 return record, None
         if time.monotonic() >= deadline:
-            raise Conflict("idempotency_in_progress",
-                           "A request with this Idempotency-Key is still being processed.",
-                           headers={"Retry-After": "1"})
+            raise Conflict(
+                "idempotency_in_progress",
+                "A request with this Idempotency-Key is still being processed.",
+                headers={"Retry-After": "1"},
+            )
         time.sleep(0.05)
         try:
             record.refresh_from_db()
@@ -128,8 +137,15 @@ def _claim(principal: str, key: str, fp: str, method: str, path: str):
         row = cursor.fetchone()
     if row is None:
         return None
-    return IdempotencyRecord(id=row[0], principal=principal, key=key, fingerprint=fp,
-                             method=method, path=path, updated_at=row[1])
+    return IdempotencyRecord(
+        id=row[0],
+        principal=principal,
+        key=key,
+        fingerprint=fp,
+        method=method,
+        path=path,
+        updated_at=row[1],
+    )
 
 
 def _finish(record: IdempotencyRecord, response) -> None:

@@ -21,8 +21,24 @@ _CODES = (  # noqa: SIM905 - one readable block of codes
     "TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW "
     "ZWL"
 ).split()
-_ZERO_DIGIT = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-               "VND", "VUV", "XAF", "XOF", "XPF"}
+_ZERO_DIGIT = {
+    "BIF",
+    "CLP",
+    "DJF",
+    "GNF",
+    "ISK",
+    "JPY",
+    "KMF",
+    "KRW",
+    "PYG",
+    "RWF",
+    "UGX",
+    "VND",
+    "VUV",
+    "XAF",
+    "XOF",
+    "XPF",
+}
 _THREE_DIGIT = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
 CURRENCIES: dict[str, int] = {
     c: (0 if c in _ZERO_DIGIT else 3 if c in _THREE_DIGIT else 2) for c in _CODES
@@ -52,11 +68,11 @@ def exponent(currency: str) -> int:
 def parse_amount(value: object, currency: str) -> int:
     """Decimal string or JSON number (already a Decimal, never a float) -> minor units."""
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise MoneyError("Enter an amount as a decimal string such as \"37.50\".")
+        raise MoneyError('Enter an amount as a decimal string such as "37.50".')
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, ValueError):
-        raise MoneyError("Enter an amount as a decimal string such as \"37.50\".") from None
+        raise MoneyError('Enter an amount as a decimal string such as "37.50".') from None
     if not amount.is_finite():
         raise MoneyError("Enter a finite amount.")
     if amount < 0:
@@ -68,7 +84,8 @@ def parse_amount(value: object, currency: str) -> int:
     if not isinstance(places, int):  # never for a finite amount (checked above)
         raise MoneyError("Enter a finite amount.")
     if -places > digits and amount != amount.quantize(
-            Decimal(1).scaleb(-digits), rounding="ROUND_DOWN"):
+        Decimal(1).scaleb(-digits), rounding="ROUND_DOWN"
+    ):
         raise MoneyError(f"{currency} amounts have at most {digits} decimal places.")
     minor = amount.scaleb(digits)
     if minor != minor.to_integral_value():

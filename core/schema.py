@@ -8,8 +8,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <key>` (scopes: storefront, admin)"}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>` (scopes: storefront, admin)",
+        }
 
 
 class CustomerJWTScheme(OpenApiAuthenticationExtension):
@@ -17,5 +21,9 @@ class CustomerJWTScheme(OpenApiAuthenticationExtension):
     name = "CustomerJWT"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "End-customer token; `sub` is the customer id."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "End-customer token; `sub` is the customer id.",
+        }

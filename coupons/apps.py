@@ -18,7 +18,9 @@ class CouponsConfig(AppConfig):
 
         for model in (Coupon, Code, PromotionSettings):
             # weak=False: `changed` is local to this method and would be collected.
-            post_save.connect(changed, sender=model, weak=False,
-                              dispatch_uid=f"promotions-{model.__name__}")
-            post_delete.connect(changed, sender=model, weak=False,
-                                dispatch_uid=f"promotions-del-{model.__name__}")
+            post_save.connect(
+                changed, sender=model, weak=False, dispatch_uid=f"promotions-{model.__name__}"
+            )
+            post_delete.connect(
+                changed, sender=model, weak=False, dispatch_uid=f"promotions-del-{model.__name__}"
+            )

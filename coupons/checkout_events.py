@@ -24,29 +24,50 @@ from coupons.models import Redemption
 def _payload(shopper: Shopper, cart: Cart) -> dict:
     currency = cart.currency
     return {
-        "customer": {"id": shopper.id, "segments": sorted(shopper.segments),
-                     "orders_count": shopper.orders_count},
-        "cart": {"currency": currency, "shipping": format_amount(cart.shipping, currency),
-                 "items": [{"sku": x.sku, "category": x.category, "quantity": x.quantity,
-                            "unit_price": format_amount(x.unit_price, currency)}
-                           for x in cart.lines]},
+        "customer": {
+            "id": shopper.id,
+            "segments": sorted(shopper.segments),
+            "orders_count": shopper.orders_count,
+        },
+        "cart": {
+            "currency": currency,
+            "shipping": format_amount(cart.shipping, currency),
+            "items": [
+                {
+                    "sku": x.sku,
+                    "category": x.category,
+                    "quantity": x.quantity,
+                    "unit_price": format_amount(x.unit_price, currency),
+                }
+                for x in cart.lines
+            ],
+        },
     }
 
 
 def _common(shopper: Shopper, cart: Cart) -> dict:
-    return {"occurred_at": timezone.now(), "customer_id": shopper.id or "",
-            "currency": cart.currency, "order_value_minor": cart.subtotal,
-            "new_customer": shopper.orders_count == 0}
+    return {
+        "occurred_at": timezone.now(),
+        "customer_id": shopper.id or "",
+        "currency": cart.currency,
+        "order_value_minor": cart.subtotal,
+        "new_customer": shopper.orders_count == 0,
+    }
 
 
-def cart_seen(evaluation: Evaluation, shopper: Shopper, cart: Cart,
-              common: dict | None = None) -> None:
+def cart_seen(
+    evaluation: Evaluation, shopper: Shopper, cart: Cart, common: dict | None = None
+) -> None:
     """The cart as priced (apply's pre-check; validate and evaluate through priced)."""
     if not settings.ANALYTICS_ENABLED:
         return
     pricing = evaluation.pricing
-    events.record("cart", discount_minor=pricing.discount + pricing.shipping_discount,
-                  payload=_payload(shopper, cart), **(common or _common(shopper, cart)))
+    events.record(
+        "cart",
+        discount_minor=pricing.discount + pricing.shipping_discount,
+        payload=_payload(shopper, cart),
+        **(common or _common(shopper, cart)),
+    )
 
 
 def priced(evaluation: Evaluation, shopper: Shopper, cart: Cart) -> None:
@@ -58,55 +79,110 @@ def priced(evaluation: Evaluation, shopper: Shopper, cart: Cart) -> None:
     pricing = evaluation.pricing
     for a in pricing.applied:
         if a.terms.code in evaluation.typed:
-            events.record("validate", outcome="valid", code=a.terms.code,
-                          coupon_id=a.terms.rule.coupon_id,
-                          discount_minor=a.discount + a.shipping_discount, **common)
+            events.record(
+                "validate",
+                outcome="valid",
+                code=a.terms.code,
+                coupon_id=a.terms.rule.coupon_id,
+                discount_minor=a.discount + a.shipping_discount,
+                **common,
+            )
     for skipped in evaluation.rejected:
         terms = skipped.terms
-        events.record("validate", outcome=skipped.rejection.reason,
-                      code=terms.code if terms else (skipped.rejection.code or ""),
-                      coupon_id=terms.rule.coupon_id if terms else None, **common)
+        events.record(
+            "validate",
+            outcome=skipped.rejection.reason,
+            code=terms.code if terms else (skipped.rejection.code or ""),
+            coupon_id=terms.rule.coupon_id if terms else None,
+            **common,
+        )
 
 
 def apply_rejected(rejection: Rejection, shopper: Shopper, cart: Cart, order_id: str) -> None:
     if not settings.ANALYTICS_ENABLED:
         return
-    events.record("apply", outcome=rejection.reason, code=rejection.code or "",
-                  customer_id=shopper.id or "", order_id=order_id, currency=cart.currency,
-                  order_value_minor=cart.subtotal, new_customer=shopper.orders_count == 0)
+    events.record(
+        "apply",
+        outcome=rejection.reason,
+        code=rejection.code or "",
+        customer_id=shopper.id or "",
+        order_id=order_id,
+        currency=cart.currency,
+        order_value_minor=cart.subtotal,
+        new_customer=shopper.orders_count == 0,
+    )
 
 
-def _row(kind: str, x: Redemption, now, *, outcome: str = "ok", customer_id: str = "",
-         new_customer: bool = False, order_value: int | None = None) -> dict:
-    return {"kind": kind, "occurred_at": now, "outcome": outcome, "code": x.code.code,
-            "coupon_id": x.coupon_id, "customer_id": customer_id, "order_id": x.order_id,
-            "currency": x.currency,
-            "order_value_minor": x.order_value_minor if order_value is None else order_value,
-            "discount_minor": x.discount_minor + x.shipping_discount_minor,
-            "new_customer": new_customer, "auto": x.auto}
+def _row(
+    kind: str,
+    x: Redemption,
+    now,
+    *,
+    outcome: str = "ok",
+    customer_id: str = "",
+    new_customer: bool = False,
+    order_value: int | None = None,
+) -> dict:
+    return {
+        "kind": kind,
+        "occurred_at": now,
+        "outcome": outcome,
+        "code": x.code.code,
+        "coupon_id": x.coupon_id,
+        "customer_id": customer_id,
+        "order_id": x.order_id,
+        "currency": x.currency,
+        "order_value_minor": x.order_value_minor if order_value is None else order_value,
+        "discount_minor": x.discount_minor + x.shipping_discount_minor,
+        "new_customer": new_customer,
+        "auto": x.auto,
+    }
 
 
-def reserving(applied, typed: set[str], shopper: Shopper, cart: Cart,
-              order_id: str) -> None:
+def reserving(applied, typed: set[str], shopper: Shopper, cart: Cart, order_id: str) -> None:
     """In apply's transaction: one `apply` event per coupon about to be reserved."""
     now = timezone.now()
-    events.write([{"kind": "apply", "occurred_at": now, "outcome": "applied",
-                   "code": a.terms.code, "coupon_id": a.terms.rule.coupon_id,
-                   "customer_id": shopper.id or "", "order_id": order_id,
-                   "currency": cart.currency, "order_value_minor": cart.subtotal,
-                   "discount_minor": a.discount + a.shipping_discount,
-                   "new_customer": shopper.orders_count == 0,
-                   "auto": a.terms.code not in typed} for a in applied])
+    events.write(
+        [
+            {
+                "kind": "apply",
+                "occurred_at": now,
+                "outcome": "applied",
+                "code": a.terms.code,
+                "coupon_id": a.terms.rule.coupon_id,
+                "customer_id": shopper.id or "",
+                "order_id": order_id,
+                "currency": cart.currency,
+                "order_value_minor": cart.subtotal,
+                "discount_minor": a.discount + a.shipping_discount,
+                "new_customer": shopper.orders_count == 0,
+                "auto": a.terms.code not in typed,
+            }
+            for a in applied
+        ]
+    )
 
 
-def moved(kind: str, rows: list[Redemption], *, new_customers: frozenset = frozenset(),
-          returned: dict | None = None) -> None:
+def moved(
+    kind: str,
+    rows: list[Redemption],
+    *,
+    new_customers: frozenset = frozenset(),
+    returned: dict | None = None,
+) -> None:
     """In the transition's transaction: confirm / release / expire / return events.
     `rows` need `code` and `customer` loaded; `returned`: redemption id -> amount."""
     now = timezone.now()
-    events.write([
-        _row(kind, x, now,
-             customer_id=x.customer.external_id if x.customer is not None else "",
-             new_customer=x.customer_id in new_customers,
-             order_value=(returned or {}).get(x.pk))
-        for x in rows])
+    events.write(
+        [
+            _row(
+                kind,
+                x,
+                now,
+                customer_id=x.customer.external_id if x.customer is not None else "",
+                new_customer=x.customer_id in new_customers,
+                order_value=(returned or {}).get(x.pk),
+            )
+            for x in rows
+        ]
+    )

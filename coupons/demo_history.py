@@ -15,8 +15,12 @@ from coupons.models import Coupon
 
 DAYS = 14
 # code -> (discount on a cart of value v in cents, daily validations)
-PLAN = {"SUMMER25": (lambda v: min(v // 4, 5000), 40), "FALL20": (lambda v: v // 5, 30),
-        "TENOFF": (lambda v: 1000, 25), "FREESHIP": (lambda v: 799, 20)}
+PLAN = {
+    "SUMMER25": (lambda v: min(v // 4, 5000), 40),
+    "FALL20": (lambda v: v // 5, 30),
+    "TENOFF": (lambda v: 1000, 25),
+    "FREESHIP": (lambda v: 799, 20),
+}
 CATEGORIES = ["electronics", "clothing", "books", "home", "toys"]
 
 
@@ -43,28 +47,61 @@ def load(*, seed: int = 2026) -> int:
 
 
 def _shopper(rng, day, coupon, discount_of, tag: str) -> list[dict]:
-    moment = datetime.combine(day, time(rng.randint(8, 21), rng.randint(0, 59)),
-                              tzinfo=timezone.get_default_timezone())
+    moment = datetime.combine(
+        day, time(rng.randint(8, 21), rng.randint(0, 59)), tzinfo=timezone.get_default_timezone()
+    )
     moment = min(moment, timezone.now())
     customer = f"demo-{rng.randint(1, 400)}"
     price = rng.choice([1999, 2999, 4999, 7999, 12999])
     quantity = rng.randint(1, 3)
     value = price * quantity
     new = rng.random() < 0.3
-    payload = {"customer": {"id": customer, "segments": ["premium_members"] if new else [],
-                            "orders_count": 0 if new else rng.randint(1, 9)},
-               "cart": {"currency": "USD", "shipping": "7.99",
-                        "items": [{"sku": f"SKU-{price}", "category": rng.choice(CATEGORIES),
-                                   "unit_price": f"{price / 100:.2f}", "quantity": quantity}]}}
-    common = {"occurred_at": moment, "customer_id": customer, "currency": "USD",
-              "order_value_minor": value, "new_customer": new}
+    payload = {
+        "customer": {
+            "id": customer,
+            "segments": ["premium_members"] if new else [],
+            "orders_count": 0 if new else rng.randint(1, 9),
+        },
+        "cart": {
+            "currency": "USD",
+            "shipping": "7.99",
+            "items": [
+                {
+                    "sku": f"SKU-{price}",
+                    "category": rng.choice(CATEGORIES),
+                    "unit_price": f"{price / 100:.2f}",
+                    "quantity": quantity,
+                }
+            ],
+        },
+    }
+    common = {
+        "occurred_at": moment,
+        "customer_id": customer,
+        "currency": "USD",
+        "order_value_minor": value,
+        "new_customer": new,
+    }
     discount = discount_of(value)
-    rows = [{"kind": "cart", "discount_minor": discount, "payload": payload, **common},
-            {"kind": "validate", "outcome": "valid", "code": coupon.code,
-             "coupon_id": coupon.pk, "discount_minor": discount, **common}]
+    rows = [
+        {"kind": "cart", "discount_minor": discount, "payload": payload, **common},
+        {
+            "kind": "validate",
+            "outcome": "valid",
+            "code": coupon.code,
+            "coupon_id": coupon.pk,
+            "discount_minor": discount,
+            **common,
+        },
+    ]
     if rng.random() < 0.6:
-        order = {"code": coupon.code, "coupon_id": coupon.pk, "order_id": f"demo-{tag}",
-                 "discount_minor": discount, **common}
+        order = {
+            "code": coupon.code,
+            "coupon_id": coupon.pk,
+            "order_id": f"demo-{tag}",
+            "discount_minor": discount,
+            **common,
+        }
         rows.append({"kind": "apply", "outcome": "applied", **order})
         roll = rng.random()
         if roll < 0.8:
@@ -77,6 +114,12 @@ def _shopper(rng, day, coupon, discount_of, tag: str) -> list[dict]:
             rows.append({"kind": "expire", "outcome": "ok", **order})
     # Some shoppers also price a cart with no coupon at all.
     if rng.random() < 0.5:
-        rows.append({"kind": "cart", "discount_minor": 0, "payload": payload,
-                     **{**common, "order_value_minor": rng.choice([1500, 3500, 6000])}})
+        rows.append(
+            {
+                "kind": "cart",
+                "discount_minor": 0,
+                "payload": payload,
+                **{**common, "order_value_minor": rng.choice([1500, 3500, 6000])},
+            }
+        )
     return rows

@@ -21,8 +21,7 @@ from coupons.models import Code, Coupon, Customer, Redemption
 
 # Raw SQL: these run while a hot coupon may be locked, and skipping the ORM's query
 # compilation shortens the time every other checkout waits for that row.
-_COUPONS_LOCK_SQL = ("SELECT * FROM coupons_coupon WHERE id = ANY(%s) ORDER BY id "
-                     "FOR NO KEY UPDATE")
+_COUPONS_LOCK_SQL = "SELECT * FROM coupons_coupon WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 _CODES_LOCK_SQL = """
 SELECT k.*, cu.external_id AS bound_external_id
   FROM coupons_code k LEFT JOIN coupons_customer cu ON cu.id = k.customer_id
@@ -60,14 +59,22 @@ def codes_lock(ids: Iterable[int]) -> dict[int, Code]:
 
 
 def customers_lock(ids: Iterable[int]) -> dict[int, Customer]:
-    return {c.pk: c for c in Customer.objects.select_for_update(no_key=True)
-            .filter(pk__in=set(ids)).order_by("pk")}
+    return {
+        c.pk: c
+        for c in Customer.objects.select_for_update(no_key=True)
+        .filter(pk__in=set(ids))
+        .order_by("pk")
+    }
 
 
 def redemptions_lock(ids: Iterable) -> list[Redemption]:
     """Redemptions (with their code and customer, unlocked) locked by pk."""
-    return list(Redemption.objects.select_for_update(of=("self",), no_key=True)
-                .select_related("code", "customer").filter(pk__in=set(ids)).order_by("pk"))
+    return list(
+        Redemption.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("code", "customer")
+        .filter(pk__in=set(ids))
+        .order_by("pk")
+    )
 
 
 _CONFIRM_SQL = """
@@ -114,8 +121,11 @@ def customer_facts_lock(customer_pk: int | None, coupon_ids: list[int]) -> Custo
         segments, orders_count, uses = cursor.fetchone()
     if isinstance(uses, str):
         uses = json.loads(uses)
-    return CustomerFacts(segments=frozenset(segments), orders_count=orders_count,
-                         customer_uses={int(k): v for k, v in uses.items()})
+    return CustomerFacts(
+        segments=frozenset(segments),
+        orders_count=orders_count,
+        customer_uses={int(k): v for k, v in uses.items()},
+    )
 
 
 _TAKE_AND_RECORD_SQL = """
@@ -149,15 +159,23 @@ def use_take_and_record(x: Redemption) -> bool:
     locked for one round trip instead of three. False when a limit or the budget was
     reached (nothing inserted; the caller rolls back the coupon's increment)."""
     params: dict[str, Any] = {
-        "id": x.id, "coupon_id": x.coupon_id, "code_id": x.code_id,
-        "customer_id": x.customer_id, "order_id": x.order_id, "apply_id": x.apply_id,
+        "id": x.id,
+        "coupon_id": x.coupon_id,
+        "code_id": x.code_id,
+        "customer_id": x.customer_id,
+        "order_id": x.order_id,
+        "apply_id": x.apply_id,
         "status": x.status,
-        "currency": x.currency, "discount_minor": x.discount_minor,
+        "currency": x.currency,
+        "discount_minor": x.discount_minor,
         "shipping_discount_minor": x.shipping_discount_minor,
         "order_value_minor": x.order_value_minor,
-        "lines": json.dumps(x.lines), "auto": x.auto, "idempotency_key": x.idempotency_key,
+        "lines": json.dumps(x.lines),
+        "auto": x.auto,
+        "idempotency_key": x.idempotency_key,
         "context": json.dumps(x.context, cls=DjangoJSONEncoder),
-        "expires_at": x.expires_at, "created_at": x.created_at,
+        "expires_at": x.expires_at,
+        "created_at": x.created_at,
         "spend": x.discount_minor + x.shipping_discount_minor,
     }
     with connection.cursor() as cursor:

@@ -46,20 +46,27 @@ class Customer(models.Model):
 
 class Coupon(models.Model):
     code = models.CharField(
-        max_length=64, unique=True,
-        help_text="The coupon's identifier (the seed's coupon_id), e.g. SUMMER25.")
+        max_length=64,
+        unique=True,
+        help_text="The coupon's identifier (the seed's coupon_id), e.g. SUMMER25.",
+    )
     description = models.CharField(max_length=200, blank=True)
     type = models.CharField(max_length=20, choices=DiscountType.choices)
     currency = models.CharField(max_length=3, default="USD")
     percent_bp = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Percentage in basis points (2500 = 25%).")
+        null=True, blank=True, help_text="Percentage in basis points (2500 = 25%)."
+    )
     amount_minor = models.BigIntegerField(
-        null=True, blank=True, help_text="Fixed discount in minor units.")
+        null=True, blank=True, help_text="Fixed discount in minor units."
+    )
     cap_minor = models.BigIntegerField(
-        null=True, blank=True, help_text="Maximum discount in minor units.")
+        null=True, blank=True, help_text="Maximum discount in minor units."
+    )
     tiers = models.JSONField(
-        default=list, blank=True,
-        help_text='[{"threshold_minor": 10000, "discount_minor": 1000}, ...]')
+        default=list,
+        blank=True,
+        help_text='[{"threshold_minor": 10000, "discount_minor": 1000}, ...]',
+    )
     bogo_buy = models.PositiveSmallIntegerField(null=True, blank=True)
     bogo_get = models.PositiveSmallIntegerField(null=True, blank=True)
     bogo_percent_bp = models.PositiveIntegerField(null=True, blank=True)
@@ -84,23 +91,29 @@ class Coupon(models.Model):
     # Budget guard: discount (merchandise + shipping) held by reserved and confirmed
     # redemptions, moved with `uses` by the same conditional updates.
     budget_minor = models.BigIntegerField(
-        null=True, blank=True, help_text="Total discount budget in minor units (empty: none).")
+        null=True, blank=True, help_text="Total discount budget in minor units (empty: none)."
+    )
     budget_used_minor = models.BigIntegerField(default=0, editable=False)
 
     # Abuse protection (abuse/).
     leak_threshold = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Disable the public code when more unique customers than this redeem it "
-                  "within an hour (empty: the ABUSE_LEAK_THRESHOLD setting).")
+        "within an hour (empty: the ABUSE_LEAK_THRESHOLD setting).",
+    )
     farming_action = models.CharField(
-        max_length=5, choices=[("flag", "Flag for review"), ("block", "Block")], default="flag",
+        max_length=5,
+        choices=[("flag", "Flag for review"), ("block", "Block")],
+        default="flag",
         help_text="When one shopper identity (device, IP, email, card) redeems this "
-                  "first-purchase or once-per-customer coupon from several accounts.")
+        "first-purchase or once-per-customer coupon from several accounts.",
+    )
     limit_by_identity = models.BooleanField(
         default=False,
-        help_text="The per-customer limit also counts uses by the same device, email or card.")
-    disabled_reason = models.CharField(max_length=300, blank=True, default="",
-                                       editable=False)
+        help_text="The per-customer limit also counts uses by the same device, email or card.",
+    )
+    disabled_reason = models.CharField(max_length=300, blank=True, default="", editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     uses = models.PositiveIntegerField(default=0, editable=False)
@@ -110,38 +123,49 @@ class Coupon(models.Model):
 
     # Audit trail of definition changes: staff edits (admin, admin API) and automatic
     # actions (leak auto-disable) with who/why. Counters move by UPDATE and leave no row.
-    history = HistoricalRecords(excluded_fields=["uses", "budget_used_minor", "updated_at"],
-                                get_user=history_user)
+    history = HistoricalRecords(
+        excluded_fields=["uses", "budget_used_minor", "updated_at"], get_user=history_user
+    )
 
     class Meta:
         ordering = ["code"]
         indexes = [
-            models.Index(fields=["active", "auto_apply"], name="coupon_active_auto_idx",
-                         condition=Q(active=True)),
+            models.Index(
+                fields=["active", "auto_apply"],
+                name="coupon_active_auto_idx",
+                condition=Q(active=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(max_uses_total__isnull=True) | Q(uses__lte=F("max_uses_total")),
-                name="coupon_uses_within_limit"),
+                name="coupon_uses_within_limit",
+            ),
             models.CheckConstraint(
-                condition=Q(budget_used_minor__gte=0) & (
-                    Q(budget_minor__isnull=True) | Q(budget_used_minor__lte=F("budget_minor"))),
-                name="coupon_budget_within_limit"),
+                condition=Q(budget_used_minor__gte=0)
+                & (Q(budget_minor__isnull=True) | Q(budget_used_minor__lte=F("budget_minor"))),
+                name="coupon_budget_within_limit",
+            ),
             models.CheckConstraint(
                 condition=Q(percent_bp__isnull=True) | Q(percent_bp__lte=10_000),
-                name="coupon_percent_at_most_100"),
+                name="coupon_percent_at_most_100",
+            ),
             models.CheckConstraint(
                 condition=Q(bogo_percent_bp__isnull=True) | Q(bogo_percent_bp__lte=10_000),
-                name="coupon_bogo_percent_at_most_100"),
+                name="coupon_bogo_percent_at_most_100",
+            ),
             models.CheckConstraint(
                 condition=(Q(amount_minor__isnull=True) | Q(amount_minor__gte=0))
                 & (Q(cap_minor__isnull=True) | Q(cap_minor__gte=0))
                 & (Q(min_cart_minor__isnull=True) | Q(min_cart_minor__gte=0)),
-                name="coupon_money_non_negative"),
+                name="coupon_money_non_negative",
+            ),
             models.CheckConstraint(
-                condition=Q(valid_from__isnull=True) | Q(valid_to__isnull=True)
+                condition=Q(valid_from__isnull=True)
+                | Q(valid_to__isnull=True)
                 | Q(valid_from__lt=F("valid_to")),
-                name="coupon_window_ordered"),
+                name="coupon_window_ordered",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -157,30 +181,42 @@ class Code(models.Model):
     uses = models.PositiveIntegerField(default=0, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="bound_codes",
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bound_codes",
         db_index=False,  # partial index in Meta: most codes are not bound
-        help_text="When set, only this customer may use the code.")
+        help_text="When set, only this customer may use the code.",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The batch that generated the code (codebatches). No database-level constraint: its
     # per-row check at commit is a fifth of the cost of a million-code batch; batches are
     # never deleted, and the ORM still applies SET_NULL if one ever is.
-    batch = models.ForeignKey("codebatches.CodeBatch", null=True, blank=True,
-                              on_delete=models.SET_NULL, related_name="codes",
-                              db_constraint=False)
+    batch = models.ForeignKey(
+        "codebatches.CodeBatch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="codes",
+        db_constraint=False,
+    )
 
     class Meta:
         ordering = ["code"]
         indexes = [
             # Only bound codes (claim tokens, targeted batches) have a customer: an index
             # over the NULLs of a million generated public codes would cost every insert.
-            models.Index(fields=["customer"], name="code_customer_idx",
-                         condition=Q(customer__isnull=False)),
+            models.Index(
+                fields=["customer"], name="code_customer_idx", condition=Q(customer__isnull=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(max_uses__isnull=True) | Q(uses__lte=F("max_uses")),
-                name="code_uses_within_limit"),
+                name="code_uses_within_limit",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -204,23 +240,27 @@ class Redemption(models.Model):
     coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
     code = models.ForeignKey(Code, on_delete=models.PROTECT, related_name="redemptions")
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="redemptions")
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="redemptions"
+    )
     order_id = models.CharField(max_length=100)
     # One apply call = one id shared by every redemption it reserved (its coupon set).
     apply_id = models.UUIDField(
         default=uuid.uuid4,
-        help_text="The apply call that reserved this use; an order's live uses share one.")
-    status = models.CharField(max_length=10, choices=RedemptionStatus.choices,
-                              default=RedemptionStatus.RESERVED)
+        help_text="The apply call that reserved this use; an order's live uses share one.",
+    )
+    status = models.CharField(
+        max_length=10, choices=RedemptionStatus.choices, default=RedemptionStatus.RESERVED
+    )
     currency = models.CharField(max_length=3)
     discount_minor = models.BigIntegerField()
     shipping_discount_minor = models.BigIntegerField(default=0)
     order_value_minor = models.BigIntegerField(help_text="Merchandise subtotal of the cart.")
-    lines = models.JSONField(default=list, blank=True,
-                             help_text="Per-line discount allocation [{sku, discount_minor}].")
+    lines = models.JSONField(
+        default=list, blank=True, help_text="Per-line discount allocation [{sku, discount_minor}]."
+    )
     auto = models.BooleanField(
-        default=False,
-        help_text="Applied automatically as a promotion (no code typed).")
+        default=False, help_text="Applied automatically as a promotion (no code typed)."
+    )
     idempotency_key = models.CharField(max_length=255, blank=True)
     context = models.JSONField(default=dict, blank=True)
     expires_at = models.DateTimeField()
@@ -236,28 +276,43 @@ class Redemption(models.Model):
             models.Index(fields=["order_id"], name="redemption_order_idx"),
             models.Index(fields=["-created_at"], name="redemption_created_idx"),
             # Per-customer limits: a customer's live uses of the coupons in a cart.
-            models.Index(fields=["customer", "coupon"], name="redemption_cust_holding_idx",
-                         condition=Q(status__in=HOLDING)),
-            models.Index(fields=["expires_at"], name="redemption_reserved_exp_idx",
-                         condition=Q(status=RedemptionStatus.RESERVED)),
+            models.Index(
+                fields=["customer", "coupon"],
+                name="redemption_cust_holding_idx",
+                condition=Q(status__in=HOLDING),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="redemption_reserved_exp_idx",
+                condition=Q(status=RedemptionStatus.RESERVED),
+            ),
         ]
         constraints = [
             # One live use of a coupon per order: a retry or a second apply of the same code
             # to the same order can never take a second use.
-            models.UniqueConstraint(fields=["coupon", "order_id"], condition=Q(status__in=HOLDING),
-                                    name="redemption_one_per_coupon_order"),
+            models.UniqueConstraint(
+                fields=["coupon", "order_id"],
+                condition=Q(status__in=HOLDING),
+                name="redemption_one_per_coupon_order",
+            ),
             # One coupon set per order: the live uses of an order all come from one apply
             # call. The services serialise applies per order (locks.order_lock); this is the
             # database's own backstop if that code is ever wrong (needs btree_gist).
             ExclusionConstraint(
-                name="redemption_one_set_per_order", index_type="gist",
-                expressions=[("order_id", RangeOperators.EQUAL),
-                             ("apply_id", RangeOperators.NOT_EQUAL)],
-                condition=Q(status__in=HOLDING)),
+                name="redemption_one_set_per_order",
+                index_type="gist",
+                expressions=[
+                    ("order_id", RangeOperators.EQUAL),
+                    ("apply_id", RangeOperators.NOT_EQUAL),
+                ],
+                condition=Q(status__in=HOLDING),
+            ),
             models.CheckConstraint(
-                condition=Q(discount_minor__gte=0) & Q(shipping_discount_minor__gte=0)
+                condition=Q(discount_minor__gte=0)
+                & Q(shipping_discount_minor__gte=0)
                 & Q(order_value_minor__gte=0),
-                name="redemption_money_non_negative"),
+                name="redemption_money_non_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -275,16 +330,18 @@ class PromotionSettings(models.Model):
     compiled promotions (coupons/promotions.py). Without the row, the STACKING_POLICY
     setting is the policy."""
 
-    stacking_policy = models.CharField(max_length=10, choices=StackingPolicy.choices,
-                                       default=StackingPolicy.BY_GROUP)
+    stacking_policy = models.CharField(
+        max_length=10, choices=StackingPolicy.choices, default=StackingPolicy.BY_GROUP
+    )
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         verbose_name = "promotion settings"
         verbose_name_plural = "promotion settings"
-        constraints = [models.CheckConstraint(condition=Q(id=1),
-                                              name="promotion_settings_singleton")]
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="promotion_settings_singleton")
+        ]
 
     def __str__(self) -> str:
         return f"Stacking policy: {self.get_stacking_policy_display()}"

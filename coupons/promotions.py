@@ -83,11 +83,35 @@ class Catalog:
 
 
 _RULE_FIELDS = (
-    "id", "code", "description", "type", "currency", "percent_bp", "amount_minor", "cap_minor",
-    "tiers", "bogo_buy", "bogo_get", "bogo_percent_bp", "min_cart_minor",
-    "eligible_categories", "eligible_skus", "excluded_skus", "eligible_segments",
-    "first_purchase_only", "max_uses_total", "max_uses_per_user", "valid_from", "valid_to",
-    "active", "stackable", "stack_group", "auto_apply", "priority", "budget_minor")
+    "id",
+    "code",
+    "description",
+    "type",
+    "currency",
+    "percent_bp",
+    "amount_minor",
+    "cap_minor",
+    "tiers",
+    "bogo_buy",
+    "bogo_get",
+    "bogo_percent_bp",
+    "min_cart_minor",
+    "eligible_categories",
+    "eligible_skus",
+    "excluded_skus",
+    "eligible_segments",
+    "first_purchase_only",
+    "max_uses_total",
+    "max_uses_per_user",
+    "valid_from",
+    "valid_to",
+    "active",
+    "stackable",
+    "stack_group",
+    "auto_apply",
+    "priority",
+    "budget_minor",
+)
 _lock = threading.Lock()
 _catalog: Catalog | None = None
 
@@ -95,13 +119,17 @@ _catalog: Catalog | None = None
 def _build(version: str | None) -> Catalog:
     from coupons.selectors import rule_from_coupon
 
-    policy_row = PromotionSettings.objects.filter(pk=1).values_list(
-        "stacking_policy", flat=True).first()
+    policy_row = (
+        PromotionSettings.objects.filter(pk=1).values_list("stacking_policy", flat=True).first()
+    )
     now = timezone.now()
     # Plain rows, not model instances: building 10,000 Coupon objects was most of the cost.
-    coupons = [SimpleNamespace(pk=row["id"], **row) for row in
-               Coupon.objects.filter(Q(valid_to__isnull=True) | Q(valid_to__gte=now),
-                                     active=True, auto_apply=True).values(*_RULE_FIELDS)]
+    coupons = [
+        SimpleNamespace(pk=row["id"], **row)
+        for row in Coupon.objects.filter(
+            Q(valid_to__isnull=True) | Q(valid_to__gte=now), active=True, auto_apply=True
+        ).values(*_RULE_FIELDS)
+    ]
     codes = _public_codes([c.pk for c in coupons])
     indexes: dict[str, _CurrencyIndex] = {}
     size = 0
@@ -111,9 +139,13 @@ def _build(version: str | None) -> Catalog:
             logger.warning("auto promotion %s has no usable public code; skipped", coupon.code)
             continue
         code_id, text, max_uses, expires_at = code
-        terms = CodeTerms(code_id=code_id, code=text,
-                          rule=rule_from_coupon(coupon),  # type: ignore[arg-type] # a row
-                          max_uses=max_uses, expires_at=expires_at)
+        terms = CodeTerms(
+            code_id=code_id,
+            code=text,
+            rule=rule_from_coupon(coupon),  # type: ignore[arg-type] # a row
+            max_uses=max_uses,
+            expires_at=expires_at,
+        )
         index = indexes.setdefault(coupon.currency, _CurrencyIndex())
         rule = terms.rule
         if rule.eligible_categories or rule.eligible_skus:
@@ -133,8 +165,13 @@ def _build(version: str | None) -> Catalog:
         gc.unfreeze()  # the previous catalog's objects become collectable again
         gc.collect()
         gc.freeze()
-    return Catalog(version=version, built_at=time.monotonic(), policy_row=policy_row,
-                   size=size, indexes=indexes)
+    return Catalog(
+        version=version,
+        built_at=time.monotonic(),
+        policy_row=policy_row,
+        size=size,
+        indexes=indexes,
+    )
 
 
 _CODES_SQL = """

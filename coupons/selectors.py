@@ -42,8 +42,7 @@ def resolve_codes(codes: Iterable[str]) -> tuple[list[str], dict[str, CodeTerms 
     if retry:
         again = code_terms_get_many(retry.values())
         found.update({k: v for k, v in again.items() if v is not None})
-        typed = [retry[c] if c in retry and again.get(retry[c]) is not None else c
-                 for c in typed]
+        typed = [retry[c] if c in retry and again.get(retry[c]) is not None else c for c in typed]
     wanted = list(dict.fromkeys(typed))
     return wanted, {c: found.get(c) for c in wanted}
 
@@ -58,25 +57,40 @@ def _rule_key(coupon_id: int) -> str:
 
 def rule_from_coupon(c: Coupon) -> Rule:
     return Rule(
-        coupon_id=c.pk, code=c.code, type=c.type, currency=c.currency,
-        percent_bp=c.percent_bp, amount=c.amount_minor, cap=c.cap_minor,
+        coupon_id=c.pk,
+        code=c.code,
+        type=c.type,
+        currency=c.currency,
+        percent_bp=c.percent_bp,
+        amount=c.amount_minor,
+        cap=c.cap_minor,
         tiers=tuple(Tier(t["threshold_minor"], t["discount_minor"]) for t in c.tiers or ()),
-        bogo_buy=c.bogo_buy, bogo_get=c.bogo_get, bogo_percent_bp=c.bogo_percent_bp,
-        min_cart=c.min_cart_minor, eligible_categories=frozenset(c.eligible_categories),
-        eligible_skus=frozenset(c.eligible_skus), excluded_skus=frozenset(c.excluded_skus),
+        bogo_buy=c.bogo_buy,
+        bogo_get=c.bogo_get,
+        bogo_percent_bp=c.bogo_percent_bp,
+        min_cart=c.min_cart_minor,
+        eligible_categories=frozenset(c.eligible_categories),
+        eligible_skus=frozenset(c.eligible_skus),
+        excluded_skus=frozenset(c.excluded_skus),
         eligible_segments=frozenset(c.eligible_segments),
-        first_purchase_only=c.first_purchase_only, max_uses_total=c.max_uses_total,
-        max_uses_per_user=c.max_uses_per_user, valid_from=c.valid_from, valid_to=c.valid_to,
-        active=c.active, stackable=c.stackable, stack_group=c.stack_group,
-        auto_apply=c.auto_apply, priority=c.priority, name=c.description or c.code,
+        first_purchase_only=c.first_purchase_only,
+        max_uses_total=c.max_uses_total,
+        max_uses_per_user=c.max_uses_per_user,
+        valid_from=c.valid_from,
+        valid_to=c.valid_to,
+        active=c.active,
+        stackable=c.stackable,
+        stack_group=c.stack_group,
+        auto_apply=c.auto_apply,
+        priority=c.priority,
+        name=c.description or c.code,
         budget=c.budget_minor,
     )
 
 
 def _code_row(code: Code) -> tuple:
     bound = code.customer.external_id if code.customer is not None else None
-    return (code.pk, code.code, code.coupon_id, code.max_uses, code.expires_at, bound,
-            code.active)
+    return (code.pk, code.code, code.coupon_id, code.max_uses, code.expires_at, bound, code.active)
 
 
 def _local_get(key: str):
@@ -124,8 +138,10 @@ def code_terms_get_many(codes: Iterable[str]) -> dict[str, CodeTerms | None]:
         else:
             rows[code] = None if value == _MISSING else value
     if misses:
-        loaded = {c.code: _code_row(c) for c in
-                  Code.objects.select_related("customer").filter(code__in=misses)}
+        loaded = {
+            c.code: _code_row(c)
+            for c in Code.objects.select_related("customer").filter(code__in=misses)
+        }
         to_cache = {}
         for code in misses:
             row = loaded.get(code)
@@ -133,8 +149,10 @@ def code_terms_get_many(codes: Iterable[str]) -> dict[str, CodeTerms | None]:
             to_cache[_code_key(code)] = row if row is not None else _MISSING
         for key, value in to_cache.items():
             _local_put(key, value)
-        cache.set_many({k: v for k, v in to_cache.items() if v != _MISSING},
-                       timeout=settings.COUPON_CACHE_SECONDS)
+        cache.set_many(
+            {k: v for k, v in to_cache.items() if v != _MISSING},
+            timeout=settings.COUPON_CACHE_SECONDS,
+        )
         missing = {k: v for k, v in to_cache.items() if v == _MISSING}
         if missing:
             cache.set_many(missing, timeout=_MISSING_TTL)
@@ -146,9 +164,15 @@ def code_terms_get_many(codes: Iterable[str]) -> dict[str, CodeTerms | None]:
             out[code] = None
             continue
         code_id, text, coupon_id, max_uses, expires_at, bound, active = row
-        out[code] = CodeTerms(code_id=code_id, code=text, rule=rules[coupon_id],
-                              max_uses=max_uses, expires_at=expires_at,
-                              bound_customer=bound, active=active)
+        out[code] = CodeTerms(
+            code_id=code_id,
+            code=text,
+            rule=rules[coupon_id],
+            max_uses=max_uses,
+            expires_at=expires_at,
+            bound_customer=bound,
+            active=active,
+        )
     return out
 
 
@@ -162,8 +186,9 @@ def rules_get_many(coupon_ids: Iterable[int]) -> dict[int, Rule]:
     misses = [i for i in ids if i not in out]
     if misses:
         fresh = {c.pk: rule_from_coupon(c) for c in Coupon.objects.filter(pk__in=misses)}
-        cache.set_many({_rule_key(i): r for i, r in fresh.items()},
-                       timeout=settings.COUPON_CACHE_SECONDS)
+        cache.set_many(
+            {_rule_key(i): r for i, r in fresh.items()}, timeout=settings.COUPON_CACHE_SECONDS
+        )
         for i, rule in fresh.items():
             _local_put(_rule_key(i), rule)
         out.update(fresh)
@@ -202,18 +227,30 @@ SELECT k.id, k.uses, c.uses, c.budget_used_minor, cu.segments, cu.orders_count,
 _CUSTOMER_SQL = "SELECT segments, orders_count FROM coupons_customer WHERE external_id = %s"
 
 
-def live_state(code_ids: list[int], customer_id: str | None,
-               shopper: Shopper) -> tuple[dict[int, Usage], Shopper]:
+def live_state(
+    code_ids: list[int], customer_id: str | None, shopper: Shopper
+) -> tuple[dict[int, Usage], Shopper]:
     """Live counters for the codes, and the shopper merged with what the engine stores."""
     usage: dict[int, Usage] = {}
     stored: tuple[list, int] | None = None
     with connection.cursor() as cursor:
         if code_ids:
             cursor.execute(_LIVE_SQL, [customer_id, code_ids])
-            for code_id, code_uses, coupon_uses, budget_used, segments, orders, cust_uses \
-                    in cursor.fetchall():
-                usage[code_id] = Usage(coupon_uses=coupon_uses, code_uses=code_uses,
-                                       customer_uses=cust_uses, budget_used=budget_used)
+            for (
+                code_id,
+                code_uses,
+                coupon_uses,
+                budget_used,
+                segments,
+                orders,
+                cust_uses,
+            ) in cursor.fetchall():
+                usage[code_id] = Usage(
+                    coupon_uses=coupon_uses,
+                    code_uses=code_uses,
+                    customer_uses=cust_uses,
+                    budget_used=budget_used,
+                )
                 if segments is not None:
                     stored = (segments, orders)
         elif customer_id is not None:
@@ -221,8 +258,11 @@ def live_state(code_ids: list[int], customer_id: str | None,
             row = cursor.fetchone()
             stored = (row[0], row[1]) if row else None
     if stored is not None:
-        shopper = Shopper(id=shopper.id, segments=shopper.segments | frozenset(stored[0]),
-                          orders_count=max(shopper.orders_count, stored[1]))
+        shopper = Shopper(
+            id=shopper.id,
+            segments=shopper.segments | frozenset(stored[0]),
+            orders_count=max(shopper.orders_count, stored[1]),
+        )
     return usage, shopper
 
 
@@ -239,8 +279,11 @@ def holding_for_order(order_id: str) -> list[Redemption]:
         cursor.execute(_ORDER_HOLDS_SQL, [order_id])
         if not cursor.fetchone()[0]:
             return []
-    return list(Redemption.objects.select_related("code", "customer")
-                .filter(order_id=order_id, status__in=HOLDING).order_by("created_at"))
+    return list(
+        Redemption.objects.select_related("code", "customer")
+        .filter(order_id=order_id, status__in=HOLDING)
+        .order_by("created_at")
+    )
 
 
 _CUSTOMER_ENSURE_SQL = """
@@ -257,12 +300,12 @@ def customer_pk_ensure(external_id: str) -> int:
         cursor.execute(_CUSTOMER_ENSURE_SQL, [external_id, external_id])
         row = cursor.fetchone()
         if row is None:  # created by a concurrent call after this statement's snapshot
-            cursor.execute("SELECT id FROM coupons_customer WHERE external_id = %s",
-                           [external_id])
+            cursor.execute("SELECT id FROM coupons_customer WHERE external_id = %s", [external_id])
             row = cursor.fetchone()
     return row[0]
 
 
 def redemptions_for_order(order_id: str) -> list[Redemption]:
-    return list(Redemption.objects.select_related("code").filter(order_id=order_id)
-                .order_by("created_at"))
+    return list(
+        Redemption.objects.select_related("code").filter(order_id=order_id).order_by("created_at")
+    )

@@ -50,8 +50,9 @@ class RejectedError(Exception):
 
 class OrderNotFoundError(ApiError):
     def __init__(self, order_id: str):
-        super().__init__("order_not_found", f"No coupon was applied to order '{order_id}'.",
-                         status_code=404)
+        super().__init__(
+            "order_not_found", f"No coupon was applied to order '{order_id}'.", status_code=404
+        )
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,15 @@ APPLY_ATTEMPTS = 3
 
 # --- evaluate / validate ----------------------------------------------------------------
 
-def promotions_evaluate(*, codes: list[str], shopper: Shopper, cart: Cart,
-                        preview: CodeTerms | None = None,
-                        resolved: tuple | None = None) -> Evaluation:
+
+def promotions_evaluate(
+    *,
+    codes: list[str],
+    shopper: Shopper,
+    cart: Cart,
+    preview: CodeTerms | None = None,
+    resolved: tuple | None = None,
+) -> Evaluation:
     """Read-only: the typed codes plus the auto promotions, best combination (API.md
     promotions/evaluate; validate and apply use this same function).
 
@@ -81,24 +88,32 @@ def promotions_evaluate(*, codes: list[str], shopper: Shopper, cart: Cart,
     when the caller already has it (one cache round trip less)."""
     wanted, terms = resolved or selectors.resolve_codes(codes)
     if preview is not None:  # any code of the previewed coupon would shadow the draft
-        wanted = [c for c in wanted
-                  if terms[c] is None or terms[c].rule.coupon_id != preview.rule.coupon_id]
+        wanted = [
+            c
+            for c in wanted
+            if terms[c] is None or terms[c].rule.coupon_id != preview.rule.coupon_id
+        ]
     cat = promotions.catalog()
     autos = cat.candidates(cart)
     if preview is not None:
         autos = [a for a in autos if a.rule.coupon_id != preview.rule.coupon_id] + [preview]
     now = timezone.now()
     known = [t for t in terms.values() if t is not None]
-    live = [t for t in known if _needs_live_state(t, shopper)] + \
-        [a for a in autos if _needs_live_state(a, shopper) and _may_apply(a, shopper, cart, now)]
+    live = [t for t in known if _needs_live_state(t, shopper)] + [
+        a for a in autos if _needs_live_state(a, shopper) and _may_apply(a, shopper, cart, now)
+    ]
     usage: dict[int, Usage] = {}
     if live:
         usage, shopper = selectors.live_state(
-            list(dict.fromkeys(t.code_id for t in known + live)), shopper.id, shopper)
-    entries = [(code, terms[code], usage.get(terms[code].code_id, Usage()) if terms[code]
-                else Usage()) for code in wanted]
-    return _evaluate_within_budgets(entries, [(a, usage.get(a.code_id, Usage())) for a in autos],
-                                    shopper, cart, now, cat.policy)
+            list(dict.fromkeys(t.code_id for t in known + live)), shopper.id, shopper
+        )
+    entries = [
+        (code, terms[code], usage.get(terms[code].code_id, Usage()) if terms[code] else Usage())
+        for code in wanted
+    ]
+    return _evaluate_within_budgets(
+        entries, [(a, usage.get(a.code_id, Usage())) for a in autos], shopper, cart, now, cat.policy
+    )
 
 
 BUDGET_PASSES = 3
@@ -110,8 +125,9 @@ def _spent(terms: CodeTerms | None, usage: Usage, over: set[int]) -> Usage:
     return replace(usage, budget_used=terms.rule.budget or 0)
 
 
-def _evaluate_within_budgets(entries, autos, shopper: Shopper, cart: Cart, now,
-                             policy: str) -> Evaluation:
+def _evaluate_within_budgets(
+    entries, autos, shopper: Shopper, cart: Cart, now, policy: str
+) -> Evaluation:
     """evaluate(), without coupons whose discount here would overrun their remaining
     budget: such a coupon counts as exhausted (usage_limit_reached) and the best
     combination is chosen again. Only carts where a budgeted coupon applies pay a second
@@ -122,10 +138,13 @@ def _evaluate_within_budgets(entries, autos, shopper: Shopper, cart: Cart, now,
             return result
         used = {t.code_id: u.budget_used for _, t, u in entries if t is not None}
         used.update((t.code_id, u.budget_used) for t, u in autos)
-        over = {a.terms.code_id for a in result.pricing.applied
-                if a.terms.rule.budget is not None
-                and used.get(a.terms.code_id, 0) + a.discount + a.shipping_discount
-                > a.terms.rule.budget}
+        over = {
+            a.terms.code_id
+            for a in result.pricing.applied
+            if a.terms.rule.budget is not None
+            and used.get(a.terms.code_id, 0) + a.discount + a.shipping_discount
+            > a.terms.rule.budget
+        }
         if not over:
             return result
 
@@ -134,13 +153,19 @@ def _evaluate_within_budgets(entries, autos, shopper: Shopper, cart: Cart, now,
     return result
 
 
-def promotion_preview(*, coupon: Coupon, codes: list[str], shopper: Shopper,
-                      cart: Cart) -> Evaluation:
+def promotion_preview(
+    *, coupon: Coupon, codes: list[str], shopper: Shopper, cart: Cart
+) -> Evaluation:
     """Admin "try it": the cart as the engine would price it if `coupon` were live and
     auto-applied (whatever its saved active/auto/window state), next to the promotions
     that are live now. Read-only; nothing is reserved."""
-    rule = replace(selectors.rule_from_coupon(coupon), active=True, auto_apply=True,
-                   valid_from=None, valid_to=None)
+    rule = replace(
+        selectors.rule_from_coupon(coupon),
+        active=True,
+        auto_apply=True,
+        valid_from=None,
+        valid_to=None,
+    )
     code = coupon.codes.filter(customer__isnull=True).order_by("-active", "id").first()
     preview = CodeTerms(code_id=code.pk if code else 0, code=coupon.code, rule=rule)
     return promotions_evaluate(codes=codes, shopper=shopper, cart=cart, preview=preview)
@@ -154,8 +179,12 @@ def coupons_validate(*, codes: list[str], shopper: Shopper, cart: Cart) -> Evalu
     return result
 
 
-_LIVE_ONLY = {r.USAGE_LIMIT_REACHED, r.CUSTOMER_LIMIT_REACHED, r.SEGMENT_NOT_ELIGIBLE,
-              r.FIRST_PURCHASE_ONLY}
+_LIVE_ONLY = {
+    r.USAGE_LIMIT_REACHED,
+    r.CUSTOMER_LIMIT_REACHED,
+    r.SEGMENT_NOT_ELIGIBLE,
+    r.FIRST_PURCHASE_ONLY,
+}
 
 
 def _may_apply(terms: CodeTerms, shopper: Shopper, cart: Cart, now) -> bool:
@@ -168,16 +197,27 @@ def _may_apply(terms: CodeTerms, shopper: Shopper, cart: Cart, now) -> bool:
 def _needs_live_state(terms: CodeTerms, shopper: Shopper) -> bool:
     """Only limits and customer-based conditions need PostgreSQL on the validate path."""
     rule = terms.rule
-    return (rule.max_uses_total is not None or terms.max_uses is not None
-            or rule.max_uses_per_user is not None or rule.budget is not None
-            or (shopper.id is not None and (bool(rule.eligible_segments)
-                                            or rule.first_purchase_only)))
+    return (
+        rule.max_uses_total is not None
+        or terms.max_uses is not None
+        or rule.max_uses_per_user is not None
+        or rule.budget is not None
+        or (shopper.id is not None and (bool(rule.eligible_segments) or rule.first_purchase_only))
+    )
 
 
 # --- apply ------------------------------------------------------------------------------
 
-def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id: str,
-                     context: dict | None = None, idempotency_key: str = "") -> ApplyResult:
+
+def redemption_apply(
+    *,
+    codes: list[str],
+    shopper: Shopper,
+    cart: Cart,
+    order_id: str,
+    context: dict | None = None,
+    idempotency_key: str = "",
+) -> ApplyResult:
     """Reserve one use of each coupon the evaluation applies (typed codes and the auto
     promotions it chose), or say why not.
 
@@ -195,8 +235,9 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
     if held:
         return _existing_for_order(held, wanted, shopper.id)
     for attempt in range(APPLY_ATTEMPTS):
-        result = promotions_evaluate(codes=wanted, shopper=shopper, cart=cart,
-                                     resolved=resolved if attempt == 0 else None)
+        result = promotions_evaluate(
+            codes=wanted, shopper=shopper, cart=cart, resolved=resolved if attempt == 0 else None
+        )
         rejection = result.first_rejection
         if rejection is not None:
             checkout_events.apply_rejected(rejection, shopper, cart, order_id)
@@ -207,29 +248,40 @@ def redemption_apply(*, codes: list[str], shopper: Shopper, cart: Cart, order_id
             return ApplyResult(redemptions=[])
         customer_pk = selectors.customer_pk_ensure(shopper.id) if shopper.id else None
         try:
-            return _reserve(result, wanted, shopper, customer_pk, cart, order_id,
-                            context or {}, idempotency_key)
+            return _reserve(
+                result, wanted, shopper, customer_pk, cart, order_id, context or {}, idempotency_key
+            )
         except RejectedError as exc:
             _flag_farming(exc.findings, shopper.id)
             checkout_events.apply_rejected(exc.rejection, shopper, cart, order_id)
             return ApplyResult(redemptions=[], rejection=exc.rejection)
         except _AutoChanged:
             if attempt == APPLY_ATTEMPTS - 1:
-                raise Conflict("promotions_changed",
-                               "The promotions changed while applying; try again.",
-                               retryable=True) from None
+                raise Conflict(
+                    "promotions_changed",
+                    "The promotions changed while applying; try again.",
+                    retryable=True,
+                ) from None
         except IntegrityError:
             # The database's backstops fired (one use of a coupon per order, one coupon set
             # per order): never expected behind the order lock, and never a 500.
-            raise Conflict("order_conflict", "This order already holds this coupon.",
-                           retryable=True) from None
+            raise Conflict(
+                "order_conflict", "This order already holds this coupon.", retryable=True
+            ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 @transaction.atomic(durable=True)
-def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
-             customer_pk: int | None, cart: Cart, order_id: str, context: dict,
-             idempotency_key: str) -> ApplyResult:
+def _reserve(
+    prechecked: Evaluation,
+    codes: list[str],
+    shopper: Shopper,
+    customer_pk: int | None,
+    cart: Cart,
+    order_id: str,
+    context: dict,
+    idempotency_key: str,
+) -> ApplyResult:
     chosen = [a.terms for a in prechecked.pricing.applied]
     typed = set(codes)
     # One apply per order at a time, whoever the shopper is; re-checked after the wait
@@ -245,36 +297,49 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
     code_rows = locks.codes_lock(t.code_id for t in chosen)
     facts = locks.customer_facts_lock(customer_pk, coupon_ids)
     if customer_pk is not None:
-        shopper = Shopper(id=shopper.id, segments=shopper.segments | facts.segments,
-                          orders_count=max(shopper.orders_count, facts.orders_count))
+        shopper = Shopper(
+            id=shopper.id,
+            segments=shopper.segments | facts.segments,
+            orders_count=max(shopper.orders_count, facts.orders_count),
+        )
 
     def locked(terms: CodeTerms) -> tuple[CodeTerms | None, Usage]:
         code = code_rows.get(terms.code_id)
         if code is None or code.coupon_id not in coupons:
             return None, Usage()
         coupon = coupons[code.coupon_id]
-        fresh = CodeTerms(code_id=code.pk, code=code.code, rule=selectors.rule_from_coupon(coupon),
-                          max_uses=code.max_uses, expires_at=code.expires_at,
-                          bound_customer=code.bound_external_id,  # type: ignore[attr-defined]
-                          active=code.active)
-        return fresh, Usage(coupon_uses=coupon.uses, code_uses=code.uses,
-                            customer_uses=facts.customer_uses.get(coupon.pk, 0),
-                            budget_used=coupon.budget_used_minor)
+        fresh = CodeTerms(
+            code_id=code.pk,
+            code=code.code,
+            rule=selectors.rule_from_coupon(coupon),
+            max_uses=code.max_uses,
+            expires_at=code.expires_at,
+            bound_customer=code.bound_external_id,  # type: ignore[attr-defined]
+            active=code.active,
+        )
+        return fresh, Usage(
+            coupon_uses=coupon.uses,
+            code_uses=code.uses,
+            customer_uses=facts.customer_uses.get(coupon.pk, 0),
+            budget_used=coupon.budget_used_minor,
+        )
 
     by_code = {t.code: t for t in chosen}
     entries = [(text, *locked(by_code[text])) for text in codes]
     autos = [locked(t) for t in chosen if t.code not in typed]
     now = timezone.now()
-    result = _evaluate_within_budgets(entries, [(t, u) for t, u in autos if t is not None],
-                                      shopper, cart, now, prechecked.policy)
+    result = _evaluate_within_budgets(
+        entries, [(t, u) for t, u in autos if t is not None], shopper, cart, now, prechecked.policy
+    )
     if result.first_rejection is not None:
         raise RejectedError(result.first_rejection)
     if [a.terms.code for a in result.pricing.applied] != [t.code for t in chosen]:
         raise _AutoChanged
 
     digests = identity.digests(context)
-    watched, findings = _identity_checks(result.pricing.applied, typed, coupons, digests,
-                                         customer_pk, facts)
+    watched, findings = _identity_checks(
+        result.pricing.applied, typed, coupons, digests, customer_pk, facts
+    )
     stored_context = identity.stored_context(context, digests)
     expires_at = now + timedelta(seconds=settings.COUPON_RESERVATION_TTL)
     apply_id = uuid.uuid4()
@@ -282,33 +347,53 @@ def _reserve(prechecked: Evaluation, codes: list[str], shopper: Shopper,
     for applied in result.pricing.applied:
         terms = applied.terms
         redemption = Redemption(
-            id=uuid.uuid4(), coupon_id=terms.rule.coupon_id, code=code_rows[terms.code_id],
-            customer_id=customer_pk, order_id=order_id, apply_id=apply_id,
+            id=uuid.uuid4(),
+            coupon_id=terms.rule.coupon_id,
+            code=code_rows[terms.code_id],
+            customer_id=customer_pk,
+            order_id=order_id,
+            apply_id=apply_id,
             status=RedemptionStatus.RESERVED,
-            currency=cart.currency, discount_minor=applied.discount,
-            shipping_discount_minor=applied.shipping_discount, order_value_minor=cart.subtotal,
-            lines=[{"sku": line.sku, "discount_minor": d}
-                   for line, d in zip(cart.lines, applied.line_discounts, strict=True)],
-            auto=terms.code not in typed, idempotency_key=idempotency_key,
-            context=stored_context, expires_at=expires_at, created_at=now)
+            currency=cart.currency,
+            discount_minor=applied.discount,
+            shipping_discount_minor=applied.shipping_discount,
+            order_value_minor=cart.subtotal,
+            lines=[
+                {"sku": line.sku, "discount_minor": d}
+                for line, d in zip(cart.lines, applied.line_discounts, strict=True)
+            ],
+            auto=terms.code not in typed,
+            idempotency_key=idempotency_key,
+            context=stored_context,
+            expires_at=expires_at,
+            created_at=now,
+        )
         if not locks.use_take_and_record(redemption):
             if redemption.auto:
                 raise _AutoChanged
-            raise RejectedError(Rejection(r.USAGE_LIMIT_REACHED,
-                                          r.MESSAGES[r.USAGE_LIMIT_REACHED], terms.code))
+            raise RejectedError(
+                Rejection(r.USAGE_LIMIT_REACHED, r.MESSAGES[r.USAGE_LIMIT_REACHED], terms.code)
+            )
         created.append(redemption)
     if watched:
         abuse_services.identity_record(
-            redemptions=[x for x in created if x.coupon_id in watched], digests=digests)
+            redemptions=[x for x in created if x.coupon_id in watched], digests=digests
+        )
     transaction.on_commit(
-        lambda: metrics.redemption_transitions.labels("reserved").inc(len(created)))
+        lambda: metrics.redemption_transitions.labels("reserved").inc(len(created))
+    )
     transaction.on_commit(lambda: _after_reserve(created, coupons, findings, shopper.id))
     return ApplyResult(redemptions=created)
 
 
-def _identity_checks(applied, typed: set[str], coupons: dict[int, Coupon],
-                     digests: dict[str, str], customer_pk: int | None,
-                     facts: locks.CustomerFacts) -> tuple[set[int], list]:
+def _identity_checks(
+    applied,
+    typed: set[str],
+    coupons: dict[int, Coupon],
+    digests: dict[str, str],
+    customer_pk: int | None,
+    facts: locks.CustomerFacts,
+) -> tuple[set[int], list]:
     """Multi-account farming (seed 004): for the applied coupons a shopper should get once
     (first purchase, one use per customer) or that count uses by identity, look for live
     redemptions by OTHER customers with the same device, IP, email or card. The coupon row
@@ -327,22 +412,28 @@ def _identity_checks(applied, typed: set[str], coupons: dict[int, Coupon],
         if not (once or coupon.limit_by_identity):
             continue
         watched.add(coupon.pk)
-        shared = abuse_services.identity_shared(coupon_id=coupon.pk, digests=digests,
-                                                customer_pk=customer_pk)
+        shared = abuse_services.identity_shared(
+            coupon_id=coupon.pk, digests=digests, customer_pk=customer_pk
+        )
         if not shared:
             continue
         found = (coupon.pk, shared) if once else None
         refuse = None
         if a.terms.code in typed:
-            if coupon.limit_by_identity and coupon.max_uses_per_user is not None and \
-                    facts.customer_uses.get(coupon.pk, 0) + len({row[3] for row in shared}) \
-                    >= coupon.max_uses_per_user:
+            if (
+                coupon.limit_by_identity
+                and coupon.max_uses_per_user is not None
+                and facts.customer_uses.get(coupon.pk, 0) + len({row[3] for row in shared})
+                >= coupon.max_uses_per_user
+            ):
                 refuse = r.CUSTOMER_LIMIT_REACHED
             elif once and coupon.farming_action == "block":
                 refuse = r.MULTI_ACCOUNT_SUSPECTED
         if refuse is not None:
-            raise RejectedError(Rejection(refuse, r.MESSAGES[refuse], a.terms.code),
-                                findings=[found] if found else [])
+            raise RejectedError(
+                Rejection(refuse, r.MESSAGES[refuse], a.terms.code),
+                findings=[found] if found else [],
+            )
         if found:
             findings.append(found)
     return watched, findings
@@ -350,12 +441,12 @@ def _identity_checks(applied, typed: set[str], coupons: dict[int, Coupon],
 
 def _flag_farming(findings: list, customer_id: str | None) -> None:
     for coupon_id, shared in findings:
-        abuse_services.farming_flag(coupon_id=coupon_id, customer_id=customer_id,
-                                    shared=shared)
+        abuse_services.farming_flag(coupon_id=coupon_id, customer_id=customer_id, shared=shared)
 
 
-def _after_reserve(created: list[Redemption], coupons: dict[int, Coupon], findings: list,
-                   customer_id: str | None) -> None:
+def _after_reserve(
+    created: list[Redemption], coupons: dict[int, Coupon], findings: list, customer_id: str | None
+) -> None:
     """After commit, outside the locks: flag farming, count public codes' unique
     customers (leak detection)."""
     _flag_farming(findings, customer_id)
@@ -364,28 +455,36 @@ def _after_reserve(created: list[Redemption], coupons: dict[int, Coupon], findin
     for x in created:
         code = x.code
         if code.customer_id is None and code.batch_id is None:  # the public code
-            abuse_services.leak_note(coupon_id=x.coupon_id, code_id=code.pk, code=code.code,
-                                     customer_id=customer_id,
-                                     threshold=coupons[x.coupon_id].leak_threshold)
+            abuse_services.leak_note(
+                coupon_id=x.coupon_id,
+                code_id=code.pk,
+                code=code.code,
+                customer_id=customer_id,
+                threshold=coupons[x.coupon_id].leak_threshold,
+            )
 
 
-def _existing_for_order(held: list[Redemption], codes: list[str],
-                        customer_id: str | None) -> ApplyResult:
+def _existing_for_order(
+    held: list[Redemption], codes: list[str], customer_id: str | None
+) -> ApplyResult:
     """The order already holds coupons: the same typed codes again is a replay (the auto
     promotions it holds came with them), anything else is a conflict (release first)."""
     held_codes = {h.code.code for h in held if not h.auto}
-    same_customer = all((h.customer.external_id if h.customer is not None else None)
-                        == customer_id
-                        for h in held)
+    same_customer = all(
+        (h.customer.external_id if h.customer is not None else None) == customer_id for h in held
+    )
     if held_codes == set(codes) and same_customer:
         return ApplyResult(redemptions=held, replayed=True)
     names = sorted(h.code.code for h in held)
-    raise Conflict("order_has_coupons",
-                   f"Order already holds {', '.join(names)}; release it before "
-                   "applying a different set of codes.")
+    raise Conflict(
+        "order_has_coupons",
+        f"Order already holds {', '.join(names)}; release it before "
+        "applying a different set of codes.",
+    )
 
 
 # --- confirm / release / return / expire ------------------------------------------------
+
 
 def order_confirm(*, order_id: str) -> list[Redemption]:
     """Payment captured: reserved -> confirmed (idempotent).
@@ -395,30 +494,41 @@ def order_confirm(*, order_id: str) -> list[Redemption]:
     (RETURNING), never from rows read before it."""
     with transaction.atomic(durable=True):
         locks.order_lock(order_id)
-        rows = list(Redemption.objects.filter(order_id=order_id)
-                    .values_list("customer_id", "status"))
+        rows = list(
+            Redemption.objects.filter(order_id=order_id).values_list("customer_id", "status")
+        )
         if not rows:
             raise OrderNotFoundError(order_id)
         # Only the customers whose reservations this confirm moves: a released row of an
         # earlier attempt on the same order id belongs to nobody's purchase.
         customers = locks.customers_lock(
-            c for c, status in rows if c is not None and status == RedemptionStatus.RESERVED)
+            c for c, status in rows if c is not None and status == RedemptionStatus.RESERVED
+        )
         moved = locks.redemptions_confirm(order_id, timezone.now())
         if moved:
-            confirmed = list(Redemption.objects.select_related("code", "customer")
-                             .filter(pk__in=moved))
+            confirmed = list(
+                Redemption.objects.select_related("code", "customer").filter(pk__in=moved)
+            )
             count = len(confirmed)
             transaction.on_commit(
-                lambda: metrics.redemption_transitions.labels("confirmed").inc(count))
+                lambda: metrics.redemption_transitions.labels("confirmed").inc(count)
+            )
             # A first confirmed order ends "first purchase" eligibility.
             buyers = {x.customer_id for x in confirmed if x.customer_id is not None}
             Customer.objects.filter(pk__in=buyers).update(orders_count=F("orders_count") + 1)
-            checkout_events.moved("confirm", confirmed, new_customers=frozenset(
-                pk for pk in buyers if pk in customers and customers[pk].orders_count == 0))
+            checkout_events.moved(
+                "confirm",
+                confirmed,
+                new_customers=frozenset(
+                    pk for pk in buyers if pk in customers and customers[pk].orders_count == 0
+                ),
+            )
         result = selectors.redemptions_for_order(order_id)
     if not any(x.status == RedemptionStatus.CONFIRMED for x in result):
-        raise Conflict("reservation_expired",
-                       "The order's reservation was released or expired; apply the code again.")
+        raise Conflict(
+            "reservation_expired",
+            "The order's reservation was released or expired; apply the code again.",
+        )
     return result
 
 
@@ -429,12 +539,14 @@ def order_release(*, order_id: str) -> list[Redemption]:
         rows = selectors.redemptions_for_order(order_id)
         if not rows:
             raise OrderNotFoundError(order_id)
-        _give_back([x.pk for x in rows if x.status == RedemptionStatus.RESERVED],
-                   RedemptionStatus.RELEASED)
+        _give_back(
+            [x.pk for x in rows if x.status == RedemptionStatus.RESERVED], RedemptionStatus.RELEASED
+        )
         result = selectors.redemptions_for_order(order_id)
     if any(x.status == RedemptionStatus.CONFIRMED for x in result):
-        raise Conflict("order_confirmed",
-                       "The order is confirmed; record returned goods with /return instead.")
+        raise Conflict(
+            "order_confirmed", "The order is confirmed; record returned goods with /return instead."
+        )
     return result
 
 
@@ -442,7 +554,8 @@ def order_return(*, order_id: str, amount_minor: int | None = None) -> list[Rede
     """Record returned merchandise against a confirmed order (abuse analytics)."""
     with transaction.atomic(durable=True):
         rows = locks.redemptions_lock(
-            Redemption.objects.filter(order_id=order_id).values_list("pk", flat=True))
+            Redemption.objects.filter(order_id=order_id).values_list("pk", flat=True)
+        )
         if not rows:
             raise OrderNotFoundError(order_id)
         confirmed = [x for x in rows if x.status == RedemptionStatus.CONFIRMED]
@@ -452,12 +565,16 @@ def order_return(*, order_id: str, amount_minor: int | None = None) -> list[Rede
         returned = []
         for x in confirmed:
             if x.returned_at is None:
-                value = x.order_value_minor if amount_minor is None else \
-                    min(amount_minor, x.order_value_minor)
+                value = (
+                    x.order_value_minor
+                    if amount_minor is None
+                    else min(amount_minor, x.order_value_minor)
+                )
                 Redemption.objects.filter(pk=x.pk).update(returned_at=now, returned_minor=value)
                 returned.append((x, value))
-        checkout_events.moved("return", [x for x, _ in returned],
-                              returned={x.pk: value for x, value in returned})
+        checkout_events.moved(
+            "return", [x for x, _ in returned], returned={x.pk: value for x, value in returned}
+        )
     if returned:
         abuse_services.return_rate_check(coupon_ids=[x.coupon_id for x, _ in returned])
     return selectors.redemptions_for_order(order_id)
@@ -468,28 +585,33 @@ def _give_back(ids: list, new_status: str) -> int:
     if not ids:
         return 0
     with transaction.atomic():
-        keys = list(Redemption.objects.filter(pk__in=ids, status=RedemptionStatus.RESERVED)
-                    .values_list("coupon_id", "code_id"))
+        keys = list(
+            Redemption.objects.filter(pk__in=ids, status=RedemptionStatus.RESERVED).values_list(
+                "coupon_id", "code_id"
+            )
+        )
         locks.coupons_lock(c for c, _ in keys)
         locks.codes_lock(k for _, k in keys)
         rows = [x for x in locks.redemptions_lock(ids) if x.status == RedemptionStatus.RESERVED]
         if not rows:
             return 0
         Redemption.objects.filter(pk__in=[x.pk for x in rows]).update(
-            status=new_status, released_at=timezone.now())
-        checkout_events.moved("release" if new_status == RedemptionStatus.RELEASED
-                              else "expire", rows)
+            status=new_status, released_at=timezone.now()
+        )
+        checkout_events.moved(
+            "release" if new_status == RedemptionStatus.RELEASED else "expire", rows
+        )
         spent: Counter = Counter()
         for x in rows:
             spent[x.coupon_id] += x.discount_minor + x.shipping_discount_minor
         for coupon_id, n in Counter(x.coupon_id for x in rows).items():
             Coupon.objects.filter(pk=coupon_id).update(
-                uses=F("uses") - n, budget_used_minor=F("budget_used_minor") - spent[coupon_id])
+                uses=F("uses") - n, budget_used_minor=F("budget_used_minor") - spent[coupon_id]
+            )
         for code_id, n in Counter(x.code_id for x in rows).items():
             Code.objects.filter(pk=code_id).update(uses=F("uses") - n)
         count = len(rows)
-        transaction.on_commit(
-            lambda: metrics.redemption_transitions.labels(new_status).inc(count))
+        transaction.on_commit(lambda: metrics.redemption_transitions.labels(new_status).inc(count))
         return count
 
 
@@ -497,15 +619,20 @@ def redemptions_expire_stale(*, batch_size: int = 200) -> int:
     """Give back the uses of reservations past their hold (beat job). Safe to re-run."""
     total = 0
     while True:
-        ids = list(Redemption.objects.filter(status=RedemptionStatus.RESERVED,
-                                             expires_at__lt=timezone.now())
-                   .order_by("expires_at").values_list("pk", flat=True)[:batch_size])
+        ids = list(
+            Redemption.objects.filter(
+                status=RedemptionStatus.RESERVED, expires_at__lt=timezone.now()
+            )
+            .order_by("expires_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
         if not ids:
             return total
         total += _give_back(ids, RedemptionStatus.EXPIRED)
 
 
 # --- coupon definitions (admin API and Django admin) ------------------------------------
+
 
 def _discount_errors(coupon: Coupon) -> dict[str, list[str]]:
     """The type-specific part of coupon_check: value, tiers, BOGO terms."""
@@ -546,7 +673,8 @@ def coupon_check(coupon: Coupon) -> None:
         errors["budget"] = ["A budget must be positive (leave it empty for none)."]
     if coupon.max_uses_total is not None and coupon.max_uses_total < coupon.uses:
         errors["max_uses_total"] = [
-            f"The coupon has already been used {coupon.uses} times; deactivate it instead."]
+            f"The coupon has already been used {coupon.uses} times; deactivate it instead."
+        ]
     if errors:
         raise ValidationError(errors)
 
@@ -558,8 +686,9 @@ def _forget_on_commit(coupon: Coupon, codes: Sequence[str] = ()) -> None:
 
 
 @transaction.atomic
-def coupon_create(*, fields: dict, public_code: str | None = None,
-                  with_public_code: bool = True) -> Coupon:
+def coupon_create(
+    *, fields: dict, public_code: str | None = None, with_public_code: bool = True
+) -> Coupon:
     """Create a coupon and, unless told otherwise, its public code (same string).
 
     `with_public_code=False` creates the coupon alone: a flash-sale campaign's discount is
@@ -569,8 +698,9 @@ def coupon_create(*, fields: dict, public_code: str | None = None,
     coupon.code = selectors.normalize_code(coupon.code)
     coupon_check(coupon)
     public = (public_code or coupon.code) if with_public_code else None
-    if Coupon.objects.filter(code=coupon.code).exists() or \
-            (public is not None and Code.objects.filter(code=public).exists()):
+    if Coupon.objects.filter(code=coupon.code).exists() or (
+        public is not None and Code.objects.filter(code=public).exists()
+    ):
         raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.")
     try:
         with transaction.atomic():
@@ -580,8 +710,9 @@ def coupon_create(*, fields: dict, public_code: str | None = None,
     except IntegrityError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != "23505":  # not unique: a check
             raise  # constraint (bad input, a 400 for the caller), never "exists"
-        raise Conflict("coupon_exists", f"A coupon or code '{coupon.code}' already exists.") \
-            from None
+        raise Conflict(
+            "coupon_exists", f"A coupon or code '{coupon.code}' already exists."
+        ) from None
     _forget_on_commit(coupon, [public] if public is not None else [])
     return coupon
 
@@ -602,8 +733,14 @@ def coupon_update(*, coupon_id: int, fields: dict, who: str = "") -> Coupon:
     return coupon
 
 
-def coupons_set_active(*, coupon_ids: list[int], active: bool, reason: str = "",
-                       disabled_reason: str = "", who: str = "") -> int:
+def coupons_set_active(
+    *,
+    coupon_ids: list[int],
+    active: bool,
+    reason: str = "",
+    disabled_reason: str = "",
+    who: str = "",
+) -> int:
     """Activate or stop coupons (admin action, the "stop a leaked code" button, the leak
     detector). Saved row by row under lock so each change lands in the coupon's history
     with `reason`. `disabled_reason` (automatic disables) is shown on the coupon until it
@@ -621,10 +758,13 @@ def coupons_set_active(*, coupon_ids: list[int], active: bool, reason: str = "",
             coupon.disabled_reason = "" if active else disabled_reason[:300]
             coupon.disabled_at = timezone.now() if coupon.disabled_reason else None
             # simple-history keeps 100 characters; the full reason is on the coupon/alert.
-            coupon._change_reason = (  # type: ignore[attr-defined] # simple-history's hook
-                reason or ("Activated" if active else "Deactivated"))[:100]
-            coupon.save(update_fields=["active", "version", "disabled_reason", "disabled_at",
-                                       "updated_at"])
+            coupon._change_reason = (reason or ("Activated" if active else "Deactivated"))[
+                  # type: ignore[attr-defined] # simple-history's hook
+                :100
+            ]
+            coupon.save(
+                update_fields=["active", "version", "disabled_reason", "disabled_at", "updated_at"]
+            )
             changed += 1
         if reenabled:
             abuse_services.reenabled(coupon_ids=reenabled, who=who)
@@ -644,8 +784,9 @@ CUSTOMER_FIELDS = frozenset({"external_id", "segments"})
 def _refuse_unknown(fields: dict, allowed: frozenset[str]) -> None:
     unknown = set(fields) - allowed
     if unknown:  # counters above all: they move only through the checkout services
-        raise ValidationError({name: ["This field cannot be set here."]
-                               for name in sorted(unknown)})
+        raise ValidationError(
+            {name: ["This field cannot be set here."] for name in sorted(unknown)}
+        )
 
 
 @transaction.atomic
@@ -676,8 +817,13 @@ def code_update(*, code_id: int, fields: dict) -> Code:
     for name, value in fields.items():
         setattr(code, name, value)
     if code.max_uses is not None and code.max_uses < code.uses:
-        raise ValidationError({"max_uses": [
-            f"The code has already been used {code.uses} times; deactivate it instead."]})
+        raise ValidationError(
+            {
+                "max_uses": [
+                    f"The code has already been used {code.uses} times; deactivate it instead."
+                ]
+            }
+        )
     if fields:
         code.save(update_fields=list(fields))
     _forget_codes_on_commit([code.code])
@@ -687,12 +833,15 @@ def code_update(*, code_id: int, fields: dict) -> Code:
 def codes_set_active(*, code_ids: list[int], active: bool) -> int:
     """Activate or stop codes (admin actions): one UPDATE of the `active` column only."""
     with transaction.atomic():
-        changed = list(Code.objects.filter(pk__in=code_ids).exclude(active=active)
-                       .values_list("code", flat=True))
+        changed = list(
+            Code.objects.filter(pk__in=code_ids)
+            .exclude(active=active)
+            .values_list("code", flat=True)
+        )
         Code.objects.filter(pk__in=code_ids).update(active=active)
         # Batches: a selection may hold many codes.
         for start in range(0, len(changed), 1000):
-            _forget_codes_on_commit(changed[start:start + 1000])
+            _forget_codes_on_commit(changed[start : start + 1000])
     return len(changed)
 
 

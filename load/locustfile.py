@@ -69,14 +69,22 @@ def _cart_pool(n: int = 200) -> list[str]:
     generator spends its CPU on sending, not on json.dumps."""
     rng = random.Random(42)  # noqa: S311 - test data, not security
     categories = ["electronics", "home", "apparel", "grocery", "books", "toys"]
-    catalogue = [(f"SKU-{i}", categories[i % len(categories)],
-                  f"{rng.randint(3, 180)}.{rng.randint(0, 99):02d}") for i in range(1, 501)]
+    catalogue = [
+        (
+            f"SKU-{i}",
+            categories[i % len(categories)],
+            f"{rng.randint(3, 180)}.{rng.randint(0, 99):02d}",
+        )
+        for i in range(1, 501)
+    ]
     carts = []
     for _ in range(n):
         lines = rng.sample(catalogue, rng.randint(1, 6))
         items = ",".join(
             f'{{"sku":"{sku}","category":"{cat}","unit_price":"{price}",'
-            f'"quantity":{rng.choice((1, 1, 1, 2, 3))}}}' for sku, cat, price in lines)
+            f'"quantity":{rng.choice((1, 1, 1, 2, 3))}}}'
+            for sku, cat, price in lines
+        )
         carts.append(f'{{"currency":"USD","shipping":"7.99","items":[{items}]}}')
     return carts
 
@@ -88,7 +96,7 @@ PID = os.getpid()
 
 # Bookkeeping of this process (one locust process; with --processes each writes its own).
 outcomes: dict[str, Counter] = defaultdict(Counter)  # endpoint -> outcome label -> n
-orders: dict[str, list[str]] = {}                      # order_id -> [code, customer, state]
+orders: dict[str, list[str]] = {}  # order_id -> [code, customer, state]
 marks: dict[str, float] = {}
 cpu_start: list[float] = []
 
@@ -122,18 +130,24 @@ class Shopper(FastHttpUser):
     max_retries = 0  # never resend a POST behind our back
 
     def on_start(self) -> None:
-        self.headers = {"Authorization": f"Api-Key {API_KEY}",
-                        "Content-Type": "application/json"}
+        self.headers = {"Authorization": f"Api-Key {API_KEY}", "Content-Type": "application/json"}
 
     # --- tasks -------------------------------------------------------------------------
 
     @task(80)
     def validate(self) -> None:
         code = _pick(VALIDATE_CODES)
-        body = (f'{{"coupon_code":"{code}","customer":{{"id":"{_customer(code)}"}},'
-                f'"cart":{_rng.choice(CARTS)}}}')
-        with self.client.post("/api/v1/coupons/validate", data=body, headers=self.headers,
-                              name="validate", catch_response=True) as response:
+        body = (
+            f'{{"coupon_code":"{code}","customer":{{"id":"{_customer(code)}"}},'
+            f'"cart":{_rng.choice(CARTS)}}}'
+        )
+        with self.client.post(
+            "/api/v1/coupons/validate",
+            data=body,
+            headers=self.headers,
+            name="validate",
+            catch_response=True,
+        ) as response:
             status = response.status_code
             content = response.content or b""
             if status == 200 and b'"valid":true' in content:
@@ -170,11 +184,14 @@ class Shopper(FastHttpUser):
         customer = _customer(code)
         n = next(_order_seq)
         order_id = f"L{RUN_ID}-{PID}-{n}"
-        body = (f'{{"coupon_code":"{code}","customer":{{"id":"{customer}"}},'
-                f'"order_id":"{order_id}","cart":{_rng.choice(CARTS)}}}')
+        body = (
+            f'{{"coupon_code":"{code}","customer":{{"id":"{customer}"}},'
+            f'"order_id":"{order_id}","cart":{_rng.choice(CARTS)}}}'
+        )
         headers = {**self.headers, "Idempotency-Key": f"k-{order_id}"}
-        with self.client.post("/api/v1/coupons/apply", data=body, headers=headers,
-                              name="apply", catch_response=True) as response:
+        with self.client.post(
+            "/api/v1/coupons/apply", data=body, headers=headers, name="apply", catch_response=True
+        ) as response:
             status = response.status_code
             content = response.content or b""
             if status == 200 and b'"applied":true' in content:
@@ -187,8 +204,10 @@ class Shopper(FastHttpUser):
                 if reason in BUSINESS_422:
                     outcomes["apply"][f"422 {reason} {code}"] += 1
                     if code == "LIMIT500" and reason == "usage_limit_reached":
-                        marks.setdefault("limit500_first_sold_out_s",
-                                         time.time() - marks.get("start", time.time()))
+                        marks.setdefault(
+                            "limit500_first_sold_out_s",
+                            time.time() - marks.get("start", time.time()),
+                        )
                     response.success()
                     return None
                 outcomes["apply"][f"422 unexpected:{reason}"] += 1
@@ -203,8 +222,12 @@ class Shopper(FastHttpUser):
             return None
 
     def _follow_up(self, order_id: str, action: str, new_state: str) -> None:
-        with self.client.post(f"/api/v1/orders/{order_id}/{action}", headers=self.headers,
-                              name=action, catch_response=True) as response:
+        with self.client.post(
+            f"/api/v1/orders/{order_id}/{action}",
+            headers=self.headers,
+            name=action,
+            catch_response=True,
+        ) as response:
             status = response.status_code
             content = response.content or b""
             if status == 200 and f'"status":"{new_state}"'.encode() in content:
@@ -219,6 +242,7 @@ class Shopper(FastHttpUser):
 
 
 # --- run bookkeeping ------------------------------------------------------------------
+
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -247,8 +271,11 @@ def _on_stop(environment, **_kwargs) -> None:
         "pid": PID,
         "wall_s": round(wall, 3),
         "cpu_s": round(_cpu_seconds() - (cpu_start[0] if cpu_start else 0.0), 3),
-        "limit500_first_sold_out_s": (round(marks["limit500_first_sold_out_s"], 2)
-                                      if "limit500_first_sold_out_s" in marks else None),
+        "limit500_first_sold_out_s": (
+            round(marks["limit500_first_sold_out_s"], 2)
+            if "limit500_first_sold_out_s" in marks
+            else None
+        ),
         "outcomes": {endpoint: dict(counter) for endpoint, counter in outcomes.items()},
     }
     with open(stem + ".json", "w") as fh:

@@ -22,11 +22,19 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         cart = CartField().run_validation(request["cart"])
-        result = services.promotions_evaluate(codes=request.get("codes", []),
-                                              shopper=Shopper(id="u-1"), cart=cart)
-        print(json.dumps({"discount": result.pricing.discount,
-                          "applied": [a.terms.code for a in result.pricing.applied],
-                          "policy": result.policy}), flush=True)
+        result = services.promotions_evaluate(
+            codes=request.get("codes", []), shopper=Shopper(id="u-1"), cart=cart
+        )
+        print(
+            json.dumps(
+                {
+                    "discount": result.pricing.discount,
+                    "applied": [a.terms.code for a in result.pricing.applied],
+                    "policy": result.policy,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

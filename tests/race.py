@@ -37,8 +37,13 @@ class Outcome:
     trace: str = ""
 
 
-def race(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int = MAX_WORKERS,
-         timeout: float = 120.0) -> list[Outcome]:
+def race(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    workers: int = MAX_WORKERS,
+    timeout: float = 120.0,
+) -> list[Outcome]:
     """Call `fn(item)` for every item from `workers` threads started at once.
 
     The items are handed out in order from one queue, so their order decides how the

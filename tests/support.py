@@ -13,9 +13,12 @@ def customer_token(sub: str, **claims) -> str:
 
 def cart(*items, currency="USD", shipping=None, subtotal=None) -> dict:
     """cart(("SKU-1", "electronics", "50.00", 3), ...) -> API cart object."""
-    body = {"currency": currency,
-            "items": [{"sku": s, "category": c, "unit_price": p, "quantity": q}
-                      for s, c, p, q in items]}
+    body = {
+        "currency": currency,
+        "items": [
+            {"sku": s, "category": c, "unit_price": p, "quantity": q} for s, c, p, q in items
+        ],
+    }
     if shipping is not None:
         body["shipping"] = shipping
     if subtotal is not None:

@@ -101,8 +101,12 @@ TIME_FORMATS = [{"format": "date-time"}, {"format": "date"}]  # null passes both
 def before_load_schema(context, raw_schema):
     """Add LINKS and TIME_FORMATS to the served schema as this module loads it (and fail
     loudly when an operation they name has gone, rather than quietly testing less)."""
-    operation_ids = {op.get("operationId") for item in raw_schema["paths"].values()
-                     for op in item.values() if isinstance(op, dict)}
+    operation_ids = {
+        op.get("operationId")
+        for item in raw_schema["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict)
+    }
     for (path, method, status), links in LINKS.items():
         response = raw_schema["paths"][path][method]["responses"][status]
         assert {link["operationId"] for link in links.values()} <= operation_ids, links
@@ -110,8 +114,12 @@ def before_load_schema(context, raw_schema):
     described = 0
     for component in raw_schema["components"]["schemas"].values():
         for name, prop in component.get("properties", {}).items():
-            if name in TIME_FIELDS and prop.get("type") == "string" and "format" not in prop \
-                    and not prop.get("readOnly"):
+            if (
+                name in TIME_FIELDS
+                and prop.get("type") == "string"
+                and "format" not in prop
+                and not prop.get("readOnly")
+            ):
                 prop["anyOf"] = TIME_FORMATS
                 described += 1
     assert described >= len(TIME_FIELDS), described  # the input serializers' time fields
@@ -119,12 +127,22 @@ def before_load_schema(context, raw_schema):
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 
-_CARTS = st.sampled_from([
-    {"currency": "USD", "items": [{"sku": "SKU-1", "category": "electronics",
-                                   "unit_price": "50.00", "quantity": 3}]},
-    {"currency": "USD", "shipping": "7.99", "subtotal": "20.50",
-     "items": [{"sku": "A", "unit_price": "10.25", "quantity": 2}]},
-])
+_CARTS = st.sampled_from(
+    [
+        {
+            "currency": "USD",
+            "items": [
+                {"sku": "SKU-1", "category": "electronics", "unit_price": "50.00", "quantity": 3}
+            ],
+        },
+        {
+            "currency": "USD",
+            "shipping": "7.99",
+            "subtotal": "20.50",
+            "items": [{"sku": "A", "unit_price": "10.25", "quantity": 2}],
+        },
+    ]
+)
 
 
 def _is_positive(case) -> bool:
@@ -135,8 +153,7 @@ def _is_stateful(case) -> bool:
     return case.meta is not None and case.meta.phase.name == TestPhase.STATEFUL
 
 
-def _use_known(case, use: bool, code: str, order_id: str, cart: dict, key: str,
-               currency: str):
+def _use_known(case, use: bool, code: str, order_id: str, cart: dict, key: str, currency: str):
     """Point a valid generated request at data that exists (codes, orders, a currency),
     with a fresh Idempotency-Key (generated keys repeat, so most mutations would be
     replays). In the stateful phase the path comes from a link (what an earlier call
@@ -177,32 +194,67 @@ def flatmap_case(ctx, case):
     the success paths are fuzzed too (random codes and currencies almost never exist)."""
     if not _is_positive(case):
         return st.just(case)
-    return st.builds(lambda *args: _use_known(case, *args),
-                     st.sampled_from([True, True, False]), st.sampled_from(KNOWN_CODES),
-                     st.sampled_from(KNOWN_ORDERS), _CARTS, st.uuids().map(str),
-                     st.sampled_from(["USD", "eur", "JPY", "KWD"]))
+    return st.builds(
+        lambda *args: _use_known(case, *args),
+        st.sampled_from([True, True, False]),
+        st.sampled_from(KNOWN_CODES),
+        st.sampled_from(KNOWN_ORDERS),
+        _CARTS,
+        st.uuids().map(str),
+        st.sampled_from(["USD", "eur", "JPY", "KWD"]),
+    )
 
 
 def _seed(headers: dict[str, str]) -> None:
     """A few live coupons and two orders holding reservations."""
     CouponFactory(code=KNOWN_CODES[0], stackable=True)
-    CouponFactory(code=KNOWN_CODES[1], type="fixed", percent_bp=None, amount_minor=500,
-                  currency="USD", stackable=True)
+    CouponFactory(
+        code=KNOWN_CODES[1],
+        type="fixed",
+        percent_bp=None,
+        amount_minor=500,
+        currency="USD",
+        stackable=True,
+    )
     CouponFactory(code=KNOWN_CODES[2], type="free_shipping", percent_bp=None, stackable=True)
     # Auto promotions, so evaluate/validate/apply combine codes with them.
-    CouponFactory(code="FUZZAUTO5", auto_apply=True, percent_bp=500, stackable=True,
-                  stack_group="auto")
-    CouponFactory(code="FUZZAUTOSHIP", auto_apply=True, type="free_shipping", percent_bp=None,
-                  eligible_categories=["electronics"], max_uses_total=50, stackable=True)
+    CouponFactory(
+        code="FUZZAUTO5", auto_apply=True, percent_bp=500, stackable=True, stack_group="auto"
+    )
+    CouponFactory(
+        code="FUZZAUTOSHIP",
+        auto_apply=True,
+        type="free_shipping",
+        percent_bp=None,
+        eligible_categories=["electronics"],
+        max_uses_total=50,
+        stackable=True,
+    )
     client = APIClient()
     for n, order_id in enumerate(KNOWN_ORDERS):
-        body = {"coupon_code": KNOWN_CODES[n], "user_id": f"fuzz-{n}", "order_id": order_id,
-                "cart": {"currency": "USD", "items": [
-                    {"sku": "SKU-1", "category": "electronics", "unit_price": "50.00",
-                     "quantity": 3}]}}
-        response = client.post("/api/v1/coupons/apply", body, format="json",
-                                HTTP_AUTHORIZATION=headers["Authorization"],
-                                HTTP_IDEMPOTENCY_KEY=f"fuzz-setup-{n}")
+        body = {
+            "coupon_code": KNOWN_CODES[n],
+            "user_id": f"fuzz-{n}",
+            "order_id": order_id,
+            "cart": {
+                "currency": "USD",
+                "items": [
+                    {
+                        "sku": "SKU-1",
+                        "category": "electronics",
+                        "unit_price": "50.00",
+                        "quantity": 3,
+                    }
+                ],
+            },
+        }
+        response = client.post(
+            "/api/v1/coupons/apply",
+            body,
+            format="json",
+            HTTP_AUTHORIZATION=headers["Authorization"],
+            HTTP_IDEMPOTENCY_KEY=f"fuzz-setup-{n}",
+        )
         assert response.status_code == 200, response.content
 
 
@@ -214,8 +266,11 @@ def _reset() -> None:
     """Every scenario starts from the same data (ids included), so hypothesis can replay a
     failing one exactly; carried-over state would make it report a flaky strategy instead
     of the failure."""
-    models = [m for label in RESET_APPS
-              for m in django_apps.get_app_config(label).get_models(include_auto_created=True)]
+    models = [
+        m
+        for label in RESET_APPS
+        for m in django_apps.get_app_config(label).get_models(include_auto_created=True)
+    ]
     models.append(IdempotencyRecord)
     # DELETE, not TRUNCATE (ten times slower on small tables); the foreign keys are
     # deferred, so the order does not matter inside one transaction.
@@ -274,8 +329,12 @@ SETTINGS = {"derandomize": DERANDOMIZE, "deadline": None, "database": None}
 @schema.parametrize()
 @hypothesis.settings(
     max_examples=FUZZ_EXAMPLES,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                           HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
     **SETTINGS,
 )
 def test_api_conforms_to_schema(case, fuzz_auth):
@@ -296,14 +355,24 @@ def test_api_workflows(fuzz_auth):
             return {"headers": fuzz_auth}
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
-            case.validate_response(response, additional_checks=additional_checks,
-                                   excluded_checks=EXCLUDED_CHECKS, headers=fuzz_auth,
-                                   transport_kwargs=kwargs or None, recorder=self.recorder)
+            case.validate_response(
+                response,
+                additional_checks=additional_checks,
+                excluded_checks=EXCLUDED_CHECKS,
+                headers=fuzz_auth,
+                transport_kwargs=kwargs or None,
+                recorder=self.recorder,
+            )
 
-    Workflow.run(settings=hypothesis.settings(
-        max_examples=FUZZ_STATEFUL_EXAMPLES, stateful_step_count=FUZZ_STATEFUL_STEPS,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-        suppress_health_check=list(HealthCheck), **SETTINGS))
+    Workflow.run(
+        settings=hypothesis.settings(
+            max_examples=FUZZ_STATEFUL_EXAMPLES,
+            stateful_step_count=FUZZ_STATEFUL_STEPS,
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            **SETTINGS,
+        )
+    )
 
 
 # --- what the outside fuzzing found (issue 11): replayed on every run ---------------------
@@ -322,28 +391,71 @@ REGRESSIONS = [
     ("PATCH", COUPON, KNOWN, {"conditions": {"max_uses_total": 2**31}}, 400),
     # the history behind {"priority": -152}: a coupon stored with such a validity (201),
     # after which every PATCH and GET of it was a 500
-    ("POST", COUPONS, {}, {"code": "FUZZY10K", "type": "percentage", "value": 10,
-                           "conditions": {"valid_to": YEAR_10000}}, 400),
+    (
+        "POST",
+        COUPONS,
+        {},
+        {
+            "code": "FUZZY10K",
+            "type": "percentage",
+            "value": 10,
+            "conditions": {"valid_to": YEAR_10000},
+        },
+        400,
+    ),
     ("PATCH", COUPON, {"code": "FUZZY10K"}, {"priority": -152}, 404),
-    ("POST", COUPONS, {}, {"code": "FUZZBIG", "type": "percentage", "value": 10,
-                           "conditions": {"max_uses_total": 2**31}}, 400),
+    (
+        "POST",
+        COUPONS,
+        {},
+        {
+            "code": "FUZZBIG",
+            "type": "percentage",
+            "value": 10,
+            "conditions": {"max_uses_total": 2**31},
+        },
+        400,
+    ),
     ("POST", COUPONS, {}, {"code": "FUZZBOGO", "type": "bogo", "bogo": {"buy": 413}}, 400),
-    ("POST", "/api/v1/admin/campaigns", {}, {
-        "name": "F", "inventory": 1, "starts_at": "2030-01-01", "ends_at": YEAR_10000,
-        "discount": {"type": "percentage", "value": 10}}, 400),
-    ("POST", BULK, {}, {"coupon": KNOWN_CODES[0], "prefix": "F", "count": 1,
-                        "max_uses_per_code": 2**31}, 400),
-    ("POST", BULK, {}, {"coupon": KNOWN_CODES[0], "prefix": "F", "count": 1,
-                        "expires_at": YEAR_10000}, 400),
+    (
+        "POST",
+        "/api/v1/admin/campaigns",
+        {},
+        {
+            "name": "F",
+            "inventory": 1,
+            "starts_at": "2030-01-01",
+            "ends_at": YEAR_10000,
+            "discount": {"type": "percentage", "value": 10},
+        },
+        400,
+    ),
+    (
+        "POST",
+        BULK,
+        {},
+        {"coupon": KNOWN_CODES[0], "prefix": "F", "count": 1, "max_uses_per_code": 2**31},
+        400,
+    ),
+    (
+        "POST",
+        BULK,
+        {},
+        {"coupon": KNOWN_CODES[0], "prefix": "F", "count": 1, "expires_at": YEAR_10000},
+        400,
+    ),
 ]
 
 
 def test_regressions(fuzz_auth):
     _fresh(fuzz_auth)
     for n, (method, path, params, body, expected) in enumerate(REGRESSIONS):
-        case = schema[path][method].Case(path_parameters=params, body=body,
-                                         media_type="application/json",
-                                         headers={"Idempotency-Key": f"regression-{n}"})
+        case = schema[path][method].Case(
+            path_parameters=params,
+            body=body,
+            media_type="application/json",
+            headers={"Idempotency-Key": f"regression-{n}"},
+        )
         response = case.call(headers=fuzz_auth)
         assert response.status_code == expected, (method, path, body, response.text)
         case.validate_response(response, excluded_checks=EXCLUDED_CHECKS, headers=fuzz_auth)

@@ -15,10 +15,12 @@ pytestmark = pytest.mark.django_db
 def leaked(code: str = "LEAKED") -> Coupon:
     coupon = CouponFactory(code=code, percent_bp=1000)
     abuse_services.coupon_auto_disable(
-        coupon_id=coupon.pk, kind=AlertKind.LEAKED_CODE,
+        coupon_id=coupon.pk,
+        kind=AlertKind.LEAKED_CODE,
         reason=f"Leaked code: public code {code} redeemed by 1001 unique customers within "
-               "an hour (threshold 1000).",
-        details={"code": code, "unique_customers": 1001, "threshold": 1000})
+        "an hour (threshold 1000).",
+        details={"code": code, "unique_customers": 1001, "threshold": 1000},
+    )
     coupon.refresh_from_db()
     return coupon
 
@@ -47,8 +49,9 @@ def test_history_shows_the_automatic_disable_next_to_staff_edits(marketing_clien
 
 def test_activate_action_reenables_with_the_users_name(admin_client):
     coupon = leaked("ACTION")
-    response = admin_client.post("/admin/coupons/coupon/",
-                                 {"action": "activate", "_selected_action": [coupon.pk]})
+    response = admin_client.post(
+        "/admin/coupons/coupon/", {"action": "activate", "_selected_action": [coupon.pk]}
+    )
     assert response.status_code == 302
     coupon.refresh_from_db()
     assert coupon.active
@@ -63,8 +66,9 @@ def test_marketing_reviews_alerts(marketing_client):
     assert listing.status_code == 200
     assert b"REVIEW" in listing.content
     assert marketing_client.get(f"/admin/abuse/abusealert/{alert.pk}/change/").status_code == 200
-    response = marketing_client.post("/admin/abuse/abusealert/",
-                              {"action": "mark_reviewed", "_selected_action": [alert.pk]})
+    response = marketing_client.post(
+        "/admin/abuse/abusealert/", {"action": "mark_reviewed", "_selected_action": [alert.pk]}
+    )
     assert response.status_code == 302
     alert.refresh_from_db()
     assert alert.status == "reviewed"
@@ -88,24 +92,36 @@ def test_saving_an_alert_writes_only_its_review(marketing_client, monkeypatch):
         AbuseAlert.objects.filter(pk=alert.pk).update(occurrences=5)
         return obj
 
-    monkeypatch.setattr(django_admin.site._registry[AbuseAlert].__class__, "get_object",
-                        load_then_count_up)
+    monkeypatch.setattr(
+        django_admin.site._registry[AbuseAlert].__class__, "get_object", load_then_count_up
+    )
     response = marketing_client.post(url, {"status": "dismissed"})
     assert response.status_code == 302
     alert.refresh_from_db()
-    assert (alert.status, alert.occurrences, alert.reviewed_by.username) == \
-        ("dismissed", 5, "mia")
+    assert (alert.status, alert.occurrences, alert.reviewed_by.username) == ("dismissed", 5, "mia")
 
 
 def test_budget_and_abuse_settings_are_editable_in_the_form(admin_client):
     coupon = CouponFactory(code="FORMED", percent_bp=1000)
     url = f"/admin/coupons/coupon/{coupon.pk}/change/"
-    response = admin_client.post(url, change_form(coupon, percent="10", budget="250.00",
-                                                  leak_threshold="50", farming_action="block",
-                                                  limit_by_identity="on"))
+    response = admin_client.post(
+        url,
+        change_form(
+            coupon,
+            percent="10",
+            budget="250.00",
+            leak_threshold="50",
+            farming_action="block",
+            limit_by_identity="on",
+        ),
+    )
     assert response.status_code == 302, response.content
     coupon.refresh_from_db()
-    assert (coupon.budget_minor, coupon.leak_threshold, coupon.farming_action,
-            coupon.limit_by_identity) == (25_000, 50, "block", True)
+    assert (
+        coupon.budget_minor,
+        coupon.leak_threshold,
+        coupon.farming_action,
+        coupon.limit_by_identity,
+    ) == (25_000, 50, "block", True)
     page = admin_client.get(url)
     assert b"$0.00 of $250.00" in page.content

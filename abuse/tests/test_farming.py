@@ -19,8 +19,13 @@ _orders = iter(range(10**9))
 
 
 def apply(code: str, customer: str, **context) -> services.ApplyResult:
-    return services.redemption_apply(codes=[code], shopper=Shopper(id=customer), cart=CART,
-                                     order_id=f"o-{next(_orders)}", context=context)
+    return services.redemption_apply(
+        codes=[code],
+        shopper=Shopper(id=customer),
+        cart=CART,
+        order_id=f"o-{next(_orders)}",
+        context=context,
+    )
 
 
 def reason(result) -> str:
@@ -39,8 +44,18 @@ def test_email_normalisation_and_hashing():
 @pytest.mark.django_db(transaction=True)
 def test_same_card_on_a_first_purchase_coupon_is_flagged_and_stored_hashed():
     coupon = CouponFactory(code="WELCOME", first_purchase_only=True)
-    assert reason(apply("WELCOME", "alice", payment_fingerprint="card-123",
-                        email="Alice.Smith@example.com", ip="203.0.113.9")) == "applied"
+    assert (
+        reason(
+            apply(
+                "WELCOME",
+                "alice",
+                payment_fingerprint="card-123",
+                email="Alice.Smith@example.com",
+                ip="203.0.113.9",
+            )
+        )
+        == "applied"
+    )
     assert not AbuseAlert.objects.exists()
     # A "new" account with the same card: allowed (coupon flags), but flagged.
     assert reason(apply("WELCOME", "alice2", payment_fingerprint="card-123")) == "applied"
@@ -96,16 +111,21 @@ def test_coupons_that_allow_repeat_use_are_not_checked():
 def test_identity_limit_stops_a_new_account_with_the_same_card():
     CouponFactory(code="PERCARD", max_uses_per_user=1, limit_by_identity=True)
     assert reason(apply("PERCARD", "fay", payment_fingerprint="card-7")) == "applied"
-    assert reason(apply("PERCARD", "fay-new", payment_fingerprint="card-7")) == \
-        "customer_limit_reached"
+    assert (
+        reason(apply("PERCARD", "fay-new", payment_fingerprint="card-7"))
+        == "customer_limit_reached"
+    )
     assert reason(apply("PERCARD", "gus", payment_fingerprint="card-8")) == "applied"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_identity_limit_holds_when_new_accounts_race():
     coupon = CouponFactory(code="RACECARD", max_uses_per_user=1, limit_by_identity=True)
-    outcomes = race(lambda n: apply("RACECARD", f"farm-{n}", payment_fingerprint="card-X"),
-                    range(30), workers=30)
+    outcomes = race(
+        lambda n: apply("RACECARD", f"farm-{n}", payment_fingerprint="card-X"),
+        range(30),
+        workers=30,
+    )
     assert not unexpected(outcomes), unexpected(outcomes)
     reasons = [reason(o.value) for o in outcomes]
     assert reasons.count("applied") == 1, reasons

@@ -18,8 +18,9 @@ _orders = iter(range(10**9))
 
 
 def apply(code: str, customer: str) -> services.ApplyResult:
-    return services.redemption_apply(codes=[code], shopper=Shopper(id=customer), cart=CART,
-                                     order_id=f"o-{next(_orders)}")
+    return services.redemption_apply(
+        codes=[code], shopper=Shopper(id=customer), cart=CART, order_id=f"o-{next(_orders)}"
+    )
 
 
 def active(coupon: Coupon) -> bool:
@@ -71,6 +72,7 @@ def test_site_default_threshold_applies_without_an_override():
 def test_per_customer_and_generated_codes_never_trigger_it():
     coupon = CouponFactory(code="PERSONAL", leak_threshold=2)
     from coupons.models import Customer
+
     for n in range(6):
         customer = Customer.objects.create(external_id=f"p-{n}")
         Code.objects.create(coupon=coupon, code=f"PERSONAL-{n}", customer=customer)
@@ -85,8 +87,9 @@ def test_staff_reenable_clears_the_reason_and_starts_the_count_over():
         apply("BACKAGAIN", f"b-{n}")
     assert not active(coupon)
 
-    services.coupons_set_active(coupon_ids=[coupon.pk], active=True, who="alice",
-                                reason="Activated by alice")
+    services.coupons_set_active(
+        coupon_ids=[coupon.pk], active=True, who="alice", reason="Activated by alice"
+    )
     coupon.refresh_from_db()
     assert coupon.active
     assert coupon.disabled_reason == ""

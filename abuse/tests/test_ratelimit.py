@@ -52,16 +52,16 @@ def test_customer_limit_trips_after_ten_unknown_codes_a_minute(storefront, real)
 
 def test_session_limit_trips_after_five_across_customers(storefront, real):
     for n in range(5):
-        assert validate(storefront, f"G{n}", customer=f"s-{n}",
-                        session_id="sess-1").status_code == 200
+        assert (
+            validate(storefront, f"G{n}", customer=f"s-{n}", session_id="sess-1").status_code == 200
+        )
     assert_limited(validate(storefront, "G5", customer="s-9", session_id="sess-1"), 3600)
     assert validate(storefront, "G5", customer="s-9", session_id="sess-2").status_code == 200
 
 
 def test_ip_limit_keys_on_the_shoppers_ip_from_context(storefront, real):
     for n in range(10):
-        assert validate(storefront, f"G{n}", customer=f"i-{n}",
-                        ip="203.0.113.7").status_code == 200
+        assert validate(storefront, f"G{n}", customer=f"i-{n}", ip="203.0.113.7").status_code == 200
     # Ten misses are allowed; a real code still works; the eleventh miss is refused.
     assert validate(storefront, "REAL10", customer="i-98", ip="203.0.113.7").json()["valid"]
     assert_limited(validate(storefront, "G10", customer="i-10", ip="203.0.113.7"), 60)
@@ -80,21 +80,31 @@ def test_end_customer_jwt_falls_back_to_the_connection_address(client, real):
     client.credentials = None
     for n in range(11):
         token = customer_token(f"jwt-{n}")
-        response = client.post(VALIDATE, {"coupon_code": f"G{n}", "cart": CART},
-                               content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {token}",
-                               REMOTE_ADDR="198.51.100.4")
+        response = client.post(
+            VALIDATE,
+            {"coupon_code": f"G{n}", "cart": CART},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+            REMOTE_ADDR="198.51.100.4",
+        )
         assert response.status_code == (200 if n < 10 else 429)
     token = customer_token("jwt-new")
-    response = client.post(VALIDATE, {"coupon_code": "REAL10", "cart": CART},
-                           content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="198.51.100.4")
+    response = client.post(
+        VALIDATE,
+        {"coupon_code": "REAL10", "cart": CART},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        REMOTE_ADDR="198.51.100.4",
+    )
     assert_limited(response, 60)
 
 
 def test_ineligible_real_codes_do_not_count(storefront):
-    CouponFactory(code="OLD", valid_from=timezone.now() - timedelta(days=9),
-                  valid_to=timezone.now() - timedelta(days=1))
+    CouponFactory(
+        code="OLD",
+        valid_from=timezone.now() - timedelta(days=9),
+        valid_to=timezone.now() - timedelta(days=1),
+    )
     CouponFactory(code="BIG", min_cart_minor=1_000_000)
     for n in range(15):
         code = "OLD" if n % 2 else "BIG"
@@ -104,8 +114,7 @@ def test_ineligible_real_codes_do_not_count(storefront):
 
 
 def test_each_unknown_code_of_a_multi_code_call_counts(storefront, real):
-    body = {"coupon_codes": [f"X{n}" for n in range(6)], "customer": {"id": "multi"},
-            "cart": CART}
+    body = {"coupon_codes": [f"X{n}" for n in range(6)], "customer": {"id": "multi"}, "cart": CART}
     assert storefront.post(VALIDATE, body, format="json").status_code == 200
     body["coupon_codes"] = [f"Y{n}" for n in range(5)]
     assert_limited(storefront.post(VALIDATE, body, format="json"), 60)
@@ -113,25 +122,39 @@ def test_each_unknown_code_of_a_multi_code_call_counts(storefront, real):
 
 def test_apply_and_evaluate_count_and_are_refused_too(storefront, real):
     for n in range(11):
-        body = {"coupon_code": f"G{n}", "customer": {"id": "ap"}, "cart": CART,
-                "order_id": f"o-{n}"}
-        response = storefront.post("/api/v1/coupons/apply", body, format="json",
-                                   HTTP_IDEMPOTENCY_KEY=f"k-{n}")
+        body = {
+            "coupon_code": f"G{n}",
+            "customer": {"id": "ap"},
+            "cart": CART,
+            "order_id": f"o-{n}",
+        }
+        response = storefront.post(
+            "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY=f"k-{n}"
+        )
         if n < 10:
             assert response.status_code == 422
             assert response.json()["reason"] == "coupon_not_found"
         else:
             assert_limited(response, 60)
-    body = {"coupon_code": "REAL10", "customer": {"id": "ap"}, "cart": CART,
-            "order_id": "o-real"}
-    assert_limited(storefront.post("/api/v1/coupons/apply", body, format="json",
-                                   HTTP_IDEMPOTENCY_KEY="k-real"), 60)
-    assert_limited(storefront.post("/api/v1/promotions/evaluate",
-                                   {"coupon_code": "REAL10", "customer": {"id": "ap"},
-                                    "cart": CART}, format="json"), 60)
+    body = {"coupon_code": "REAL10", "customer": {"id": "ap"}, "cart": CART, "order_id": "o-real"}
+    assert_limited(
+        storefront.post(
+            "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY="k-real"
+        ),
+        60,
+    )
+    assert_limited(
+        storefront.post(
+            "/api/v1/promotions/evaluate",
+            {"coupon_code": "REAL10", "customer": {"id": "ap"}, "cart": CART},
+            format="json",
+        ),
+        60,
+    )
     # Without codes there is nothing to guess: pricing a cart is never refused.
-    response = storefront.post("/api/v1/promotions/evaluate",
-                               {"customer": {"id": "ap"}, "cart": CART}, format="json")
+    response = storefront.post(
+        "/api/v1/promotions/evaluate", {"customer": {"id": "ap"}, "cart": CART}, format="json"
+    )
     assert response.status_code == 200
 
 
@@ -151,12 +174,19 @@ def test_limits_can_be_switched_off(storefront, real):
         assert validate(storefront, f"G{n}").status_code == 200
 
 
-DEAD_REDIS = {"default": {
-    "BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
-    "KEY_PREFIX": "dead",
-    "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25,
-                "IGNORE_EXCEPTIONS": True}}}
+DEAD_REDIS = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "KEY_PREFIX": "dead",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 0.25,
+            "SOCKET_TIMEOUT": 0.25,
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+}
 
 
 def test_redis_down_lets_checkout_continue_unlimited(storefront, real, caplog):
@@ -176,14 +206,20 @@ def test_a_refused_apply_is_not_replayed_to_its_retry(storefront, real, settings
     settings.ABUSE_NOT_FOUND_RATE_CUSTOMER = "1/m"
     validate(storefront, "G1", customer="retry")
     validate(storefront, "G2", customer="retry")  # blocked from here on
-    body = {"coupon_code": "REAL10", "customer": {"id": "retry"}, "cart": CART,
-            "order_id": "o-retry"}
-    first = storefront.post("/api/v1/coupons/apply", body, format="json",
-                            HTTP_IDEMPOTENCY_KEY="same-key")
+    body = {
+        "coupon_code": "REAL10",
+        "customer": {"id": "retry"},
+        "cart": CART,
+        "order_id": "o-retry",
+    }
+    first = storefront.post(
+        "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY="same-key"
+    )
     assert_limited(first, 60)
     settings.ABUSE_RATE_LIMITS_ENABLED = False  # as if the window had passed
-    retry = storefront.post("/api/v1/coupons/apply", body, format="json",
-                            HTTP_IDEMPOTENCY_KEY="same-key")
+    retry = storefront.post(
+        "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY="same-key"
+    )
     assert retry.status_code == 200
     assert retry.json()["applied"] is True
     assert "Idempotent-Replayed" not in retry
@@ -222,8 +258,9 @@ def test_racing_guesses_get_exactly_the_limit_through(monkeypatch):
 
     key = api_key(["storefront"])
     try:
-        outcomes = race(lambda n: validate(client_for(key), f"RACE{n}", customer="racer"),
-                        range(30), workers=30)
+        outcomes = race(
+            lambda n: validate(client_for(key), f"RACE{n}", customer="racer"), range(30), workers=30
+        )
     finally:
         monkeypatch.undo()
         pool.disconnect()  # later tests get connections with the usual timeout

@@ -30,7 +30,8 @@ class CouponStatsQuery(serializers.Serializer):
         for name in ("from", "to"):
             if name in attrs and not EARLIEST <= attrs[name] <= LATEST:
                 raise serializers.ValidationError(
-                    {name: [f"Enter a date from {EARLIEST} to {LATEST}."]})
+                    {name: [f"Enter a date from {EARLIEST} to {LATEST}."]}
+                )
         end = attrs.get("to") or rollup.today()
         start = attrs.get("from") or end - timedelta(days=DEFAULT_DAYS - 1)
         if start > end:
@@ -82,19 +83,22 @@ class CouponStatsOut(serializers.Serializer):
     applies = serializers.IntegerField(help_text="Reservations made at apply.")
     redemptions = serializers.IntegerField(help_text="Confirmed redemptions.")
     orders = serializers.IntegerField(
-        help_text="Confirmed orders with the coupon (a coupon is used once per order).")
+        help_text="Confirmed orders with the coupon (a coupon is used once per order)."
+    )
     releases = serializers.IntegerField()
     expires = serializers.IntegerField()
     returns = serializers.IntegerField()
     redemption_rate = serializers.FloatField(
-        allow_null=True, help_text="redemptions / validation_attempts")
+        allow_null=True, help_text="redemptions / validation_attempts"
+    )
     discount_given = serializers.CharField(help_text="Merchandise plus shipping discount.")
     order_value = serializers.CharField(help_text="Subtotal of the confirmed orders.")
     revenue_impact = serializers.CharField(help_text="order_value - discount_given")
     returned_value = serializers.CharField()
     average_order_value = serializers.CharField(allow_null=True)
     average_order_value_without_coupon = serializers.CharField(
-        allow_null=True, help_text="Carts priced without any discount, same currency and days.")
+        allow_null=True, help_text="Carts priced without any discount, same currency and days."
+    )
     new_customers = serializers.IntegerField()
     discount_per_new_customer = serializers.CharField(allow_null=True)
     return_rate = serializers.FloatField(allow_null=True, help_text="returns / redemptions")

@@ -17,10 +17,18 @@ from coupons.api.views import parse
 class CouponStatsApi(APIView):
     permission_classes = [HasAdminScope]
 
-    @extend_schema(operation_id="admin_coupon_stats", tags=["admin"],
-                   parameters=[s.CouponStatsQuery],
-                   responses={200: s.CouponStatsOut, 400: ErrorOut, 401: ErrorOut,
-                              403: ErrorOut, 404: ErrorOut})
+    @extend_schema(
+        operation_id="admin_coupon_stats",
+        tags=["admin"],
+        parameters=[s.CouponStatsQuery],
+        responses={
+            200: s.CouponStatsOut,
+            400: ErrorOut,
+            401: ErrorOut,
+            403: ErrorOut,
+            404: ErrorOut,
+        },
+    )
     def get(self, request, code: str):
         query = parse(s.CouponStatsQuery, request.query_params.dict())
         coupon = selectors.coupon_by_code(code)

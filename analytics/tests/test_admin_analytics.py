@@ -25,6 +25,7 @@ CSV = reverse("admin:analytics_csv")
 
 # --- data -----------------------------------------------------------------------------------
 
+
 def at(day, hour=12):
     return datetime.combine(day, time(hour), tzinfo=timezone.get_default_timezone())
 
@@ -47,22 +48,37 @@ def make_activity(coupon, activity=ACTIVITY) -> list:
         day = today - timedelta(days=back)
         days.append(day)
         common = {"code": coupon.code, "coupon_id": coupon.pk, "currency": coupon.currency}
-        rows += [{"kind": "validate", "outcome": "valid", "occurred_at": at(day, 9),
-                  "customer_id": f"v-{back}-{i}", **common} for i in range(validations)]
+        rows += [
+            {
+                "kind": "validate",
+                "outcome": "valid",
+                "occurred_at": at(day, 9),
+                "customer_id": f"v-{back}-{i}",
+                **common,
+            }
+            for i in range(validations)
+        ]
         for n, (customer, value, discount, new) in enumerate(orders):
             order = f"o-{coupon.code}-{back}-{n}"
-            shared = {**common, "customer_id": customer, "order_id": order,
-                      "order_value_minor": value, "discount_minor": discount,
-                      "new_customer": new}
-            rows += [{"kind": "apply", "outcome": "applied", "occurred_at": at(day, 10),
-                      **shared},
-                     {"kind": "confirm", "outcome": "ok", "occurred_at": at(day, 11), **shared}]
+            shared = {
+                **common,
+                "customer_id": customer,
+                "order_id": order,
+                "order_value_minor": value,
+                "discount_minor": discount,
+                "new_customer": new,
+            }
+            rows += [
+                {"kind": "apply", "outcome": "applied", "occurred_at": at(day, 10), **shared},
+                {"kind": "confirm", "outcome": "ok", "occurred_at": at(day, 11), **shared},
+            ]
     events.write(rows)
     rollup.rollup_days(days)
     return sorted(days)
 
 
 # --- users ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def superuser(client):
@@ -83,6 +99,7 @@ def kpi(html: str, key: str) -> str:
 
 
 # --- access ---------------------------------------------------------------------------------
+
 
 def test_superuser_sees_the_numbers(superuser):
     # given
@@ -139,8 +156,9 @@ def test_all_coupons_view_counts_a_stacked_order_once(superuser):
 
     typed, promo = CouponFactory(code="TYPED10"), CouponFactory(code="PROMO5", auto_apply=True)
     today = rollup.today()
-    stacked_orders(typed, promo, CouponFactory(code="SOLO"), closed=today - timedelta(days=2),
-                   today=today)
+    stacked_orders(
+        typed, promo, CouponFactory(code="SOLO"), closed=today - timedelta(days=2), today=today
+    )
     # when
     html = superuser.get(PAGE).content.decode()
     # then: what belongs to the order counts once, each coupon's discount is added
@@ -154,35 +172,52 @@ def test_all_coupons_view_counts_a_stacked_order_once(superuser):
     assert kpi(html, "orders") == "5"
     # and the daily CSV of all coupons says the same, day by day
     rows = read_csv(superuser.get(CSV, {"kind": "daily"}))
-    assert rows[0] == ["day", "validations", "redemptions", "orders", "discount",
-                       "order_value", "revenue_impact", "new_customers"]
+    assert rows[0] == [
+        "day",
+        "validations",
+        "redemptions",
+        "orders",
+        "discount",
+        "order_value",
+        "revenue_impact",
+        "new_customers",
+    ]
     assert rows[-3:] == [
-        [(today - timedelta(days=2)).isoformat(), "4", "4", "3", "25.00", "200.00", "175.00",
-         "2"],
+        [(today - timedelta(days=2)).isoformat(), "4", "4", "3", "25.00", "200.00", "175.00", "2"],
         [(today - timedelta(days=1)).isoformat(), "0", "0", "0", "0.00", "0.00", "0.00", "0"],
         [today.isoformat(), "0", "4", "2", "38.00", "230.00", "192.00", "1"],
     ]
     # while a coupon's own view counts each of its orders
     typed_html = superuser.get(PAGE, {"coupon": "TYPED10"}).content.decode()
-    assert (kpi(typed_html, "redemptions"), kpi(typed_html, "order_value"),
-            kpi(typed_html, "new_customers")) == ("3", "$340.00", "2")
+    assert (
+        kpi(typed_html, "redemptions"),
+        kpi(typed_html, "order_value"),
+        kpi(typed_html, "new_customers"),
+    ) == ("3", "$340.00", "2")
     top = {row[0]: row for row in read_csv(superuser.get(CSV, {"kind": "top"}))[1:]}
     assert (top["PROMO5"][2], top["PROMO5"][6]) == ("3", "330.00")  # redemptions, value
 
 
 # --- filters --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("params", "field", "message"), [
-    ({"start": "2026-13-45"}, "start", "Enter a valid date."),
-    ({"end": "yesterday"}, "end", "Enter a valid date."),
-    ({"start": "2026-11-10", "end": "2026-11-01"}, "start", "after the end date"),
-    ({"start": "2020-01-01", "end": "2026-01-01"}, "start", "at most 366 days"),
-    ({"coupon": "NOPE"}, "coupon", "No coupon with the code NOPE."),
-    ({"campaign": "not-a-uuid"}, "campaign", "is not a valid UUID."),
-    ({"campaign": "00000000-0000-0000-0000-000000000000"}, "campaign",
-     "Select a valid choice."),
-    ({"currency": "XXX"}, "currency", "Select a valid choice."),
-])
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"start": "2026-13-45"}, "start", "Enter a valid date."),
+        ({"end": "yesterday"}, "end", "Enter a valid date."),
+        ({"start": "2026-11-10", "end": "2026-11-01"}, "start", "after the end date"),
+        ({"start": "2020-01-01", "end": "2026-01-01"}, "start", "at most 366 days"),
+        ({"coupon": "NOPE"}, "coupon", "No coupon with the code NOPE."),
+        ({"campaign": "not-a-uuid"}, "campaign", "is not a valid UUID."),
+        (
+            {"campaign": "00000000-0000-0000-0000-000000000000"},
+            "campaign",
+            "Select a valid choice.",
+        ),
+        ({"currency": "XXX"}, "currency", "Select a valid choice."),
+    ],
+)
 def test_bad_filters_are_form_errors(superuser, params, field, message):
     response = superuser.get(PAGE, params)
     assert response.status_code == 200
@@ -246,8 +281,7 @@ def test_chart_data_is_on_the_page(superuser):
     coupon = CouponFactory(code="CHART")
     days = make_activity(coupon)
     first = days[0]
-    response = superuser.get(PAGE, {"start": first.isoformat(),
-                                    "end": days[-1].isoformat()})
+    response = superuser.get(PAGE, {"start": first.isoformat(), "end": days[-1].isoformat()})
     html = response.content.decode()
     raw = html.split('<script id="analytics-series" type="application/json">', 1)[1]
     series = json.loads(raw.split("</script>", 1)[0])
@@ -263,6 +297,7 @@ def test_chart_data_is_on_the_page(superuser):
 
 # --- CSV ------------------------------------------------------------------------------------
 
+
 def read_csv(response) -> list[list[str]]:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -273,12 +308,27 @@ def read_csv(response) -> list[list[str]]:
 def test_daily_csv_has_the_days_and_their_numbers(superuser):
     coupon = CouponFactory(code="CSVDAY")
     days = make_activity(coupon)
-    response = superuser.get(CSV, {"kind": "daily", "coupon": "CSVDAY",
-                                   "start": days[0].isoformat(), "end": days[-1].isoformat()})
+    response = superuser.get(
+        CSV,
+        {
+            "kind": "daily",
+            "coupon": "CSVDAY",
+            "start": days[0].isoformat(),
+            "end": days[-1].isoformat(),
+        },
+    )
     rows = read_csv(response)
     assert "CSVDAY" in response["Content-Disposition"]
-    assert rows[0] == ["day", "validations", "redemptions", "orders", "discount",
-                       "order_value", "revenue_impact", "new_customers"]
+    assert rows[0] == [
+        "day",
+        "validations",
+        "redemptions",
+        "orders",
+        "discount",
+        "order_value",
+        "revenue_impact",
+        "new_customers",
+    ]
     assert rows[1:] == [
         [days[0].isoformat(), "4", "2", "2", "30.00", "300.00", "270.00", "2"],
         [days[1].isoformat(), "2", "1", "1", "5.00", "50.00", "45.00", "0"],
@@ -302,8 +352,7 @@ def test_top_csv_lists_the_coupons(superuser):
 
 
 def test_page_links_both_csv_files_with_its_filters(superuser):
-    response = superuser.get(PAGE, {"currency": "USD", "start": "2026-11-01",
-                                    "end": "2026-11-20"})
+    response = superuser.get(PAGE, {"currency": "USD", "start": "2026-11-01", "end": "2026-11-20"})
     links = {link["kind"]: link["url"] for link in response.context["csv_links"]}
     assert set(links) == {"daily", "top"}
     assert "start=2026-11-01" in links["daily"]
@@ -313,15 +362,23 @@ def test_page_links_both_csv_files_with_its_filters(superuser):
 
 # --- what-if simulation ---------------------------------------------------------------------
 
+
 def cart_event(customer: str, *, currency="USD", price="50.00", quantity=2, back_days=1):
-    cart = {"currency": currency, "shipping": "5.00",
-            "items": [{"sku": "SKU-1", "category": "general", "unit_price": price,
-                       "quantity": quantity}]}
-    return {"kind": "cart", "occurred_at": timezone.now() - timedelta(days=back_days),
-            "customer_id": customer, "currency": currency,
-            "order_value_minor": int(float(price) * 100) * quantity,
-            "payload": {"customer": {"id": customer, "segments": [], "orders_count": 1},
-                        "cart": cart}}
+    cart = {
+        "currency": currency,
+        "shipping": "5.00",
+        "items": [
+            {"sku": "SKU-1", "category": "general", "unit_price": price, "quantity": quantity}
+        ],
+    }
+    return {
+        "kind": "cart",
+        "occurred_at": timezone.now() - timedelta(days=back_days),
+        "customer_id": customer,
+        "currency": currency,
+        "order_value_minor": int(float(price) * 100) * quantity,
+        "payload": {"customer": {"id": customer, "segments": [], "orders_count": 1}, "cart": cart},
+    }
 
 
 def simulate_url(coupon) -> str:
@@ -329,11 +386,13 @@ def simulate_url(coupon) -> str:
 
 
 def test_simulation_form_runs_and_the_run_page_shows_the_result(
-        marketing_client, django_capture_on_commit_callbacks):
+    marketing_client, django_capture_on_commit_callbacks
+):
     # given: three carts seen this week, two of them in the coupon's currency
     coupon = CouponFactory(code="WHATIF", budget_minor=10_000, active=False)  # a draft
-    events.write([cart_event("s-1"), cart_event("s-2", back_days=3),
-                  cart_event("s-3", currency="EUR")])
+    events.write(
+        [cart_event("s-1"), cart_event("s-2", back_days=3), cart_event("s-3", currency="EUR")]
+    )
     form_page = marketing_client.get(simulate_url(coupon))
     assert form_page.status_code == 200
     assert b"What-if: run against the carts of the last N days" in form_page.content
@@ -344,8 +403,7 @@ def test_simulation_form_runs_and_the_run_page_shows_the_result(
     # then: the run exists, ran (eager Celery) and its page shows the result
     run = coupon.simulation_runs.get()
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:analytics_simulationrun_change",
-                                           args=[run.pk])
+    assert response["Location"] == reverse("admin:analytics_simulationrun_change", args=[run.pk])
     assert run.requested_by.username == "mia"
     assert run.days == 14
     page = marketing_client.get(response["Location"])
@@ -366,10 +424,16 @@ def test_simulation_form_runs_and_the_run_page_shows_the_result(
     assert 'id="run-per-day"' in html
     assert "currency_mismatch" in html  # the EUR cart
     header = html.split('id="run-per-day"', 1)[1].split("</thead>", 1)[0]
-    assert [c.split("</th>")[0] for c in header.split('scope="col">')[1:]] == \
-        ["Day", "Carts", "Eligible", "Redemptions", "Discount"]
-    all_runs = marketing_client.get(reverse("admin:analytics_simulationrun_changelist"),
-                            {"coupon__id__exact": coupon.pk})
+    assert [c.split("</th>")[0] for c in header.split('scope="col">')[1:]] == [
+        "Day",
+        "Carts",
+        "Eligible",
+        "Redemptions",
+        "Discount",
+    ]
+    all_runs = marketing_client.get(
+        reverse("admin:analytics_simulationrun_changelist"), {"coupon__id__exact": coupon.pk}
+    )
     assert all_runs.status_code == 200
     assert b"WHATIF" in all_runs.content
 
@@ -378,8 +442,9 @@ def test_a_running_simulation_page_reloads_itself(marketing_client):
     from analytics.models import SimulationRun
 
     coupon = CouponFactory()
-    run = SimulationRun.objects.create(coupon=coupon, days=7, status="running",
-                                       carts_total=200, carts_done=50)
+    run = SimulationRun.objects.create(
+        coupon=coupon, days=7, status="running", carts_total=200, carts_done=50
+    )
     page = marketing_client.get(reverse("admin:analytics_simulationrun_change", args=[run.pk]))
     assert page.status_code == 200
     html = page.content.decode()

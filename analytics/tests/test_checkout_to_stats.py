@@ -14,29 +14,41 @@ CART = cart(("SKU-1", "electronics", "50.00", 2), shipping="5.00")  # $100 subto
 
 
 def test_validate_apply_confirm_release_return_are_counted(storefront, admin_api):
-    CouponFactory(code="STATS10", type="fixed", percent_bp=None, amount_minor=1000,
-                  budget_minor=100_000)
+    CouponFactory(
+        code="STATS10", type="fixed", percent_bp=None, amount_minor=1000, budget_minor=100_000
+    )
 
     def body(customer, **extra):
-        return {"coupon_code": "STATS10", "customer": {"id": customer, "orders_count": 0},
-                "cart": CART, **extra}
+        return {
+            "coupon_code": "STATS10",
+            "customer": {"id": customer, "orders_count": 0},
+            "cart": CART,
+            **extra,
+        }
 
     for customer in ("s-1", "s-2", "s-3"):
-        assert storefront.post("/api/v1/coupons/validate", body(customer),
-                               format="json").json()["valid"]
-    storefront.post("/api/v1/coupons/validate", {"coupon_code": "NOPE", "cart": CART},
-                    format="json")
+        assert storefront.post("/api/v1/coupons/validate", body(customer), format="json").json()[
+            "valid"
+        ]
+    storefront.post(
+        "/api/v1/coupons/validate", {"coupon_code": "NOPE", "cart": CART}, format="json"
+    )
     for n, customer in enumerate(("s-1", "s-2", "s-3")):
-        response = storefront.post("/api/v1/coupons/apply", body(customer, order_id=f"o-{n}"),
-                                   format="json", HTTP_IDEMPOTENCY_KEY=f"k-{n}")
+        response = storefront.post(
+            "/api/v1/coupons/apply",
+            body(customer, order_id=f"o-{n}"),
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"k-{n}",
+        )
         assert response.status_code == 200, response.content
     storefront.post("/api/v1/orders/o-0/confirm")
     storefront.post("/api/v1/orders/o-1/confirm")
     storefront.post("/api/v1/orders/o-2/release")
     storefront.post("/api/v1/orders/o-1/return", {"amount": "40.00"}, format="json")
     # A cart priced without any coupon, for the "without coupon" average.
-    storefront.post("/api/v1/promotions/evaluate", {"cart": cart(("X", "toys", "30.00", 1))},
-                    format="json")
+    storefront.post(
+        "/api/v1/promotions/evaluate", {"cart": cart(("X", "toys", "30.00", 1))}, format="json"
+    )
     assert events.flush() > 0
 
     kinds = sorted(CouponEvent.objects.values_list("kind", flat=True))

@@ -18,10 +18,21 @@ def _dropped() -> float:
 
 def test_record_buffers_without_io_until_flush():
     # given
-    events.record("cart", customer_id="u-1", currency="USD", order_value_minor=15000,
-                  payload={"customer": {"id": "u-1"}, "cart": {"currency": "USD", "items": []}})
-    events.record("validate", code="SUMMER25", coupon_id=7, outcome="valid", currency="USD",
-                  discount_minor=3750)
+    events.record(
+        "cart",
+        customer_id="u-1",
+        currency="USD",
+        order_value_minor=15000,
+        payload={"customer": {"id": "u-1"}, "cart": {"currency": "USD", "items": []}},
+    )
+    events.record(
+        "validate",
+        code="SUMMER25",
+        coupon_id=7,
+        outcome="valid",
+        currency="USD",
+        discount_minor=3750,
+    )
     assert CouponEvent.objects.count() == 0
     assert events.pending() == 2
     # when
@@ -30,11 +41,20 @@ def test_record_buffers_without_io_until_flush():
     assert written == 2
     assert events.pending() == 0
     cart = CouponEvent.objects.get(kind="cart")
-    assert (cart.customer_id, cart.order_value_minor, cart.payload["customer"]) == \
-        ("u-1", 15000, {"id": "u-1"})
+    assert (cart.customer_id, cart.order_value_minor, cart.payload["customer"]) == (
+        "u-1",
+        15000,
+        {"id": "u-1"},
+    )
     validate = CouponEvent.objects.get(kind="validate")
-    assert (validate.code, validate.coupon_id, validate.outcome, validate.discount_minor,
-            validate.new_customer, validate.payload) == ("SUMMER25", 7, "valid", 3750, False, None)
+    assert (
+        validate.code,
+        validate.coupon_id,
+        validate.outcome,
+        validate.discount_minor,
+        validate.new_customer,
+        validate.payload,
+    ) == ("SUMMER25", 7, "valid", 3750, False, None)
     assert events.flush() == 0
 
 
@@ -92,15 +112,19 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(monkeypatch, caplog):
     assert _dropped() - before == 2
     assert sum("buffer full" in r.getMessage() for r in caplog.records) == 1
     # a failed flush requeues in front of newer events, then trims the oldest again
-    monkeypatch.setattr(events, "_copy", lambda batch: (_ for _ in ()).throw(
-        OperationalError("down")))
+    monkeypatch.setattr(
+        events, "_copy", lambda batch: (_ for _ in ()).throw(OperationalError("down"))
+    )
     assert events.flush() == 0
     events.record("validate", code="F")
     assert _dropped() - before == 3
     monkeypatch.undo()
     assert events.flush() == 3
-    assert list(CouponEvent.objects.order_by("id").values_list("code", flat=True)) == \
-        ["D", "E", "F"]
+    assert list(CouponEvent.objects.order_by("id").values_list("code", flat=True)) == [
+        "D",
+        "E",
+        "F",
+    ]
 
 
 def test_flush_inside_an_open_transaction_leaves_it_usable(monkeypatch):
@@ -123,11 +147,26 @@ def test_write_is_part_of_the_callers_transaction():
     with pytest.raises(RuntimeError, match="the redemption rolled back"):
         write_then_roll_back()
     assert CouponEvent.objects.count() == 0
-    events.write([{"kind": "confirm", "code": "A", "coupon_id": 1, "order_id": "o-1",
-                   "discount_minor": 500, "order_value_minor": 5000, "new_customer": True}])
+    events.write(
+        [
+            {
+                "kind": "confirm",
+                "code": "A",
+                "coupon_id": 1,
+                "order_id": "o-1",
+                "discount_minor": 500,
+                "order_value_minor": 5000,
+                "new_customer": True,
+            }
+        ]
+    )
     event = CouponEvent.objects.get()
-    assert (event.kind, event.order_id, event.discount_minor, event.new_customer) == \
-        ("confirm", "o-1", 500, True)
+    assert (event.kind, event.order_id, event.discount_minor, event.new_customer) == (
+        "confirm",
+        "o-1",
+        500,
+        True,
+    )
 
 
 def test_a_forked_child_starts_empty_with_its_own_flusher():

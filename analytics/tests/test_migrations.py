@@ -12,11 +12,18 @@ def test_the_rollup_is_scheduled_every_five_minutes():
 
 
 def test_marketing_may_view_analytics_and_start_simulations():
-    codenames = set(Group.objects.get(name="marketing").permissions
-                    .filter(content_type__app_label="analytics")
-                    .values_list("codename", flat=True))
-    assert codenames == {"view_couponevent", "view_dailycouponfact", "view_dailysitefact",
-                         "view_simulationrun", "add_simulationrun"}
+    codenames = set(
+        Group.objects.get(name="marketing")
+        .permissions.filter(content_type__app_label="analytics")
+        .values_list("codename", flat=True)
+    )
+    assert codenames == {
+        "view_couponevent",
+        "view_dailycouponfact",
+        "view_dailysitefact",
+        "view_simulationrun",
+        "add_simulationrun",
+    }
 
 
 def test_0004_fills_the_site_orders_of_the_days_already_rolled_up(settings):
@@ -38,21 +45,28 @@ def test_0004_fills_the_site_orders_of_the_days_already_rolled_up(settings):
     stacked_orders(typed, promo, solo, closed=days_ago(2), today=days_ago(1))
     write(event("cart", at(days_ago(1)), currency="USD", order_value_minor=2_500))
     rollup.rollup_days([days_ago(2), days_ago(1)])
-    expected = {(f.day, f.currency): (f.orders, f.order_value_minor, f.new_customers)
-                for f in DailySiteFact.objects.all()}
-    assert expected == {(days_ago(2), "USD"): (3, 20_000, 2),
-                        (days_ago(1), "USD"): (2, 23_000, 1)}
-    DailyCouponFact.objects.create(day=days_ago(60), coupon_id=typed.pk, currency="USD",
-                                   confirms=2, order_value_minor=5_000, new_customers=1)
+    expected = {
+        (f.day, f.currency): (f.orders, f.order_value_minor, f.new_customers)
+        for f in DailySiteFact.objects.all()
+    }
+    assert expected == {(days_ago(2), "USD"): (3, 20_000, 2), (days_ago(1), "USD"): (2, 23_000, 1)}
+    DailyCouponFact.objects.create(
+        day=days_ago(60),
+        coupon_id=typed.pk,
+        currency="USD",
+        confirms=2,
+        order_value_minor=5_000,
+        new_customers=1,
+    )
     DailySiteFact.objects.filter(day=days_ago(2)).delete()
     DailySiteFact.objects.update(orders=0, order_value_minor=0, new_customers=0)
 
     # when
     migration.backfill(None, SimpleNamespace(connection=connection))
     # then
-    assert {(f.day, f.currency): (f.orders, f.order_value_minor, f.new_customers)
-            for f in DailySiteFact.objects.all()} == {
-        **expected, (days_ago(60), "USD"): (2, 5_000, 1)}  # no events: the coupon sums
+    assert {
+        (f.day, f.currency): (f.orders, f.order_value_minor, f.new_customers)
+        for f in DailySiteFact.objects.all()
+    } == {**expected, (days_ago(60), "USD"): (2, 5_000, 1)}  # no events: the coupon sums
     carts = DailySiteFact.objects.get(day=days_ago(1))
-    assert (carts.carts_without_discount, carts.order_value_without_discount_minor) == \
-        (1, 2_500)
+    assert (carts.carts_without_discount, carts.order_value_without_discount_minor) == (1, 2_500)

@@ -20,44 +20,65 @@ from coupons.api.serializers import ErrorOut
 from coupons.api.views import IDEMPOTENCY_HEADER, OPTIONAL_IDEMPOTENCY_HEADER, parse
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
-CONSTRAINT_FIELDS = {"campaign_window_ordered": "ends_at",
-                     "campaign_inventory_positive": "inventory",
-                     "campaign_claimed_within_inventory": "inventory",
-                     "campaign_hold_minutes_range": "claim_hold_minutes",
-                     # The campaign's coupon is the request's discount.
-                     **dict.fromkeys(coupon_admin_views.CONSTRAINT_FIELDS, "discount")}
+CONSTRAINT_FIELDS = {
+    "campaign_window_ordered": "ends_at",
+    "campaign_inventory_positive": "inventory",
+    "campaign_claimed_within_inventory": "inventory",
+    "campaign_hold_minutes_range": "claim_hold_minutes",
+    # The campaign's coupon is the request's discount.
+    **dict.fromkeys(coupon_admin_views.CONSTRAINT_FIELDS, "discount"),
+}
 
 
 def campaign_body(c, *, admin: bool = False) -> dict:
-    body = {"id": str(c.pk), "name": c.name, "status": c.status, "remaining": c.remaining,
-            "inventory": c.inventory, "starts_at": c.starts_at.isoformat(),
-            "ends_at": c.ends_at.isoformat()}
+    body = {
+        "id": str(c.pk),
+        "name": c.name,
+        "status": c.status,
+        "remaining": c.remaining,
+        "inventory": c.inventory,
+        "starts_at": c.starts_at.isoformat(),
+        "ends_at": c.ends_at.isoformat(),
+    }
     if admin:
-        body.update(claimed=c.claimed, claim_hold_minutes=c.claim_hold_minutes,
-                    stopped_at=c.stopped_at.isoformat() if c.stopped_at else None,
-                    coupon_id=c.coupon_id)
+        body.update(
+            claimed=c.claimed,
+            claim_hold_minutes=c.claim_hold_minutes,
+            stopped_at=c.stopped_at.isoformat() if c.stopped_at else None,
+            coupon_id=c.coupon_id,
+        )
     return body
 
 
 # 409 is either the business answer (sold out) or an error body (an Idempotency-Key
 # reused with another request, or still in progress).
 CLAIM_CONFLICT = PolymorphicProxySerializer(
-    component_name="CampaignClaimConflict", serializers=[s.ClaimRejectedOut, ErrorOut],
-    resource_type_field_name=None)
+    component_name="CampaignClaimConflict",
+    serializers=[s.ClaimRejectedOut, ErrorOut],
+    resource_type_field_name=None,
+)
+
 
 class CampaignCollectionApi(APIView):
     permission_classes = [HasAdminScope]
 
-    @extend_schema(operation_id="admin_campaigns_list", tags=["admin"],
-                   responses={200: s.CampaignListOut, **ERRORS})
+    @extend_schema(
+        operation_id="admin_campaigns_list",
+        tags=["admin"],
+        responses={200: s.CampaignListOut, **ERRORS},
+    )
     def get(self, request):
         """The newest 100 campaigns with their live claimed / remaining counts."""
         campaigns = Campaign.objects.order_by("-created_at")[:100]
         return Response({"results": [campaign_body(c, admin=True) for c in campaigns]})
 
-    @extend_schema(operation_id="admin_campaigns_create", tags=["admin"],
-                   request=s.CampaignCreateIn, parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
-                   responses={201: s.CampaignAdminOut, 409: ErrorOut, **ERRORS})
+    @extend_schema(
+        operation_id="admin_campaigns_create",
+        tags=["admin"],
+        request=s.CampaignCreateIn,
+        parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+        responses={201: s.CampaignAdminOut, 409: ErrorOut, **ERRORS},
+    )
     @idempotent(required=False)
     def post(self, request):
         data = parse(s.CampaignCreateIn, request.data)
@@ -68,16 +89,22 @@ class CampaignCollectionApi(APIView):
         try:
             with database_input_errors(CONSTRAINT_FIELDS):
                 campaign = services.campaign_create(
-                    name=data["name"], inventory=data["inventory"],
-                    starts_at=data["starts_at"], ends_at=data["ends_at"], discount=discount,
+                    name=data["name"],
+                    inventory=data["inventory"],
+                    starts_at=data["starts_at"],
+                    ends_at=data["ends_at"],
+                    discount=discount,
                     claim_hold_minutes=data["claim_hold_minutes"],
                     idempotency_key=request.headers.get(HEADER, "").strip(),
                     idempotency_principal=request.user.ident,
-                    request_fingerprint=fingerprint(request.method, request.path,
-                                                    request.data))
+                    request_fingerprint=fingerprint(request.method, request.path, request.data),
+                )
         except DjangoValidationError as exc:  # the discount's own rules (coupon_check)
-            fields = exc.message_dict if hasattr(exc, "error_dict") else \
-                {"non_field_errors": exc.messages}
+            fields = (
+                exc.message_dict
+                if hasattr(exc, "error_dict")
+                else {"non_field_errors": exc.messages}
+            )
             raise ValidationError({"discount": fields}) from None
         return Response(campaign_body(campaign, admin=True), status=201)
 
@@ -85,8 +112,11 @@ class CampaignCollectionApi(APIView):
 class CampaignDetailApi(APIView):
     permission_classes = [HasStorefrontScope]
 
-    @extend_schema(operation_id="campaigns_get", tags=["campaigns"],
-                   responses={200: s.CampaignOut, 404: ErrorOut, **ERRORS})
+    @extend_schema(
+        operation_id="campaigns_get",
+        tags=["campaigns"],
+        responses={200: s.CampaignOut, 404: ErrorOut, **ERRORS},
+    )
     def get(self, request, campaign_id):
         return Response(campaign_body(selectors.campaign_get(campaign_id)))
 
@@ -97,10 +127,20 @@ class CampaignClaimApi(APIView):
 
     permission_classes = [HasStorefrontScope]
 
-    @extend_schema(operation_id="campaigns_claim", tags=["campaigns"], request=s.ClaimIn,
-                   parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: s.ClaimOut, 200: s.ClaimOut, 404: ErrorOut,
-                              409: CLAIM_CONFLICT, 422: s.ClaimRejectedOut, **ERRORS})
+    @extend_schema(
+        operation_id="campaigns_claim",
+        tags=["campaigns"],
+        request=s.ClaimIn,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: s.ClaimOut,
+            200: s.ClaimOut,
+            404: ErrorOut,
+            409: CLAIM_CONFLICT,
+            422: s.ClaimRejectedOut,
+            **ERRORS,
+        },
+    )
     @idempotent(required=True)
     def post(self, request, campaign_id):
         data = parse(s.ClaimIn, request.data)
@@ -113,8 +153,16 @@ class CampaignClaimApi(APIView):
         try:
             claim = services.campaign_claim(campaign_id=campaign_id, customer_id=customer_id)
         except services.ClaimRejectedError as exc:
-            return Response({"claimed": False, "reason": exc.reason, "message": exc.message},
-                            status=exc.status_code)
-        return Response({"claim_id": str(claim.claim_id), "token": claim.token,
-                         "status": claim.status, "expires_at": claim.expires_at.isoformat()},
-                        status=201 if claim.created else 200)
+            return Response(
+                {"claimed": False, "reason": exc.reason, "message": exc.message},
+                status=exc.status_code,
+            )
+        return Response(
+            {
+                "claim_id": str(claim.claim_id),
+                "token": claim.token,
+                "status": claim.status,
+                "expires_at": claim.expires_at.isoformat(),
+            },
+            status=201 if claim.created else 200,
+        )

@@ -13,14 +13,23 @@ from campaigns.models import Campaign
 _keys = itertools.count()
 
 
-def make_campaign(*, inventory: int = 10, starts_in: timedelta = timedelta(minutes=-5),
-                  lasts: timedelta = timedelta(hours=1), hold_minutes: int = 15,
-                  percent_bp: int = 2000) -> Campaign:
+def make_campaign(
+    *,
+    inventory: int = 10,
+    starts_in: timedelta = timedelta(minutes=-5),
+    lasts: timedelta = timedelta(hours=1),
+    hold_minutes: int = 15,
+    percent_bp: int = 2000,
+) -> Campaign:
     start = timezone.now() + starts_in
     return services.campaign_create(
-        name="Flash", inventory=inventory, starts_at=start, ends_at=start + lasts,
+        name="Flash",
+        inventory=inventory,
+        starts_at=start,
+        ends_at=start + lasts,
         discount={"type": "percentage", "percent_bp": percent_bp, "currency": "USD"},
-        claim_hold_minutes=hold_minutes)
+        claim_hold_minutes=hold_minutes,
+    )
 
 
 def claim_url(campaign) -> str:

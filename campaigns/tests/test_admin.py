@@ -21,11 +21,19 @@ ADD = reverse("admin:campaigns_campaign_add")
 def _form(**overrides) -> dict:
     start = timezone.localtime(timezone.now() + timedelta(hours=1))
     end = start + timedelta(hours=2)
-    data = {"name": "Admin flash", "inventory": "50",
-            "starts_at_0": start.strftime("%Y-%m-%d"), "starts_at_1": start.strftime("%H:%M:%S"),
-            "ends_at_0": end.strftime("%Y-%m-%d"), "ends_at_1": end.strftime("%H:%M:%S"),
-            "claim_hold_minutes": "15", "discount_type": "percentage", "discount_value": "30",
-            "discount_cap": "20.00", "currency": "USD"}
+    data = {
+        "name": "Admin flash",
+        "inventory": "50",
+        "starts_at_0": start.strftime("%Y-%m-%d"),
+        "starts_at_1": start.strftime("%H:%M:%S"),
+        "ends_at_0": end.strftime("%Y-%m-%d"),
+        "ends_at_1": end.strftime("%H:%M:%S"),
+        "claim_hold_minutes": "15",
+        "discount_type": "percentage",
+        "discount_value": "30",
+        "discount_cap": "20.00",
+        "currency": "USD",
+    }
     return {**data, **overrides}
 
 
@@ -41,8 +49,10 @@ def test_list_shows_status_and_live_counts(marketing_client):
     change = marketing_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
     assert change.status_code == 200
     assert b"Stop now" in change.content
-    claims = marketing_client.get(reverse("admin:campaigns_claim_changelist"),
-                                  {"campaign__id__exact": campaign.pk, "status": "claimed"})
+    claims = marketing_client.get(
+        reverse("admin:campaigns_claim_changelist"),
+        {"campaign__id__exact": campaign.pk, "status": "claimed"},
+    )
     assert claims.status_code == 200
     assert len(claims.context["cl"].result_list) == 2
 
@@ -57,12 +67,15 @@ def test_marketing_creates_a_campaign_with_a_simple_discount(marketing_client):
     assert not Code.objects.exists()
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"discount_value": ""}, "discount_value"),
-    ({"discount_value": "150"}, "discount_value"),
-    ({"inventory": "0"}, "inventory"),
-    ({"claim_hold_minutes": "0"}, "claim_hold_minutes"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"discount_value": ""}, "discount_value"),
+        ({"discount_value": "150"}, "discount_value"),
+        ({"inventory": "0"}, "inventory"),
+        ({"claim_hold_minutes": "0"}, "claim_hold_minutes"),
+    ],
+)
 def test_create_form_refuses_bad_input(marketing_client, overrides, field):
     response = marketing_client.post(ADD, _form(**overrides))
     assert response.status_code == 200
@@ -75,8 +88,10 @@ def test_create_refuses_an_end_before_the_start(marketing_client):
     form["ends_at_0"], form["ends_at_1"] = form["starts_at_0"], form["starts_at_1"]
     response = marketing_client.post(ADD, form, follow=True)
     assert not Campaign.objects.exists()
-    assert b"ends_at must be after starts_at" in response.content or \
-        response.context["adminform"].form.errors
+    assert (
+        b"ends_at must be after starts_at" in response.content
+        or response.context["adminform"].form.errors
+    )
 
 
 def test_stop_action_and_button_end_the_campaign(marketing_client):
@@ -101,9 +116,15 @@ def test_edit_cannot_take_inventory_below_claimed(marketing_client):
         services.campaign_claim(campaign_id=campaign.pk, customer_id=f"u-{i}")
     url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     start, end = timezone.localtime(campaign.starts_at), timezone.localtime(campaign.ends_at)
-    form = {"name": "Renamed", "inventory": "1", "claim_hold_minutes": "15",
-            "starts_at_0": start.strftime("%Y-%m-%d"), "starts_at_1": start.strftime("%H:%M:%S"),
-            "ends_at_0": end.strftime("%Y-%m-%d"), "ends_at_1": end.strftime("%H:%M:%S")}
+    form = {
+        "name": "Renamed",
+        "inventory": "1",
+        "claim_hold_minutes": "15",
+        "starts_at_0": start.strftime("%Y-%m-%d"),
+        "starts_at_1": start.strftime("%H:%M:%S"),
+        "ends_at_0": end.strftime("%Y-%m-%d"),
+        "ends_at_1": end.strftime("%H:%M:%S"),
+    }
     marketing_client.post(url, form, follow=True)
     campaign.refresh_from_db()
     assert campaign.inventory == 3
@@ -120,7 +141,11 @@ def test_claims_are_read_only(admin_client):
     change = admin_client.get(reverse("admin:campaigns_claim_change", args=[claim.pk]))
     assert change.status_code == 200
     assert admin_client.get(reverse("admin:campaigns_claim_add")).status_code == 403
-    assert admin_client.post(reverse("admin:campaigns_claim_change", args=[claim.pk]),
-                             {"status": "expired"}).status_code == 403
+    assert (
+        admin_client.post(
+            reverse("admin:campaigns_claim_change", args=[claim.pk]), {"status": "expired"}
+        ).status_code
+        == 403
+    )
     claim.refresh_from_db()
     assert claim.status == "claimed"

@@ -29,13 +29,26 @@ def status_of(client, campaign) -> dict:
 
 # --- admin create -----------------------------------------------------------------------
 
+
 def test_admin_creates_a_campaign_whose_coupon_has_no_public_code(admin_api):
     # when
-    response = admin_api.post("/api/v1/admin/campaigns", {
-        "name": "Midnight sale", "inventory": 100, "starts_at": "2030-01-01T00:00:00Z",
-        "ends_at": "2030-01-01T01:00:00Z", "claim_hold_minutes": 10,
-        "discount": {"type": "percentage", "value": 25, "discount_cap": "50.00",
-                     "conditions": {"min_cart_value": "20.00"}}}, format="json")
+    response = admin_api.post(
+        "/api/v1/admin/campaigns",
+        {
+            "name": "Midnight sale",
+            "inventory": 100,
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-01T01:00:00Z",
+            "claim_hold_minutes": 10,
+            "discount": {
+                "type": "percentage",
+                "value": 25,
+                "discount_cap": "50.00",
+                "conditions": {"min_cart_value": "20.00"},
+            },
+        },
+        format="json",
+    )
     # then
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -47,35 +60,59 @@ def test_admin_creates_a_campaign_whose_coupon_has_no_public_code(admin_api):
     assert not Code.objects.filter(coupon=coupon).exists()  # nobody can type the coupon
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"inventory": 0}, "inventory"),
-    ({"ends_at": "2029-12-31T00:00:00Z"}, "ends_at"),
-    ({"claim_hold_minutes": 0}, "claim_hold_minutes"),
-    ({"claim_hold_minutes": 1441}, "claim_hold_minutes"),
-    ({"starts_at": "tomorrow"}, "starts_at"),
-    ({"discount": {"type": "percentage", "value": 150}}, "discount"),
-    ({"discount": {"type": "bogus"}}, "discount"),
-    ({"discount": {"type": "fixed", "value": "0.001"}}, "discount"),
-    ({"discount": {"type": "fixed"}}, "discount"),
-    ({"name": ""}, "name"),
-    # values the columns cannot hold are 400s too, never 500s (issue 11)
-    ({"inventory": 2**31}, "inventory"),
-    ({"inventory": 2**63}, "inventory"),
-    ({"claim_hold_minutes": 2**31}, "claim_hold_minutes"),
-    ({"ends_at": "9999-12-31T23:59:59-10:00"}, "ends_at"),  # year 10000 in UTC
-    ({"starts_at": "0001-01-01T00:00:00+14:00"}, "starts_at"),  # before year 1 in UTC
-    ({"discount": {"type": "bogo", "bogo": {"buy": 413}}}, "discount"),
-    ({"discount": {"type": "bogo", "bogo": {"buy": 32768, "get": 1}}}, "discount"),
-    ({"discount": {"type": "percentage", "value": 10, "priority": 2**31}}, "discount"),
-    ({"discount": {"type": "percentage", "value": 10,
-                   "conditions": {"max_uses_total": 2**31}}}, "discount"),
-    ({"discount": {"type": "percentage", "value": 10,
-                   "conditions": {"valid_to": "9999-12-31T23:59:59-10:00"}}}, "discount"),
-    ({"discount": {"type": "fixed", "value": 2**63}}, "discount"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"inventory": 0}, "inventory"),
+        ({"ends_at": "2029-12-31T00:00:00Z"}, "ends_at"),
+        ({"claim_hold_minutes": 0}, "claim_hold_minutes"),
+        ({"claim_hold_minutes": 1441}, "claim_hold_minutes"),
+        ({"starts_at": "tomorrow"}, "starts_at"),
+        ({"discount": {"type": "percentage", "value": 150}}, "discount"),
+        ({"discount": {"type": "bogus"}}, "discount"),
+        ({"discount": {"type": "fixed", "value": "0.001"}}, "discount"),
+        ({"discount": {"type": "fixed"}}, "discount"),
+        ({"name": ""}, "name"),
+        # values the columns cannot hold are 400s too, never 500s (issue 11)
+        ({"inventory": 2**31}, "inventory"),
+        ({"inventory": 2**63}, "inventory"),
+        ({"claim_hold_minutes": 2**31}, "claim_hold_minutes"),
+        ({"ends_at": "9999-12-31T23:59:59-10:00"}, "ends_at"),  # year 10000 in UTC
+        ({"starts_at": "0001-01-01T00:00:00+14:00"}, "starts_at"),  # before year 1 in UTC
+        ({"discount": {"type": "bogo", "bogo": {"buy": 413}}}, "discount"),
+        ({"discount": {"type": "bogo", "bogo": {"buy": 32768, "get": 1}}}, "discount"),
+        ({"discount": {"type": "percentage", "value": 10, "priority": 2**31}}, "discount"),
+        (
+            {
+                "discount": {
+                    "type": "percentage",
+                    "value": 10,
+                    "conditions": {"max_uses_total": 2**31},
+                }
+            },
+            "discount",
+        ),
+        (
+            {
+                "discount": {
+                    "type": "percentage",
+                    "value": 10,
+                    "conditions": {"valid_to": "9999-12-31T23:59:59-10:00"},
+                }
+            },
+            "discount",
+        ),
+        ({"discount": {"type": "fixed", "value": 2**63}}, "discount"),
+    ],
+)
 def test_admin_create_bad_input_is_400_with_the_field(admin_api, body, field):
-    base = {"name": "X", "inventory": 5, "starts_at": "2030-01-01T00:00:00Z",
-            "ends_at": "2030-01-02T00:00:00Z", "discount": {"type": "percentage", "value": 10}}
+    base = {
+        "name": "X",
+        "inventory": 5,
+        "starts_at": "2030-01-01T00:00:00Z",
+        "ends_at": "2030-01-02T00:00:00Z",
+        "discount": {"type": "percentage", "value": 10},
+    }
     response = admin_api.post("/api/v1/admin/campaigns", {**base, **body}, format="json")
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"]
@@ -84,10 +121,17 @@ def test_admin_create_bad_input_is_400_with_the_field(admin_api, body, field):
 
 def test_admin_create_with_any_offset(admin_api):
     # PostgreSQL refuses offsets past 15:59: the same instant in UTC is stored
-    response = admin_api.post("/api/v1/admin/campaigns", {
-        "name": "X", "inventory": 5, "starts_at": "2030-01-01T00:00:00-17:01",
-        "ends_at": "2030-01-03T00:00:00+23:59",
-        "discount": {"type": "percentage", "value": 10}}, format="json")
+    response = admin_api.post(
+        "/api/v1/admin/campaigns",
+        {
+            "name": "X",
+            "inventory": 5,
+            "starts_at": "2030-01-01T00:00:00-17:01",
+            "ends_at": "2030-01-03T00:00:00+23:59",
+            "discount": {"type": "percentage", "value": 10},
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     campaign = Campaign.objects.get(pk=response.json()["id"])
     assert campaign.starts_at.isoformat() == "2030-01-01T17:01:00+00:00"
@@ -98,8 +142,9 @@ def test_admin_list_shows_live_counts(admin_api, storefront):
     campaign = make_campaign(inventory=4)
     claim(storefront, campaign, user_id="u-1")
     body = admin_api.get("/api/v1/admin/campaigns").json()
-    assert [(c["id"], c["claimed"], c["remaining"]) for c in body["results"]] == \
-        [(str(campaign.pk), 1, 3)]
+    assert [(c["id"], c["claimed"], c["remaining"]) for c in body["results"]] == [
+        (str(campaign.pk), 1, 3)
+    ]
     assert storefront.get("/api/v1/admin/campaigns").status_code == 403
 
 
@@ -111,8 +156,13 @@ def test_admin_create_needs_the_admin_scope(storefront):
 # --- the Idempotency-Key is stored with the campaign (issue 11) ----------------------------
 
 CAMPAIGNS = "/api/v1/admin/campaigns"
-CREATE = {"name": "Once", "inventory": 5, "starts_at": "2030-01-01T00:00:00Z",
-          "ends_at": "2030-01-02T00:00:00Z", "discount": {"type": "percentage", "value": 10}}
+CREATE = {
+    "name": "Once",
+    "inventory": 5,
+    "starts_at": "2030-01-01T00:00:00Z",
+    "ends_at": "2030-01-02T00:00:00Z",
+    "discount": {"type": "percentage", "value": 10},
+}
 
 
 def create(client, key, body=None):
@@ -185,8 +235,9 @@ def test_parallel_retries_over_http_make_one_campaign():
     key = api_key(["admin"])
 
     def call(_):
-        response = client_for(key).post(CAMPAIGNS, CREATE, format="json",
-                                         HTTP_IDEMPOTENCY_KEY="parallel-1")
+        response = client_for(key).post(
+            CAMPAIGNS, CREATE, format="json", HTTP_IDEMPOTENCY_KEY="parallel-1"
+        )
         return response.status_code, response.json()
 
     outcomes = race(call, range(30))
@@ -195,8 +246,9 @@ def test_parallel_retries_over_http_make_one_campaign():
     assert Coupon.objects.count() == 1
     campaign_id = str(Campaign.objects.get().pk)
     for status, body in (o.value for o in outcomes):
-        assert (status == 201 and body["id"] == campaign_id) or \
-            (status == 409 and body["error"]["code"] == "idempotency_in_progress"), body
+        assert (status == 201 and body["id"] == campaign_id) or (
+            status == 409 and body["error"]["code"] == "idempotency_in_progress"
+        ), body
 
 
 @pytest.mark.django_db(transaction=True)
@@ -206,10 +258,15 @@ def test_parallel_creates_with_one_key_make_one_campaign():
 
     def make(_):
         return services.campaign_create(
-            name="Flash", inventory=5, starts_at=start, ends_at=start + timedelta(hours=1),
+            name="Flash",
+            inventory=5,
+            starts_at=start,
+            ends_at=start + timedelta(hours=1),
             discount={"type": "percentage", "percent_bp": 1000, "currency": "USD"},
-            idempotency_key="parallel-2", idempotency_principal="api_key:x",
-            request_fingerprint="f" * 64).pk
+            idempotency_key="parallel-2",
+            idempotency_principal="api_key:x",
+            request_fingerprint="f" * 64,
+        ).pk
 
     outcomes = race(make, range(30))
     assert not unexpected(outcomes), unexpected(outcomes)
@@ -219,6 +276,7 @@ def test_parallel_creates_with_one_key_make_one_campaign():
 
 
 # --- claim --------------------------------------------------------------------------------
+
 
 def test_claim_201_then_the_same_claim_200_without_a_second_unit(storefront):
     # given
@@ -264,8 +322,9 @@ def test_claim_needs_an_idempotency_key_and_a_customer(storefront):
 def test_unknown_campaign_is_404(storefront):
     response = claim(storefront, "00000000-0000-0000-0000-000000000000", user_id="u-1")
     assert response.status_code == 404
-    assert storefront.get("/api/v1/campaigns/00000000-0000-0000-0000-000000000000") \
-        .status_code == 404
+    assert (
+        storefront.get("/api/v1/campaigns/00000000-0000-0000-0000-000000000000").status_code == 404
+    )
     assert storefront.get("/api/v1/campaigns/not-a-uuid").status_code == 404
 
 
@@ -282,10 +341,13 @@ def test_sold_out_is_409_but_a_holder_still_gets_their_claim(storefront):
     assert status_of(storefront, campaign)["status"] == "sold_out"
 
 
-@pytest.mark.parametrize(("starts_in", "lasts"), [
-    (timedelta(hours=1), timedelta(hours=1)),      # scheduled
-    (timedelta(hours=-2), timedelta(hours=1)),     # ended
-])
+@pytest.mark.parametrize(
+    ("starts_in", "lasts"),
+    [
+        (timedelta(hours=1), timedelta(hours=1)),  # scheduled
+        (timedelta(hours=-2), timedelta(hours=1)),  # ended
+    ],
+)
 def test_claim_outside_the_window_is_422(storefront, starts_in, lasts):
     campaign = make_campaign(starts_in=starts_in, lasts=lasts)
     response = claim(storefront, campaign, user_id="u-1")
@@ -312,8 +374,7 @@ def test_status_across_the_lifecycle(storefront):
     assert body["status"] == "live"
     assert body["remaining"] == 2
     assert body["inventory"] == 2
-    assert set(body) == {"id", "name", "status", "remaining", "inventory", "starts_at",
-                         "ends_at"}
+    assert set(body) == {"id", "name", "status", "remaining", "inventory", "starts_at", "ends_at"}
     assert status_of(storefront, ended)["status"] == "ended"
     claim(storefront, live, user_id="u-1")
     claim(storefront, live, user_id="u-2")
@@ -321,6 +382,7 @@ def test_status_across_the_lifecycle(storefront):
 
 
 # --- identity -----------------------------------------------------------------------------
+
 
 def test_jwt_subject_is_the_customer_and_the_body_cannot_change_it(customer_client):
     campaign = make_campaign()
@@ -340,29 +402,43 @@ def test_api_key_names_the_customer_in_the_body(storefront):
     campaign = make_campaign()
     assert claim(storefront, campaign, customer={"id": "c-1"}).status_code == 201
     assert claim(storefront, campaign, customer={"id": "c-2"}).status_code == 201
-    assert sorted(Claim.objects.values_list("customer__external_id", flat=True)) == \
-        ["c-1", "c-2"]
+    assert sorted(Claim.objects.values_list("customer__external_id", flat=True)) == ["c-1", "c-2"]
 
 
 def test_claim_needs_credentials(client):
     campaign = make_campaign()
-    response = client.post(f"/api/v1/campaigns/{campaign.pk}/claim", {"user_id": "u"},
-                           content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+    response = client.post(
+        f"/api/v1/campaigns/{campaign.pk}/claim",
+        {"user_id": "u"},
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
     assert response.status_code == 401
 
 
 # --- the token at checkout ----------------------------------------------------------------
 
+
 def validate(client, code, customer):
-    return client.post("/api/v1/coupons/validate",
-                       {"coupon_code": code, "user_id": customer, "cart": CART}, format="json")
+    return client.post(
+        "/api/v1/coupons/validate",
+        {"coupon_code": code, "user_id": customer, "cart": CART},
+        format="json",
+    )
 
 
 def apply(client, code, customer, order=None):
-    return client.post("/api/v1/coupons/apply",
-                       {"coupon_code": code, "user_id": customer, "cart": CART,
-                        "order_id": order or f"o-{next(_orders)}"},
-                       format="json", HTTP_IDEMPOTENCY_KEY=f"a-{next(_orders)}")
+    return client.post(
+        "/api/v1/coupons/apply",
+        {
+            "coupon_code": code,
+            "user_id": customer,
+            "cart": CART,
+            "order_id": order or f"o-{next(_orders)}",
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=f"a-{next(_orders)}",
+    )
 
 
 def test_token_is_valid_for_its_owner_only_and_single_use(storefront):
@@ -377,7 +453,7 @@ def test_token_is_valid_for_its_owner_only_and_single_use(storefront):
     assert other == {**other, "valid": False, "reason": "code_bound_to_other_customer"}
     assert apply(storefront, token, "u-2").json()["reason"] == "code_bound_to_other_customer"
     # typed by hand in lower case with hyphens it is still found (canonical form)
-    spaced = "-".join(token[i:i + 4] for i in range(0, len(token), 4)).lower()
+    spaced = "-".join(token[i : i + 4] for i in range(0, len(token), 4)).lower()
     assert validate(storefront, spaced, "u-1").json()["valid"] is True
     # first use wins, a second order cannot use it again
     first = apply(storefront, token, "u-1", order="o-first")
@@ -395,8 +471,9 @@ def test_token_is_valid_for_its_owner_only_and_single_use(storefront):
     assert apply(storefront, token, "u-1").status_code == 200
 
 
-def test_expiry_returns_the_unit_and_invalidates_the_token(storefront,
-                                                          django_capture_on_commit_callbacks):
+def test_expiry_returns_the_unit_and_invalidates_the_token(
+    storefront, django_capture_on_commit_callbacks
+):
     # given a claim past its hold
     campaign = make_campaign(inventory=1, hold_minutes=1)
     body = claim(storefront, campaign, user_id="u-1").json()
@@ -423,8 +500,10 @@ def test_expiry_returns_the_unit_and_invalidates_the_token(storefront,
 
 def test_expiry_keeps_redeemed_claims_and_waits_for_reserved_ones(storefront):
     campaign = make_campaign(inventory=3, hold_minutes=1)
-    tokens = {u: claim(storefront, campaign, user_id=u).json()["token"]
-              for u in ("paid", "pending", "idle")}
+    tokens = {
+        u: claim(storefront, campaign, user_id=u).json()["token"]
+        for u in ("paid", "pending", "idle")
+    }
     assert apply(storefront, tokens["paid"], "paid", order="o-paid").status_code == 200
     assert storefront.post("/api/v1/orders/o-paid/confirm").status_code == 200
     assert apply(storefront, tokens["pending"], "pending", order="o-pend").status_code == 200

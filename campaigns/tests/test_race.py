@@ -34,8 +34,11 @@ def test_3000_customers_race_for_1000_units(monkeypatch):
     # the 3,000 calls reaches the insert and the conditional update
     campaign = make_campaign(inventory=1000)
     real = services.campaign_status
-    monkeypatch.setattr(services, "campaign_status",  # the pre-check passes `now`
-                        lambda **kw: "live" if kw.get("now") is not None else real(**kw))
+    monkeypatch.setattr(
+        services,
+        "campaign_status",  # the pre-check passes `now`
+        lambda **kw: "live" if kw.get("now") is not None else real(**kw),
+    )
     # when
     outcomes = race(lambda i: attempt(campaign.pk, f"c-{i}"), range(3000))
     # then
@@ -54,8 +57,12 @@ def test_200_concurrent_claims_by_one_customer_over_http():
     key = api_key(["storefront"])
 
     def call(i):
-        response = client_for(key).post(claim_url(campaign), {"user_id": "same-shopper"},
-                                        format="json", HTTP_IDEMPOTENCY_KEY=f"tab-{i}")
+        response = client_for(key).post(
+            claim_url(campaign),
+            {"user_id": "same-shopper"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"tab-{i}",
+        )
         return response.status_code, response.json()
 
     # when
@@ -133,8 +140,15 @@ def test_the_trap_counter_first_counts_retries_as_sales():
     code = Code.objects.create(coupon=campaign.coupon, code="TRAP", customer=customer)
     with connection.cursor() as cursor:
         for _ in range(5):  # one customer, five retries
-            cursor.execute(_NAIVE_SQL, {"campaign": campaign.pk, "id": uuid.uuid4(),
-                                        "customer": customer.pk, "code": code.pk})
+            cursor.execute(
+                _NAIVE_SQL,
+                {
+                    "campaign": campaign.pk,
+                    "id": uuid.uuid4(),
+                    "customer": customer.pk,
+                    "code": code.pk,
+                },
+            )
     campaign.refresh_from_db()
     assert Claim.objects.count() == 1
     assert campaign.claimed == 5  # four phantom sales

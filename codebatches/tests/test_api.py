@@ -34,15 +34,15 @@ def spring(db):
 
 
 def generate(client, body, key=None):
-    return client.post(URL, body, format="json",
-                       HTTP_IDEMPOTENCY_KEY=key or str(uuid.uuid4()))
+    return client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY=key or str(uuid.uuid4()))
 
 
 def test_bulk_generate_202_then_done(admin_api, spring, django_capture_on_commit_callbacks):
     # when a batch is requested (the task runs eagerly on commit)
     with django_capture_on_commit_callbacks(execute=True):
-        response = generate(admin_api, {"coupon": "spring10", "prefix": "spr",
-                                        "count": 500, "max_uses_per_code": 1})
+        response = generate(
+            admin_api, {"coupon": "spring10", "prefix": "spr", "count": 500, "max_uses_per_code": 1}
+        )
     # then 202 with the batch, which is done with exactly 500 codes
     assert response.status_code == 202, response.json()
     body = response.json()
@@ -58,8 +58,7 @@ def test_bulk_generate_202_then_done(admin_api, spring, django_capture_on_commit
     assert status["error"] == ""
     codes = Code.objects.filter(batch_id=body["batch_id"])
     assert codes.count() == 500
-    assert codes.filter(code__regex=FORMAT.format(prefix="SPR"),
-                                                  coupon=spring).count() == 500
+    assert codes.filter(code__regex=FORMAT.format(prefix="SPR"), coupon=spring).count() == 500
 
 
 def test_task_is_queued_only_on_commit(admin_api, spring, django_capture_on_commit_callbacks):
@@ -70,8 +69,9 @@ def test_task_is_queued_only_on_commit(admin_api, spring, django_capture_on_comm
     assert not Code.objects.filter(batch_id=response.json()["batch_id"]).exists()
 
 
-def test_same_idempotency_key_never_starts_a_second_batch(admin_api, spring,
-                                                          django_capture_on_commit_callbacks):
+def test_same_idempotency_key_never_starts_a_second_batch(
+    admin_api, spring, django_capture_on_commit_callbacks
+):
     body = {"coupon": "SPRING10", "prefix": "SPR", "count": 10}
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         first = generate(admin_api, body, key="batch-key-1")
@@ -88,30 +88,34 @@ def test_same_idempotency_key_never_starts_a_second_batch(admin_api, spring,
 
 
 def test_idempotency_key_is_required(admin_api, spring):
-    response = admin_api.post(URL, {"coupon": "SPRING10", "prefix": "SPR", "count": 1},
-                              format="json")
+    response = admin_api.post(
+        URL, {"coupon": "SPRING10", "prefix": "SPR", "count": 1}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "idempotency_key_required"
 
 
-@pytest.mark.parametrize(("body", "field", "words"), [
-    ({"count": 0}, "count", "greater than or equal to 1"),
-    ({"count": 1_000_001}, "count", "less than or equal to 1000000"),
-    ({"prefix": "PROMO"}, "prefix", "I, L or O"),
-    ({"prefix": "IL"}, "prefix", "found I, L"),
-    ({"prefix": "AB-C"}, "prefix", "'-'"),
-    ({"prefix": "A" * 21}, "prefix", "no more than 20"),
-    ({"prefix": ""}, "prefix", "blank"),
-    ({"code_length": 11}, "code_length", "greater than or equal to 12"),
-    ({"code_length": 25}, "code_length", "less than or equal to 24"),
-    ({"max_uses_per_code": 0}, "max_uses_per_code", "greater than or equal to 1"),
-    ({"expires_at": "2001-01-01"}, "expires_at", "past"),
-    ({"expires_at": "soon"}, "expires_at", "ISO 8601"),
-    ({"count": None}, "count", "null"),
-    ({"customer_ids": ["a", "b"], "count": 3}, "count", "their number"),
-    ({"customer_ids": ["a", "a"]}, "customer_ids", "at most once"),
-    ({"customer_ids": []}, "customer_ids", "empty"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"count": 0}, "count", "greater than or equal to 1"),
+        ({"count": 1_000_001}, "count", "less than or equal to 1000000"),
+        ({"prefix": "PROMO"}, "prefix", "I, L or O"),
+        ({"prefix": "IL"}, "prefix", "found I, L"),
+        ({"prefix": "AB-C"}, "prefix", "'-'"),
+        ({"prefix": "A" * 21}, "prefix", "no more than 20"),
+        ({"prefix": ""}, "prefix", "blank"),
+        ({"code_length": 11}, "code_length", "greater than or equal to 12"),
+        ({"code_length": 25}, "code_length", "less than or equal to 24"),
+        ({"max_uses_per_code": 0}, "max_uses_per_code", "greater than or equal to 1"),
+        ({"expires_at": "2001-01-01"}, "expires_at", "past"),
+        ({"expires_at": "soon"}, "expires_at", "ISO 8601"),
+        ({"count": None}, "count", "null"),
+        ({"customer_ids": ["a", "b"], "count": 3}, "count", "their number"),
+        ({"customer_ids": ["a", "a"]}, "customer_ids", "at most once"),
+        ({"customer_ids": []}, "customer_ids", "empty"),
+    ],
+)
 def test_bad_input_is_a_clear_400(admin_api, spring, body, field, words):
     full = {"coupon": "SPRING10", "prefix": "SPR", "count": 10, **body}
     response = generate(admin_api, full)
@@ -126,8 +130,9 @@ def test_api_md_example_body_is_accepted(admin_api, django_capture_on_commit_cal
     # API.md's example: prefix SUMMER (U is allowed: nothing rewrites it on input)
     CouponFactory(code="SUMMER")
     with django_capture_on_commit_callbacks(execute=True):
-        response = generate(admin_api, {"coupon": "SUMMER", "prefix": "SUMMER", "count": 5,
-                                        "max_uses_per_code": 1})
+        response = generate(
+            admin_api, {"coupon": "SUMMER", "prefix": "SUMMER", "count": 5, "max_uses_per_code": 1}
+        )
     assert response.status_code == 202, response.json()
     assert response.json()["status"] == "generating"
     codes = list(Code.objects.filter(batch__isnull=False).values_list("code", flat=True))
@@ -148,12 +153,12 @@ def test_unknown_coupon_is_404(admin_api):
 
 
 def test_needs_the_admin_scope(storefront, spring):
-    assert generate(storefront, {"coupon": "SPRING10", "prefix": "SPR",
-                                 "count": 1}).status_code == 403
+    assert (
+        generate(storefront, {"coupon": "SPRING10", "prefix": "SPR", "count": 1}).status_code == 403
+    )
     batch = CodeBatchFactory(coupon=spring)
     assert storefront.get(f"/api/v1/admin/code-batches/{batch.pk}").status_code == 403
-    assert storefront.get(f"/api/v1/admin/code-batches/{batch.pk}/codes.csv").status_code \
-        == 403
+    assert storefront.get(f"/api/v1/admin/code-batches/{batch.pk}/codes.csv").status_code == 403
 
 
 def test_status_of_a_running_and_an_unknown_batch(admin_api, spring):
@@ -168,11 +173,19 @@ def test_status_of_a_running_and_an_unknown_batch(admin_api, spring):
 
 def test_codes_csv_streams_every_code(admin_api, spring, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        batch_id = generate(admin_api, {"coupon": "SPRING10", "prefix": "CSV", "count": 12_345,
-                                        "max_uses_per_code": 3,
-                                        "expires_at": "2099-12-31"}).json()["batch_id"]
-    response = admin_api.get(f"/api/v1/admin/code-batches/{batch_id}/codes.csv",
-                             HTTP_ACCEPT="text/csv")
+        batch_id = generate(
+            admin_api,
+            {
+                "coupon": "SPRING10",
+                "prefix": "CSV",
+                "count": 12_345,
+                "max_uses_per_code": 3,
+                "expires_at": "2099-12-31",
+            },
+        ).json()["batch_id"]
+    response = admin_api.get(
+        f"/api/v1/admin/code-batches/{batch_id}/codes.csv", HTTP_ACCEPT="text/csv"
+    )
     assert response.status_code == 200
     assert response.streaming
     assert response["Content-Type"].startswith("text/csv")
@@ -180,70 +193,96 @@ def test_codes_csv_streams_every_code(admin_api, spring, django_capture_on_commi
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["code", "max_uses", "expires_at", "customer_id"]
     assert len(rows) == 12_346
-    assert {r[0] for r in rows[1:]} == set(Code.objects.filter(batch_id=batch_id)
-                                           .values_list("code", flat=True))
+    assert {r[0] for r in rows[1:]} == set(
+        Code.objects.filter(batch_id=batch_id).values_list("code", flat=True)
+    )
     assert {(r[1], r[2][:10], r[3]) for r in rows[1:]} == {("3", "2099-12-31", "")}
 
 
 def test_customer_targeted_codes_bind_one_code_per_customer(
-        admin_api, storefront, spring, django_capture_on_commit_callbacks):
+    admin_api, storefront, spring, django_capture_on_commit_callbacks
+):
     # given a targeted batch for three customers (one already known to the engine)
     from coupons.tests.factories import CustomerFactory
 
     CustomerFactory(external_id="u-known")
     with django_capture_on_commit_callbacks(execute=True):
-        response = generate(admin_api, {"coupon": "SPRING10", "prefix": "VP",
-                                        "customer_ids": ["u-known", "u-new-1", "u-new-2"]})
+        response = generate(
+            admin_api,
+            {
+                "coupon": "SPRING10",
+                "prefix": "VP",
+                "customer_ids": ["u-known", "u-new-1", "u-new-2"],
+            },
+        )
     assert response.status_code == 202
     assert response.json()["requested"] == 3
-    codes = {c.customer.external_id: c.code
-             for c in Code.objects.filter(batch_id=response.json()["batch_id"])
-             .select_related("customer")}
+    codes = {
+        c.customer.external_id: c.code
+        for c in Code.objects.filter(batch_id=response.json()["batch_id"]).select_related(
+            "customer"
+        )
+    }
     # then each customer holds exactly one code
     assert set(codes) == {"u-known", "u-new-1", "u-new-2"}
     assert len(set(codes.values())) == 3
 
     def check(code, user):
-        return storefront.post("/api/v1/coupons/validate",
-                               {"coupon_code": code, "user_id": user, "cart": CART_150},
-                               format="json").json()
+        return storefront.post(
+            "/api/v1/coupons/validate",
+            {"coupon_code": code, "user_id": user, "cart": CART_150},
+            format="json",
+        ).json()
 
     # and a code works for its customer only
     assert check(codes["u-new-1"], "u-new-1")["valid"] is True
     assert check(codes["u-new-1"], "u-new-2")["reason"] == "code_bound_to_other_customer"
     # the CSV names the customer of each code
-    csv_rows = b"".join(admin_api.get(
-        f"/api/v1/admin/code-batches/{response.json()['batch_id']}/codes.csv")
-        .streaming_content).decode().splitlines()[1:]
+    csv_rows = (
+        b"".join(
+            admin_api.get(
+                f"/api/v1/admin/code-batches/{response.json()['batch_id']}/codes.csv"
+            ).streaming_content
+        )
+        .decode()
+        .splitlines()[1:]
+    )
     assert {line.split(",")[3]: line.split(",")[0] for line in csv_rows} == codes
 
 
-def test_generated_code_typed_loosely_still_validates(admin_api, storefront, spring,
-                                                       django_capture_on_commit_callbacks):
+def test_generated_code_typed_loosely_still_validates(
+    admin_api, storefront, spring, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        batch_id = generate(admin_api, {"coupon": "SPRING10", "prefix": "X1",
-                                        "count": 50}).json()["batch_id"]
+        batch_id = generate(admin_api, {"coupon": "SPRING10", "prefix": "X1", "count": 50}).json()[
+            "batch_id"
+        ]
     # a code with a 0 and a 1 in its random part, typed with O, I/L, lower case and hyphens
-    stored = next(c for c in Code.objects.filter(batch_id=batch_id)
-                  .values_list("code", flat=True))
+    stored = next(c for c in Code.objects.filter(batch_id=batch_id).values_list("code", flat=True))
     typed = stored.lower().replace("0", "o").replace("1", "l")
-    typed = "-".join(typed[i:i + 4] for i in range(0, len(typed), 4))
-    body = storefront.post("/api/v1/coupons/validate",
-                           {"coupon_code": typed, "user_id": "u-1", "cart": CART_150},
-                           format="json").json()
+    typed = "-".join(typed[i : i + 4] for i in range(0, len(typed), 4))
+    body = storefront.post(
+        "/api/v1/coupons/validate",
+        {"coupon_code": typed, "user_id": "u-1", "cart": CART_150},
+        format="json",
+    ).json()
     assert body["valid"] is True, (stored, typed, body)
 
 
 # --- no 500 for values the columns cannot hold (issue 11) --------------------------------
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"max_uses_per_code": 2**31}, "max_uses_per_code"),
-    ({"max_uses_per_code": 2**63}, "max_uses_per_code"),
-    ({"count": 2**63}, "count"),
-    ({"code_length": 2**31}, "code_length"),
-    ({"expires_at": "9999-12-31T23:59:59-10:00"}, "expires_at"),  # year 10000 in UTC
-    ({"expires_at": "9999-12-31"}, "expires_at"),
-])
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"max_uses_per_code": 2**31}, "max_uses_per_code"),
+        ({"max_uses_per_code": 2**63}, "max_uses_per_code"),
+        ({"count": 2**63}, "count"),
+        ({"code_length": 2**31}, "code_length"),
+        ({"expires_at": "9999-12-31T23:59:59-10:00"}, "expires_at"),  # year 10000 in UTC
+        ({"expires_at": "9999-12-31"}, "expires_at"),
+    ],
+)
 def test_values_beyond_the_columns_are_400(admin_api, spring, body, field):
     response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 10, **body})
     assert response.status_code == 400, response.content
@@ -253,17 +292,31 @@ def test_values_beyond_the_columns_are_400(admin_api, spring, body, field):
 
 def test_expiry_with_any_offset(admin_api, spring):
     # PostgreSQL refuses offsets past 15:59: the same instant in UTC is stored
-    response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 1,
-                                    "expires_at": "2100-01-01T00:00:00-17:01"})
+    response = generate(
+        admin_api,
+        {
+            "coupon": "SPRING10",
+            "prefix": "SPR",
+            "count": 1,
+            "expires_at": "2100-01-01T00:00:00-17:01",
+        },
+    )
     assert response.status_code == 202, response.content
     batch = CodeBatch.objects.get(pk=response.json()["batch_id"])
     assert batch.expires_at.isoformat() == "2100-01-01T17:01:00+00:00"
 
 
 def test_largest_values_the_columns_hold(admin_api, spring):
-    response = generate(admin_api, {"coupon": "SPRING10", "prefix": "SPR", "count": 1,
-                                    "max_uses_per_code": 2**31 - 1,
-                                    "expires_at": "9999-12-30"})
+    response = generate(
+        admin_api,
+        {
+            "coupon": "SPRING10",
+            "prefix": "SPR",
+            "count": 1,
+            "max_uses_per_code": 2**31 - 1,
+            "expires_at": "9999-12-30",
+        },
+    )
     assert response.status_code == 202, response.content
     status = admin_api.get(f"/api/v1/admin/code-batches/{response.json()['batch_id']}")
     assert status.status_code == 200  # and the row reads back
@@ -276,7 +329,8 @@ BODY = {"coupon": "SPRING10", "prefix": "SPR", "count": 10}
 
 
 def test_retry_after_the_stored_response_was_lost_returns_the_batch(
-        admin_api, spring, django_capture_on_commit_callbacks):
+    admin_api, spring, django_capture_on_commit_callbacks
+):
     # given a batch whose stored idempotent response was lost (a crash after the commit)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         first = generate(admin_api, BODY, key="lost-1")
@@ -350,8 +404,7 @@ def test_parallel_retries_over_http_make_one_batch(monkeypatch):
     key = api_key(["admin"])
 
     def call(_):
-        response = client_for(key).post(URL, BODY, format="json",
-                                         HTTP_IDEMPOTENCY_KEY="parallel-1")
+        response = client_for(key).post(URL, BODY, format="json", HTTP_IDEMPOTENCY_KEY="parallel-1")
         return response.status_code, response.json()
 
     # when 30 copies of one request arrive at once
@@ -361,8 +414,9 @@ def test_parallel_retries_over_http_make_one_batch(monkeypatch):
     assert CodeBatch.objects.count() == 1
     batch_id = str(CodeBatch.objects.get().pk)
     for status, body in (o.value for o in outcomes):
-        assert (status == 202 and body["batch_id"] == batch_id) or \
-            (status == 409 and body["error"]["code"] == "idempotency_in_progress"), body
+        assert (status == 202 and body["batch_id"] == batch_id) or (
+            status == 409 and body["error"]["code"] == "idempotency_in_progress"
+        ), body
 
 
 @pytest.mark.django_db(transaction=True)
@@ -373,10 +427,14 @@ def test_parallel_creates_with_one_key_make_one_batch(monkeypatch):
     coupon = CouponFactory(code="SPRING10")
 
     def create(_):
-        return services.batch_create(coupon=coupon, prefix="SPR", count=10,
-                                     idempotency_key="parallel-2",
-                                     idempotency_principal="api_key:x",
-                                     request_fingerprint="f" * 64).pk
+        return services.batch_create(
+            coupon=coupon,
+            prefix="SPR",
+            count=10,
+            idempotency_key="parallel-2",
+            idempotency_principal="api_key:x",
+            request_fingerprint="f" * 64,
+        ).pk
 
     # when
     outcomes = race(create, range(30))

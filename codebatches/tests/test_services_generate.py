@@ -25,7 +25,8 @@ def batch_stats(batch) -> tuple[int, int, int]:
         cursor.execute(
             "SELECT count(*), count(DISTINCT code), count(*) FILTER (WHERE code !~ %s) "
             "FROM coupons_code WHERE batch_id = %s",
-            [FORMAT.format(prefix=batch.prefix, length=batch.code_length), batch.pk])
+            [FORMAT.format(prefix=batch.prefix, length=batch.code_length), batch.pk],
+        )
         return cursor.fetchone()
 
 
@@ -128,8 +129,9 @@ def test_clashes_are_regenerated_until_the_exact_count(monkeypatch):
 def test_full_code_space_fails_clearly(monkeypatch):
     coupon = CouponFactory()
     Code.objects.create(coupon=coupon, code="FULL000000000000")
-    monkeypatch.setattr(codegen, "random_codes",
-                        lambda prefix, length, count: ["FULL000000000000"] * count)
+    monkeypatch.setattr(
+        codegen, "random_codes", lambda prefix, length, count: ["FULL000000000000"] * count
+    )
     monkeypatch.setattr(services, "MAX_IDLE_ROUNDS", 3)
     batch = CodeBatchFactory(coupon=coupon, prefix="FULL", requested=10)
     with pytest.raises(services.BatchExhausted):
@@ -145,12 +147,14 @@ def test_terms_of_the_batch_are_on_every_code():
     from django.utils import timezone
 
     expires = timezone.now() + timedelta(days=10)
-    batch = CodeBatchFactory(requested=50, max_uses_per_code=None, code_length=16,
-                             expires_at=expires)
+    batch = CodeBatchFactory(
+        requested=50, max_uses_per_code=None, code_length=16, expires_at=expires
+    )
     services.batch_generate(batch_id=batch.pk)
     assert batch_stats(batch) == (50, 50, 0)
-    assert set(Code.objects.filter(batch=batch).values_list("max_uses", "expires_at")) == \
-        {(None, expires)}
+    assert set(Code.objects.filter(batch=batch).values_list("max_uses", "expires_at")) == {
+        (None, expires)
+    }
 
 
 def test_missing_or_finished_batch_is_a_no_op():

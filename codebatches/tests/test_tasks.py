@@ -72,7 +72,9 @@ def test_migration_made_the_schedule_and_marketing_permissions():
     task = PeriodicTask.objects.get(task="codebatches.tasks.batches_resume_stalled")
     assert task.enabled
     assert task.interval.every == 60
-    perms = set(Group.objects.get(name="marketing").permissions
-                .filter(content_type__app_label="codebatches")
-                .values_list("codename", flat=True))
+    perms = set(
+        Group.objects.get(name="marketing")
+        .permissions.filter(content_type__app_label="codebatches")
+        .values_list("codename", flat=True)
+    )
     assert perms == {"view_codebatch", "add_codebatch"}

@@ -53,10 +53,18 @@ STALL = 45
 
 
 def start_worker(tmp_path, **env) -> CeleryWorker:
-    return CeleryWorker(tmp_path, service_env(
-        DATABASE_URL=subprocess_database_url(), CELERY_BROKER_URL=BROKER,
-        REDIS_URL=settings.CACHES["default"]["LOCATION"], LOG_LEVEL="INFO",
-        DB_POOL="false", **env), queue=QUEUE).start()
+    return CeleryWorker(
+        tmp_path,
+        service_env(
+            DATABASE_URL=subprocess_database_url(),
+            CELERY_BROKER_URL=BROKER,
+            REDIS_URL=settings.CACHES["default"]["LOCATION"],
+            LOG_LEVEL="INFO",
+            DB_POOL="false",
+            **env,
+        ),
+        queue=QUEUE,
+    ).start()
 
 
 def forget_queue() -> None:
@@ -105,8 +113,10 @@ def state(batch) -> tuple[str, int, int, int]:
     """The full check, rows and distinct codes included: run it once, not in a loop."""
     batch.refresh_from_db()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*), count(DISTINCT code) FROM coupons_code "
-                       "WHERE batch_id = %s", [batch.pk])
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT code) FROM coupons_code WHERE batch_id = %s",
+            [batch.pk],
+        )
         rows, distinct = cursor.fetchone()
     return batch.status, batch.generated, rows, distinct
 
@@ -119,7 +129,9 @@ def lock_holders(batch) -> list[tuple[int, str, str | None]]:
             "SELECT l.pid, a.state, a.wait_event_type FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
             "AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s "
-            "AND l.objsubid = 2", [services.ADVISORY_NAMESPACE, key])
+            "AND l.objsubid = 2",
+            [services.ADVISORY_NAMESPACE, key],
+        )
         return cursor.fetchall()
 
 
@@ -132,19 +144,33 @@ def backend_alive(pid: int) -> bool:
 def test_real_worker_generates_a_small_batch(worker):
     batch = CodeBatchFactory(prefix="WK", requested=2_500)
     send(batch.pk)
-    wait_for_progress(lambda: progress(batch), is_done, stall=STALL, interval=0.1,
-                      what=f"the batch to finish\n{worker.service.log_tail()}")
+    wait_for_progress(
+        lambda: progress(batch),
+        is_done,
+        stall=STALL,
+        interval=0.1,
+        what=f"the batch to finish\n{worker.service.log_tail()}",
+    )
     assert state(batch) == ("done", 2_500, 2_500, 2_500)
-    assert Code.objects.filter(batch=batch, code__regex=r"^WK[0-9A-HJKMNP-TV-Z]{12}$",
-                               coupon=batch.coupon).count() == 2_500
+    assert (
+        Code.objects.filter(
+            batch=batch, code__regex=r"^WK[0-9A-HJKMNP-TV-Z]{12}$", coupon=batch.coupon
+        ).count()
+        == 2_500
+    )
 
 
 def test_worker_killed_mid_batch_then_rerun_ends_exact(worker):
     # given a batch large enough to be caught in the middle
     batch = CodeBatchFactory(prefix="KL", requested=400_000)
     send(batch.pk)
-    wait_for_progress(lambda: progress(batch), lambda v: v[1] >= 50_000, stall=STALL,
-                      interval=0.02, what="the first chunks")
+    wait_for_progress(
+        lambda: progress(batch),
+        lambda v: v[1] >= 50_000,
+        stall=STALL,
+        interval=0.02,
+        what="the first chunks",
+    )
     # when its pool process is SIGKILLed
     (child,) = worker.pool_pids()
     os.kill(child, signal.SIGKILL)
@@ -157,27 +183,40 @@ def test_worker_killed_mid_batch_then_rerun_ends_exact(worker):
     wait_until(lambda: len(worker.pool_pids()) == 1, timeout=20, what="a new pool process")
     send(batch.pk)
     # then the batch ends with exactly the requested number of distinct codes
-    wait_for_progress(lambda: progress(batch), is_done, stall=STALL,
-                      what=f"the batch to finish after the kill\n{worker.service.log_tail()}")
+    wait_for_progress(
+        lambda: progress(batch),
+        is_done,
+        stall=STALL,
+        what=f"the batch to finish after the kill\n{worker.service.log_tail()}",
+    )
     assert state(batch) == ("done", 400_000, 400_000, 400_000)
 
 
 def test_killed_worker_mid_statement_lets_go_of_the_lock_and_the_redelivery_finishes(
-        worker_factory):
+    worker_factory,
+):
     # given a worker inserting with one session, the one that holds the batch's lock,
     # and that session held up in its INSERT (this test holds the table's lock: the
     # stand-in for a long statement)
     worker = worker_factory(CODEBATCH_PARALLEL="1")
     batch = CodeBatchFactory(prefix="LK", requested=120_000)
     db = settings.DATABASES["default"]
-    blocker = psycopg.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"],
-                              host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432)
+    blocker = psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+    )
     try:
         blocker.execute("LOCK TABLE coupons_code IN EXCLUSIVE MODE")  # readers still read
         send(batch.pk)
         ((holder, *_),) = wait_until(
             lambda: [h for h in lock_holders(batch) if h[1] == "active" and h[2] == "Lock"],
-            timeout=60, what="the lock holder to wait in its INSERT", interval=0.1)
+            timeout=60,
+            what="the lock holder to wait in its INSERT",
+            interval=0.1,
+        )
         # when the pool process is SIGKILLed while that statement runs
         (child,) = worker.pool_pids()
         os.kill(child, signal.SIGKILL)
@@ -185,24 +224,36 @@ def test_killed_worker_mid_statement_lets_go_of_the_lock_and_the_redelivery_fini
         wait_until(lambda: not pid_alive(child), timeout=10, what="the pool process to die")
         # then PostgreSQL ends the dead client's backend within seconds, and its lock with
         # it (client_connection_check_interval), although its statement is still waiting
-        wait_until(lambda: not backend_alive(holder), timeout=10,
-                   what=f"backend {holder} of the killed worker to go", interval=0.1)
+        wait_until(
+            lambda: not backend_alive(holder),
+            timeout=10,
+            what=f"backend {holder} of the killed worker to go",
+            interval=0.1,
+        )
         gone_after = time.monotonic() - killed
         # and the redelivered task takes the lock instead of giving up
-        wait_until(lambda: [h for h in lock_holders(batch) if h[0] != holder], timeout=30,
-                   what=f"the redelivered task to take the lock\n{worker.service.log_tail()}",
-                   interval=0.1)
+        wait_until(
+            lambda: [h for h in lock_holders(batch) if h[0] != holder],
+            timeout=30,
+            what=f"the redelivered task to take the lock\n{worker.service.log_tail()}",
+            interval=0.1,
+        )
         blocker.rollback()  # the "statement" ends
     finally:
         blocker.close()
-    wait_for_progress(lambda: progress(batch), is_done, stall=STALL,
-                      what=f"the batch to finish after the kill\n{worker.service.log_tail()}")
+    wait_for_progress(
+        lambda: progress(batch),
+        is_done,
+        stall=STALL,
+        what=f"the batch to finish after the kill\n{worker.service.log_tail()}",
+    )
     assert state(batch) == ("done", 120_000, 120_000, 120_000)
     assert "another worker holds it" not in worker.service.log()
     print(f"\ndead backend gone {gone_after:.1f}s after the SIGKILL")
 
 
 # --- the task around the lock, in-process ------------------------------------------------
+
 
 @pytest.fixture
 def lock_held_elsewhere():
@@ -222,8 +273,7 @@ def lock_held_elsewhere():
                     held.set()
                     while not stop.wait(0.1):
                         if touch:
-                            CodeBatch.objects.filter(pk=batch.pk).update(
-                                updated_at=timezone.now())
+                            CodeBatch.objects.filter(pk=batch.pk).update(updated_at=timezone.now())
             finally:
                 connections.close_all()
 
@@ -268,6 +318,7 @@ def test_task_leaves_a_batch_to_a_holder_that_makes_progress(monkeypatch, lock_h
 
 # --- the worker's session settings ---------------------------------------------------------
 
+
 @pytest.fixture
 def worker_sessions():
     options = settings.DATABASES["default"]["OPTIONS"]
@@ -281,8 +332,12 @@ def worker_sessions():
 
 
 def session_settings() -> dict[str, str]:
-    names = ["client_connection_check_interval", "statement_timeout",
-             "idle_in_transaction_session_timeout", "tcp_keepalives_idle"]
+    names = [
+        "client_connection_check_interval",
+        "statement_timeout",
+        "idle_in_transaction_session_timeout",
+        "tcp_keepalives_idle",
+    ]
     with connection.cursor() as cursor:
         cursor.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [names])
         return dict(cursor.fetchall())
@@ -302,6 +357,7 @@ def test_worker_sessions_have_statement_and_idle_timeouts(worker_sessions):
 
 # --- a killed run's last chunk still committing ---------------------------------------------
 
+
 def test_rerun_counts_after_a_dead_runs_chunk_that_is_still_committing():
     # given a batch half done, and another session with one more chunk inserted and
     # counted but not yet committed (a killed run's COMMIT still in flight: its client
@@ -309,19 +365,35 @@ def test_rerun_counts_after_a_dead_runs_chunk_that_is_still_committing():
     batch = CodeBatchFactory(prefix="CM", requested=3_000)
     services.batch_generate(batch_id=batch.pk, chunk_size=1_000, max_chunks=1, parallel=1)
     db = settings.DATABASES["default"]
-    late = psycopg.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"],
-                           host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432)
+    late = psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+    )
     try:
         late.execute(
             "INSERT INTO coupons_code (coupon_id, code, max_uses, uses, customer_id, active, "
             "created_at, batch_id) SELECT %s, 'CMLATE' || lpad(g::text, 8, '0'), 1, 0, NULL, "
-            "true, now(), %s FROM generate_series(1, 1000) g", [batch.coupon_id, batch.pk])
-        late.execute("UPDATE codebatches_codebatch SET generated = generated + 1000, "
-                     "updated_at = now() WHERE id = %s", [batch.pk])
+            "true, now(), %s FROM generate_series(1, 1000) g",
+            [batch.coupon_id, batch.pk],
+        )
+        late.execute(
+            "UPDATE codebatches_codebatch SET generated = generated + 1000, "
+            "updated_at = now() WHERE id = %s",
+            [batch.pk],
+        )
         # when the rerun starts meanwhile, and the late chunk commits a moment later
         result: list = []
-        rerun = threading.Thread(target=lambda: (result.append(services.batch_generate(
-            batch_id=batch.pk, chunk_size=1_000, parallel=1)), connections.close_all()))
+        rerun = threading.Thread(
+            target=lambda: (
+                result.append(
+                    services.batch_generate(batch_id=batch.pk, chunk_size=1_000, parallel=1)
+                ),
+                connections.close_all(),
+            )
+        )
         rerun.start()
         time.sleep(1.0)
         late.commit()

@@ -129,7 +129,8 @@ DB_WORKER_SESSION_SETTINGS = {
     # A task's transaction whose client says nothing for a minute (a frozen process, a
     # lost host) is ended, and its row locks with it.
     "idle_in_transaction_session_timeout": env.int(
-        "DB_WORKER_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000),
+        "DB_WORKER_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000
+    ),
 }
 _url_options = DATABASES["default"]["OPTIONS"].get("options", "")
 
@@ -145,8 +146,10 @@ DB_WORKER_SESSION_OPTIONS = _session_options(DB_WORKER_SESSION_SETTINGS)
 DATABASES["default"]["OPTIONS"]["options"] = DB_SESSION_OPTIONS
 # The client side's keepalives (libpq): a worker waiting on a result from a server that
 # vanished gives up instead of waiting for the kernel's two hours.
-for _name, _value in {"keepalives": 1, **{f"keepalives_{k}": v for k, v in _keepalive.items()}
-                      }.items():
+for _name, _value in {
+    "keepalives": 1,
+    **{f"keepalives_{k}": v for k, v in _keepalive.items()},
+}.items():
     DATABASES["default"]["OPTIONS"].setdefault(_name, _value)  # the URL's own win
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -18,8 +18,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(scope="module")
 def rsa_keys():
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public_pem
 
 
@@ -36,14 +39,20 @@ def _validate(token: str):
     CouponFactory(code="RSA10")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client.post("/api/v1/coupons/validate",
-                       {"coupon_code": "RSA10", "cart": cart(("S", "c", "10.00", 1))},
-                       format="json")
+    return client.post(
+        "/api/v1/coupons/validate",
+        {"coupon_code": "RSA10", "cart": cart(("S", "c", "10.00", 1))},
+        format="json",
+    )
 
 
 def _claims(**overrides):
-    claims = {"sub": "u-rsa", "exp": int(time.time()) + 60, "aud": "storefront",
-              "iss": "https://id.example.com"}
+    claims = {
+        "sub": "u-rsa",
+        "exp": int(time.time()) + 60,
+        "aud": "storefront",
+        "iss": "https://id.example.com",
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -54,13 +63,16 @@ def test_rs256_token_with_right_audience_and_issuer_is_accepted(rs256):
     assert response.json()["valid"] is True
 
 
-@pytest.mark.parametrize("overrides", [
-    {"aud": "someone-else"},
-    {"iss": "https://evil.example.com"},
-    {"exp": None},
-    {"exp": int(time.time()) - 10},
-    {"sub": None},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"aud": "someone-else"},
+        {"iss": "https://evil.example.com"},
+        {"exp": None},
+        {"exp": int(time.time()) - 10},
+        {"sub": None},
+    ],
+)
 def test_rs256_token_with_wrong_claims_is_401(rs256, overrides):
     response = _validate(jwt.encode(_claims(**overrides), rs256, algorithm="RS256"))
     assert response.status_code == 401

@@ -48,30 +48,43 @@ def test_ready_degraded_without_redis_or_broker(client):
 def test_validate_and_apply_work_without_redis(storefront):
     # given a limited coupon and Redis unreachable
     coupon = CouponFactory(code="NOREDIS", percent_bp=2500, max_uses_total=1)
-    body = {"coupon_code": "NOREDIS", "user_id": "u-1",
-            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    body = {
+        "coupon_code": "NOREDIS",
+        "user_id": "u-1",
+        "cart": cart(("SKU-1", "books", "40.00", 1)),
+    }
     with override_settings(CACHES=_dead_cache_settings()):
         # when validating and applying
         validated = storefront.post("/api/v1/coupons/validate", body, format="json")
-        applied = storefront.post("/api/v1/coupons/apply", {**body, "order_id": "o-1"},
-                                  format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+        applied = storefront.post(
+            "/api/v1/coupons/apply",
+            {**body, "order_id": "o-1"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="k-1",
+        )
         again = storefront.post("/api/v1/coupons/validate", body, format="json")
     # then both answer from PostgreSQL and the limit still holds
     assert validated.status_code == 200
     assert validated.json()["discount"] == "10.00"
     assert applied.status_code == 200
     assert applied.json()["redemptions"][0]["status"] == "reserved"
-    assert again.json() == {"valid": False, "reason": "usage_limit_reached",
-                            "message": "Coupon usage limit reached", "code": "NOREDIS"}
+    assert again.json() == {
+        "valid": False,
+        "reason": "usage_limit_reached",
+        "message": "Coupon usage limit reached",
+        "code": "NOREDIS",
+    }
     coupon.refresh_from_db()
     assert coupon.uses == 1
 
 
 def test_metrics_exposes_business_counters(client, storefront):
     CouponFactory(code="METRIC10")
-    storefront.post("/api/v1/coupons/validate",
-                    {"coupon_code": "METRIC10", "cart": cart(("S", "c", "10.00", 1))},
-                    format="json")
+    storefront.post(
+        "/api/v1/coupons/validate",
+        {"coupon_code": "METRIC10", "cart": cart(("S", "c", "10.00", 1))},
+        format="json",
+    )
     text = client.get("/metrics").content.decode()
     assert "coupon_validations_total" in text
     assert 'outcome="valid"' in text
@@ -81,10 +94,15 @@ def test_schema_and_docs_are_served_offline(client):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     text = schema.content.decode()
-    for path in ("/api/v1/coupons/validate", "/api/v1/coupons/apply",
-                 "/api/v1/orders/{order_id}/confirm", "/api/v1/orders/{order_id}/release",
-                 "/api/v1/orders/{order_id}/return", "/api/v1/admin/coupons",
-                 "/api/v1/admin/coupons/{code}"):
+    for path in (
+        "/api/v1/coupons/validate",
+        "/api/v1/coupons/apply",
+        "/api/v1/orders/{order_id}/confirm",
+        "/api/v1/orders/{order_id}/release",
+        "/api/v1/orders/{order_id}/return",
+        "/api/v1/admin/coupons",
+        "/api/v1/admin/coupons/{code}",
+    ):
         assert path in text
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
@@ -94,8 +112,11 @@ def test_schema_and_docs_are_served_offline(client):
 def test_end_customer_cannot_grant_itself_segments(customer_client):
     # given a members-only coupon
     CouponFactory(code="MEMBERS", eligible_segments=["premium_members"])
-    body = {"coupon_code": "MEMBERS", "customer": {"id": "u-7", "segments": ["premium_members"]},
-            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    body = {
+        "coupon_code": "MEMBERS",
+        "customer": {"id": "u-7", "segments": ["premium_members"]},
+        "cart": cart(("SKU-1", "books", "40.00", 1)),
+    }
     # when the shopper's own token claims no segment but the body does
     response = customer_client("u-7").post("/api/v1/coupons/validate", body, format="json")
     # then the body's segments are ignored
@@ -104,11 +125,17 @@ def test_end_customer_cannot_grant_itself_segments(customer_client):
 
 def test_replay_returns_the_first_response_byte_for_byte(storefront):
     CouponFactory(code="BYTES10")
-    body = {"coupon_code": "BYTES10", "order_id": "o-bytes", "user_id": "u-1",
-            "cart": cart(("SKU-1", "books", "40.00", 1))}
-    first = storefront.post("/api/v1/coupons/apply", body, format="json",
-                            HTTP_IDEMPOTENCY_KEY="bytes-1")
-    replay = storefront.post("/api/v1/coupons/apply", body, format="json",
-                             HTTP_IDEMPOTENCY_KEY="bytes-1")
+    body = {
+        "coupon_code": "BYTES10",
+        "order_id": "o-bytes",
+        "user_id": "u-1",
+        "cart": cart(("SKU-1", "books", "40.00", 1)),
+    }
+    first = storefront.post(
+        "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY="bytes-1"
+    )
+    replay = storefront.post(
+        "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY="bytes-1"
+    )
     assert replay["Idempotent-Replayed"] == "true"
     assert replay.content == first.content

@@ -25,8 +25,12 @@ REPLAYED = "Idempotent-Replayed"
 
 
 def apply_body(order_id: str = "order-1", user_id: str = "u-1") -> dict:
-    return {"coupon_code": "IDEM", "user_id": user_id, "order_id": order_id,
-            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    return {
+        "coupon_code": "IDEM",
+        "user_id": user_id,
+        "order_id": order_id,
+        "cart": cart(("SKU-1", "books", "40.00", 1)),
+    }
 
 
 def post(key: str, idempotency_key: str, body: dict):
@@ -51,8 +55,9 @@ def test_same_key_sent_30_times_at_once_runs_once(wait_seconds):
     assert not unexpected(outcomes), unexpected(outcomes)
     responses = [o.value for o in outcomes]
     by_status = Counter(x.status_code for x in responses)
-    assert set(by_status) <= {200, 409}, \
-        Counter((x.status_code, x.content[:160]) for x in responses)
+    assert set(by_status) <= {200, 409}, Counter(
+        (x.status_code, x.content[:160]) for x in responses
+    )
     busy = [x for x in responses if x.status_code == 409]
     assert {error_code(x) for x in busy} <= {"idempotency_in_progress"}
     assert all(x.headers.get("Retry-After") == "1" for x in busy)
@@ -114,7 +119,10 @@ def test_same_key_with_two_bodies_at_once_runs_one_of_them():
         if which == winner and x.status_code == 200:
             assert x.json()["order_id"] == f"order-{winner}"
     # the winner's copies got its result (or "in progress"); the other body is refused
-    assert set(answers) <= {(True, 200, None), (True, 409, "idempotency_in_progress"),
-                            (False, 409, "idempotency_key_reused")}, answers
+    assert set(answers) <= {
+        (True, 200, None),
+        (True, 409, "idempotency_in_progress"),
+        (False, 409, "idempotency_key_reused"),
+    }, answers
     assert answers[(False, 409, "idempotency_key_reused")] == 20
     assert answers[(True, 200, None)] >= 1

@@ -103,9 +103,9 @@ def test_money_error_is_a_value_error():
     assert issubclass(MoneyError, ValueError)
 
 
-@pytest.mark.parametrize(("currency", "digits"),
-                         [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("KWD", 3),
-                          ("BHD", 3)])
+@pytest.mark.parametrize(
+    ("currency", "digits"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("BHD", 3)]
+)
 def test_exponent(currency, digits):
     assert exponent(currency) == digits
 
@@ -140,16 +140,23 @@ def test_format_amount(minor, currency, expected):
 
 @pytest.mark.parametrize(
     ("minor", "currency", "expected"),
-    [(5000, "USD", "$50.00"), (1000, "EUR", "€10.00"), (1000, "JPY", "¥1000"),
-     (1234, "KWD", "KWD 1.234"), (999, "CHF", "CHF 9.99")],
+    [
+        (5000, "USD", "$50.00"),
+        (1000, "EUR", "€10.00"),
+        (1000, "JPY", "¥1000"),
+        (1234, "KWD", "KWD 1.234"),
+        (999, "CHF", "CHF 9.99"),
+    ],
 )
 def test_display(minor, currency, expected):
     assert display(minor, currency) == expected
 
 
 @settings(max_examples=200, deadline=None)
-@given(minor=st.integers(min_value=0, max_value=MAX_MINOR),
-       currency=st.sampled_from(["USD", "JPY", "KWD", "EUR"]))
+@given(
+    minor=st.integers(min_value=0, max_value=MAX_MINOR),
+    currency=st.sampled_from(["USD", "JPY", "KWD", "EUR"]),
+)
 def test_format_then_parse_round_trips(minor, currency):
     assert parse_amount(format_amount(minor, currency), currency) == minor
 
@@ -182,8 +189,10 @@ def test_percent_of_rounds_half_up(amount, bp, expected):
 
 
 @settings(max_examples=200, deadline=None)
-@given(amount=st.integers(min_value=0, max_value=MAX_MINOR),
-       bp=st.integers(min_value=0, max_value=10_000))
+@given(
+    amount=st.integers(min_value=0, max_value=MAX_MINOR),
+    bp=st.integers(min_value=0, max_value=10_000),
+)
 def test_percent_of_matches_decimal_half_up(amount, bp):
     from decimal import ROUND_HALF_UP
 
@@ -228,9 +237,12 @@ def test_allocate_never_exceeds_weight_when_total_equals_sum():
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.data(),
-       weights=st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=30)
-       .filter(lambda ws: sum(ws) > 0))
+@given(
+    data=st.data(),
+    weights=st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=30).filter(
+        lambda ws: sum(ws) > 0
+    ),
+)
 def test_allocate_properties(data, weights):
     weight_sum = sum(weights)
     total = data.draw(st.integers(min_value=0, max_value=weight_sum), label="total")
@@ -246,7 +258,9 @@ def test_allocate_properties(data, weights):
 
 
 @settings(max_examples=100, deadline=None)
-@given(total=st.integers(min_value=0, max_value=10**12),
-       weights=st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=20))
+@given(
+    total=st.integers(min_value=0, max_value=10**12),
+    weights=st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=20),
+)
 def test_allocate_sums_exactly_even_above_the_weights(total, weights):
     assert sum(allocate(total, weights)) == total

@@ -84,8 +84,9 @@ class WholeOnPatch:
 
 
 def _names(max_length: int = 100):
-    return serializers.ListField(child=serializers.CharField(max_length=max_length),
-                                 required=False, max_length=1000)
+    return serializers.ListField(
+        child=serializers.CharField(max_length=max_length), required=False, max_length=1000
+    )
 
 
 class ConditionsIn(serializers.Serializer):
@@ -95,10 +96,12 @@ class ConditionsIn(serializers.Serializer):
     excluded_skus = _names()
     eligible_user_segments = _names(64)  # Coupon.eligible_segments holds 64 characters
     first_purchase_only = serializers.BooleanField(required=False)
-    max_uses_total = serializers.IntegerField(min_value=1, max_value=MAX_POSITIVE_INT,
-                                              required=False, allow_null=True)
-    max_uses_per_user = serializers.IntegerField(min_value=1, max_value=MAX_POSITIVE_INT,
-                                                 required=False, allow_null=True)
+    max_uses_total = serializers.IntegerField(
+        min_value=1, max_value=MAX_POSITIVE_INT, required=False, allow_null=True
+    )
+    max_uses_per_user = serializers.IntegerField(
+        min_value=1, max_value=MAX_POSITIVE_INT, required=False, allow_null=True
+    )
     valid_from = ValidityField(end_of_day=False, required=False, allow_null=True)
     valid_to = ValidityField(end_of_day=True, required=False, allow_null=True)
     stackable = serializers.BooleanField(required=False)
@@ -123,9 +126,14 @@ class BogoIn(WholeOnPatch, serializers.Serializer):
     # At most 1000 (the columns, PositiveSmallIntegerField, would hold 32767).
     buy = serializers.IntegerField(min_value=1, max_value=1000)
     get = serializers.IntegerField(min_value=1, max_value=1000)
-    percent_off = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal(0),
-                                           max_value=Decimal(100), required=False,
-                                           default=Decimal(100))
+    percent_off = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        min_value=Decimal(0),
+        max_value=Decimal(100),
+        required=False,
+        default=Decimal(100),
+    )
 
     class Meta:
         ref_name = "CouponBogo"
@@ -135,8 +143,9 @@ class CouponDefinitionIn(serializers.Serializer):
     coupon_id = serializers.RegexField(CODE_PATTERN, required=False)
     code = serializers.RegexField(CODE_PATTERN, required=False)
     type = serializers.ChoiceField(choices=DISCOUNT_TYPES)
-    value = serializers.DecimalField(max_digits=16, decimal_places=3, min_value=Decimal(0),
-                                     required=False, allow_null=True)
+    value = serializers.DecimalField(
+        max_digits=16, decimal_places=3, min_value=Decimal(0), required=False, allow_null=True
+    )
     discount_cap = MoneyIn(required=False, allow_null=True)
     currency = serializers.CharField(min_length=3, max_length=3, required=False)
     description = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -148,19 +157,30 @@ class CouponDefinitionIn(serializers.Serializer):
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
     tiers = TierIn(many=True, required=False, max_length=50)
     bogo = BogoIn(required=False)
-    budget = MoneyIn(required=False, allow_null=True,
-                     help_text="Total discount budget (merchandise + shipping); null: none.")
+    budget = MoneyIn(
+        required=False,
+        allow_null=True,
+        help_text="Total discount budget (merchandise + shipping); null: none.",
+    )
     leak_threshold = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=10_000_000,
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=10_000_000,
         help_text="Unique customers per hour above which the public code is disabled "
-                  "(null: the site default, ABUSE_LEAK_THRESHOLD).")
+        "(null: the site default, ABUSE_LEAK_THRESHOLD).",
+    )
     farming_action = serializers.ChoiceField(
-        choices=["flag", "block"], required=False,
+        choices=["flag", "block"],
+        required=False,
         help_text="Multi-account use of a first-purchase / once-per-customer coupon: flag "
-                  "for review, or block (reason multi_account_suspected).")
+        "for review, or block (reason multi_account_suspected).",
+    )
     limit_by_identity = serializers.BooleanField(
-        required=False, help_text="The per-customer limit also counts uses by the same "
-                                  "device, IP, email or payment fingerprint.")
+        required=False,
+        help_text="The per-customer limit also counts uses by the same "
+        "device, IP, email or payment fingerprint.",
+    )
 
     class Meta:
         ref_name = "CouponDefinition"
@@ -174,8 +194,11 @@ class CouponDefinitionIn(serializers.Serializer):
     def validate(self, attrs):
         if not self.partial and not (attrs.get("coupon_id") or attrs.get("code")):
             raise serializers.ValidationError({"coupon_id": ["Give coupon_id or code."]})
-        if attrs.get("coupon_id") and attrs.get("code") and \
-                attrs["coupon_id"].upper() != attrs["code"].upper():
+        if (
+            attrs.get("coupon_id")
+            and attrs.get("code")
+            and attrs["coupon_id"].upper() != attrs["code"].upper()
+        ):
             raise serializers.ValidationError({"code": ["coupon_id and code differ."]})
         return attrs
 
@@ -198,8 +221,17 @@ def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
 
     if data.get("coupon_id") or data.get("code"):
         fields["code"] = (data.get("coupon_id") or data.get("code")).upper()
-    for name in ("description", "stack_group", "auto_apply", "active", "priority", "stackable",
-                 "leak_threshold", "farming_action", "limit_by_identity"):
+    for name in (
+        "description",
+        "stack_group",
+        "auto_apply",
+        "active",
+        "priority",
+        "stackable",
+        "leak_threshold",
+        "farming_action",
+        "limit_by_identity",
+    ):
         if name in data:
             fields[name] = data[name]
     if "budget" in data:
@@ -223,19 +255,30 @@ def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
     if "discount_cap" in data:
         fields["cap_minor"] = minor(data["discount_cap"], "discount_cap")
     if "tiers" in data:
-        fields["tiers"] = [{"threshold_minor": minor(t["threshold"], "tiers"),
-                            "discount_minor": minor(t["discount"], "tiers")}
-                           for t in data["tiers"]]
+        fields["tiers"] = [
+            {
+                "threshold_minor": minor(t["threshold"], "tiers"),
+                "discount_minor": minor(t["discount"], "tiers"),
+            }
+            for t in data["tiers"]
+        ]
     if "bogo" in data:
         bogo = data["bogo"]
         fields["bogo_buy"], fields["bogo_get"] = bogo["buy"], bogo["get"]
         fields["bogo_percent_bp"] = int(bogo.get("percent_off", Decimal(100)) * 100)
     conditions = data.get("conditions") or {}
-    mapping = {"eligible_categories": "eligible_categories", "eligible_skus": "eligible_skus",
-               "excluded_skus": "excluded_skus", "eligible_user_segments": "eligible_segments",
-               "first_purchase_only": "first_purchase_only", "max_uses_total": "max_uses_total",
-               "max_uses_per_user": "max_uses_per_user", "valid_from": "valid_from",
-               "valid_to": "valid_to", "stackable": "stackable"}
+    mapping = {
+        "eligible_categories": "eligible_categories",
+        "eligible_skus": "eligible_skus",
+        "excluded_skus": "excluded_skus",
+        "eligible_user_segments": "eligible_segments",
+        "first_purchase_only": "first_purchase_only",
+        "max_uses_total": "max_uses_total",
+        "max_uses_per_user": "max_uses_per_user",
+        "valid_from": "valid_from",
+        "valid_to": "valid_to",
+        "stackable": "stackable",
+    }
     for source, target in mapping.items():
         if source in conditions:
             fields[target] = conditions[source]
@@ -264,31 +307,55 @@ def coupon_body(c: Coupon) -> dict:
     elif c.amount_minor is not None:
         value = fmt(c.amount_minor)
     return {
-        "id": c.pk, "coupon_id": c.code, "code": c.code, "type": c.type, "value": value,
-        "discount_cap": fmt(c.cap_minor), "currency": cur, "description": c.description,
+        "id": c.pk,
+        "coupon_id": c.code,
+        "code": c.code,
+        "type": c.type,
+        "value": value,
+        "discount_cap": fmt(c.cap_minor),
+        "currency": cur,
+        "description": c.description,
         "conditions": {
             "min_cart_value": fmt(c.min_cart_minor),
-            "eligible_categories": c.eligible_categories, "eligible_skus": c.eligible_skus,
-            "excluded_skus": c.excluded_skus, "eligible_user_segments": c.eligible_segments,
-            "first_purchase_only": c.first_purchase_only, "max_uses_total": c.max_uses_total,
+            "eligible_categories": c.eligible_categories,
+            "eligible_skus": c.eligible_skus,
+            "excluded_skus": c.excluded_skus,
+            "eligible_user_segments": c.eligible_segments,
+            "first_purchase_only": c.first_purchase_only,
+            "max_uses_total": c.max_uses_total,
             "max_uses_per_user": c.max_uses_per_user,
             "valid_from": c.valid_from.isoformat() if c.valid_from else None,
             "valid_to": c.valid_to.isoformat() if c.valid_to else None,
             "stackable": c.stackable,
         },
-        "stackable": c.stackable, "stack_group": c.stack_group, "auto_apply": c.auto_apply,
-        "active": c.active, "priority": c.priority,
-        "tiers": [{"threshold": fmt(t["threshold_minor"]), "discount": fmt(t["discount_minor"])}
-                  for t in c.tiers or []],
-        "bogo": ({"buy": c.bogo_buy, "get": c.bogo_get,
-                  "percent_off": _percent(c.bogo_percent_bp or 10_000)}
-                 if c.bogo_buy else None),
+        "stackable": c.stackable,
+        "stack_group": c.stack_group,
+        "auto_apply": c.auto_apply,
+        "active": c.active,
+        "priority": c.priority,
+        "tiers": [
+            {"threshold": fmt(t["threshold_minor"]), "discount": fmt(t["discount_minor"])}
+            for t in c.tiers or []
+        ],
+        "bogo": (
+            {
+                "buy": c.bogo_buy,
+                "get": c.bogo_get,
+                "percent_off": _percent(c.bogo_percent_bp or 10_000),
+            }
+            if c.bogo_buy
+            else None
+        ),
         "uses": c.uses,
-        "budget": fmt(c.budget_minor), "budget_used": fmt(c.budget_used_minor),
-        "leak_threshold": c.leak_threshold, "farming_action": c.farming_action,
-        "limit_by_identity": c.limit_by_identity, "disabled_reason": c.disabled_reason,
+        "budget": fmt(c.budget_minor),
+        "budget_used": fmt(c.budget_used_minor),
+        "leak_threshold": c.leak_threshold,
+        "farming_action": c.farming_action,
+        "limit_by_identity": c.limit_by_identity,
+        "disabled_reason": c.disabled_reason,
         "disabled_at": c.disabled_at.isoformat() if c.disabled_at else None,
-        "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
+        "created_at": c.created_at.isoformat(),
+        "updated_at": c.updated_at.isoformat(),
     }
 
 
@@ -334,10 +401,8 @@ class CouponListQuery(serializers.Serializer):
 
     active = serializers.BooleanField(required=False)
     type = serializers.ChoiceField(choices=DISCOUNT_TYPES, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, required=False,
-                                     default=100)
-    offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False,
-                                      default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, required=False, default=100)
+    offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0)
 
     class Meta:
         ref_name = "CouponListQuery"

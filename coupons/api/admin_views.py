@@ -33,9 +33,12 @@ CONSTRAINT_FIELDS = {
 class CouponCollectionApi(APIView):
     permission_classes = [HasAdminScope]
 
-    @extend_schema(operation_id="admin_coupons_list", tags=["admin"],
-                   parameters=[a.CouponListQuery],
-                   responses={200: a.CouponListOut, **ERRORS})
+    @extend_schema(
+        operation_id="admin_coupons_list",
+        tags=["admin"],
+        parameters=[a.CouponListQuery],
+        responses={200: a.CouponListOut, **ERRORS},
+    )
     def get(self, request):
         query = parse(a.CouponListQuery, request.query_params.dict())  # no form semantics
         qs = Coupon.objects.order_by("code")
@@ -44,12 +47,20 @@ class CouponCollectionApi(APIView):
         if query.get("type"):
             qs = qs.filter(type=query["type"])
         limit, offset = query["limit"], query["offset"]
-        return Response({"count": qs.count(),
-                         "results": [a.coupon_body(c) for c in qs[offset:offset + limit]]})
+        return Response(
+            {
+                "count": qs.count(),
+                "results": [a.coupon_body(c) for c in qs[offset : offset + limit]],
+            }
+        )
 
-    @extend_schema(operation_id="admin_coupons_create", tags=["admin"],
-                   request=a.CouponDefinitionIn, parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
-                   responses={201: a.CouponOut, 409: ErrorOut, **ERRORS})
+    @extend_schema(
+        operation_id="admin_coupons_create",
+        tags=["admin"],
+        request=a.CouponDefinitionIn,
+        parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+        responses={201: a.CouponOut, 409: ErrorOut, **ERRORS},
+    )
     @idempotent(required=False)
     def post(self, request):
         data = parse(a.CouponDefinitionIn, request.data)
@@ -61,14 +72,21 @@ class CouponCollectionApi(APIView):
 class CouponDetailApi(APIView):
     permission_classes = [HasAdminScope]
 
-    @extend_schema(operation_id="admin_coupons_get", tags=["admin"],
-                   responses={200: a.CouponOut, 404: ErrorOut, **ERRORS})
+    @extend_schema(
+        operation_id="admin_coupons_get",
+        tags=["admin"],
+        responses={200: a.CouponOut, 404: ErrorOut, **ERRORS},
+    )
     def get(self, request, code: str):
         return Response(a.coupon_body(get_object_or_404(Coupon, code=code.upper())))
 
-    @extend_schema(operation_id="admin_coupons_update", tags=["admin"],
-                   request=a.CouponDefinitionIn, parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
-                   responses={200: a.CouponOut, 404: ErrorOut, 409: ErrorOut, **ERRORS})
+    @extend_schema(
+        operation_id="admin_coupons_update",
+        tags=["admin"],
+        request=a.CouponDefinitionIn,
+        parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+        responses={200: a.CouponOut, 404: ErrorOut, 409: ErrorOut, **ERRORS},
+    )
     @idempotent(required=False)
     def patch(self, request, code: str):
         coupon = get_object_or_404(Coupon, code=code.upper())
@@ -81,4 +99,3 @@ class CouponDetailApi(APIView):
         with database_input_errors(CONSTRAINT_FIELDS):
             coupon = services.coupon_update(coupon_id=coupon.pk, fields=fields)
         return Response(a.coupon_body(coupon))
-

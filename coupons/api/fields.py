@@ -27,8 +27,9 @@ _FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 class CartItemDoc(serializers.Serializer):
     sku = serializers.CharField(max_length=MAX_TEXT)
     category = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True)
-    unit_price = serializers.DecimalField(max_digits=15, decimal_places=3, min_value=0,
-                                          help_text='Decimal string such as "50.00".')
+    unit_price = serializers.DecimalField(
+        max_digits=15, decimal_places=3, min_value=0, help_text='Decimal string such as "50.00".'
+    )
     quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
     class Meta:
@@ -38,10 +39,15 @@ class CartItemDoc(serializers.Serializer):
 class CartDoc(serializers.Serializer):
     currency = serializers.CharField(min_length=3, max_length=3, help_text="ISO 4217")
     items = CartItemDoc(many=True)
-    shipping = serializers.DecimalField(max_digits=15, decimal_places=3, required=False,
-                                        min_value=0)
-    subtotal = serializers.DecimalField(max_digits=15, decimal_places=3, required=False,
-                                        help_text="Optional; must equal the items' sum.")
+    shipping = serializers.DecimalField(
+        max_digits=15, decimal_places=3, required=False, min_value=0
+    )
+    subtotal = serializers.DecimalField(
+        max_digits=15,
+        decimal_places=3,
+        required=False,
+        help_text="Optional; must equal the items' sum.",
+    )
 
     class Meta:
         ref_name = "Cart"
@@ -83,8 +89,12 @@ def _line(item, currency: str) -> tuple[Line | None, dict]:
     category = _text(item.get("category"), e, "category", required=False)
     price = _amount(item.get("unit_price"), currency, e, "unit_price")
     qty = item.get("quantity")
-    if isinstance(qty, Decimal) and qty.is_finite() and qty.adjusted() < 7 \
-            and qty == qty.to_integral_value():
+    if (
+        isinstance(qty, Decimal)
+        and qty.is_finite()
+        and qty.adjusted() < 7
+        and qty == qty.to_integral_value()
+    ):
         qty = int(qty)  # 3.0 is 3; 1e300000 is never expanded into an int
     if isinstance(qty, bool) or not isinstance(qty, int):
         e["quantity"] = ["Enter a whole number."]
@@ -92,8 +102,7 @@ def _line(item, currency: str) -> tuple[Line | None, dict]:
         e["quantity"] = [f"Must be between 1 and {MAX_QUANTITY}."]
     if e:
         return None, e
-    return Line(sku=sku, category=category, unit_price=cast(int, price),
-                quantity=cast(int, qty)), e
+    return Line(sku=sku, category=category, unit_price=cast(int, price), quantity=cast(int, qty)), e
 
 
 @extend_schema_field(CartDoc)
@@ -106,7 +115,7 @@ class CartField(serializers.Field):
         errors: dict = {}
         currency = data.get("currency")
         if not isinstance(currency, str) or not money.is_currency(currency.upper()):
-            errors["currency"] = ["Enter an ISO 4217 currency code such as \"USD\"."]
+            errors["currency"] = ['Enter an ISO 4217 currency code such as "USD".']
             raise serializers.ValidationError(errors)
         currency = currency.upper()
         items = data.get("items")
@@ -115,7 +124,8 @@ class CartField(serializers.Field):
             raise serializers.ValidationError(errors)
         if len(items) > settings.MAX_CART_ITEMS:
             raise serializers.ValidationError(
-                {"items": [f"At most {settings.MAX_CART_ITEMS} items per cart."]})
+                {"items": [f"At most {settings.MAX_CART_ITEMS} items per cart."]}
+            )
         lines = []
         item_errors = []
         for item in items:
@@ -138,7 +148,8 @@ class CartField(serializers.Field):
             if not errors and given != cart.subtotal:
                 errors["subtotal"] = [
                     f"Subtotal {money.format_amount(given, currency)} does not equal the "
-                    f"items' sum {money.format_amount(cart.subtotal, currency)}."]
+                    f"items' sum {money.format_amount(cart.subtotal, currency)}."
+                ]
             if errors:
                 raise serializers.ValidationError(errors)
         return cart

@@ -10,19 +10,30 @@ from coupons.models import Redemption
 
 
 def rejection_body(rejection: Rejection, *, key: str) -> dict:
-    return {key: False, "reason": rejection.reason, "message": rejection.message,
-            "code": rejection.code}
+    return {
+        key: False,
+        "reason": rejection.reason,
+        "message": rejection.message,
+        "code": rejection.code,
+    }
 
 
 def _coupon(a: Applied, cur: str, typed: frozenset[str]) -> dict:
-    return {"code": a.terms.code, "discount": format_amount(a.discount, cur),
-            "shipping_discount": format_amount(a.shipping_discount, cur),
-            "type": a.terms.rule.type, "message": a.message, "auto": a.terms.code not in typed}
+    return {
+        "code": a.terms.code,
+        "discount": format_amount(a.discount, cur),
+        "shipping_discount": format_amount(a.shipping_discount, cur),
+        "type": a.terms.rule.type,
+        "message": a.message,
+        "auto": a.terms.code not in typed,
+    }
 
 
 def _lines(cart: Cart, discounts) -> list[dict]:
-    return [{"sku": line.sku, "discount": format_amount(d, cart.currency)}
-            for line, d in zip(cart.lines, discounts, strict=True)]
+    return [
+        {"sku": line.sku, "discount": format_amount(d, cart.currency)}
+        for line, d in zip(cart.lines, discounts, strict=True)
+    ]
 
 
 def validate_body(result: Evaluation, cart: Cart) -> dict:
@@ -46,8 +57,7 @@ def validate_body(result: Evaluation, cart: Cart) -> dict:
 
 
 def _skipped(s: Skipped) -> dict:
-    body = {"code": s.rejection.code, "reason": s.rejection.reason,
-            "message": s.rejection.message}
+    body = {"code": s.rejection.code, "reason": s.rejection.reason, "message": s.rejection.message}
     if not s.entered and s.terms is not None:
         body["promotion"] = s.terms.rule.name
     return body
@@ -59,8 +69,14 @@ def evaluate_body(result: Evaluation, cart: Cart) -> dict:
     typed = result.typed
     total = cart.subtotal - pricing.discount + cart.shipping - pricing.shipping_discount
     return {
-        "applied": [{**_coupon(a, cur, typed), "promotion": a.terms.rule.name,
-                     "lines": _lines(cart, a.line_discounts)} for a in pricing.applied],
+        "applied": [
+            {
+                **_coupon(a, cur, typed),
+                "promotion": a.terms.rule.name,
+                "lines": _lines(cart, a.line_discounts),
+            }
+            for a in pricing.applied
+        ],
         "rejected": [_skipped(s) for s in result.rejected],
         "not_applied": [_skipped(s) for s in result.passed_over],
         "subtotal": format_amount(cart.subtotal, cur),
@@ -94,7 +110,8 @@ def apply_body(order_id: str, redemptions: list[Redemption], currency: str) -> d
         "applied": True,
         "discount": format_amount(sum(x.discount_minor for x in redemptions), currency),
         "shipping_discount": format_amount(
-            sum(x.shipping_discount_minor for x in redemptions), currency),
+            sum(x.shipping_discount_minor for x in redemptions), currency
+        ),
         "order_id": order_id,
         "redemptions": [redemption_body(x) for x in redemptions],
     }

@@ -14,16 +14,16 @@ MAX_CODES = 10
 
 class CustomerIn(serializers.Serializer):
     id = serializers.CharField(max_length=100)
-    segments = serializers.ListField(child=serializers.CharField(max_length=64),
-                                     required=False, max_length=50, default=list)
+    segments = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=50, default=list
+    )
     orders_count = serializers.IntegerField(min_value=0, required=False, default=0)
 
     class Meta:
         ref_name = "CustomerIn"
 
 
-@extend_schema_field({"type": "string",
-                      "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+@extend_schema_field({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
 class IPAddressIn(serializers.IPAddressField):
     """An IPv4 or IPv6 address (documented with both formats, not as any string)."""
 
@@ -43,8 +43,9 @@ class CartRequestIn(serializers.Serializer):
     """What every pricing call sends: codes (optional here), the customer, the cart."""
 
     coupon_code = serializers.CharField(max_length=64, required=False)
-    coupon_codes = serializers.ListField(child=serializers.CharField(max_length=64),
-                                         required=False, max_length=MAX_CODES)
+    coupon_codes = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=MAX_CODES
+    )
     customer = CustomerIn(required=False)
     user_id = serializers.CharField(max_length=100, required=False)
     cart = CartField()
@@ -61,13 +62,15 @@ class CartRequestIn(serializers.Serializer):
             raise serializers.ValidationError({field: ["Give coupon_code or coupon_codes."]})
         if len(codes) > MAX_CODES:
             raise serializers.ValidationError(
-                {"coupon_codes": [f"At most {MAX_CODES} codes per request."]})
+                {"coupon_codes": [f"At most {MAX_CODES} codes per request."]}
+            )
         attrs["codes"] = list(dict.fromkeys(normalize_code(c) for c in codes))
         customer = attrs.get("customer")
         user_id = attrs.get("user_id")
         if customer and user_id and customer["id"] != user_id:
             raise serializers.ValidationError(
-                {"user_id": ["user_id and customer.id name different customers."]})
+                {"user_id": ["user_id and customer.id name different customers."]}
+            )
         return attrs
 
 
@@ -93,9 +96,13 @@ class CouponApplyIn(CartRequestIn):
 
 
 class OrderReturnIn(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=15, decimal_places=3, min_value=0,
-                                      required=False,
-                                      help_text="Value of the returned goods; default: all.")
+    amount = serializers.DecimalField(
+        max_digits=15,
+        decimal_places=3,
+        min_value=0,
+        required=False,
+        help_text="Value of the returned goods; default: all.",
+    )
 
     class Meta:
         ref_name = "OrderReturnRequest"
@@ -143,7 +150,8 @@ class PromotionEvaluateOut(serializers.Serializer):
     applied = AppliedPromotionOut(many=True)
     rejected = NotAppliedOut(many=True, help_text="Typed codes not applied.")
     not_applied = NotAppliedOut(
-        many=True, help_text="Auto promotions that applied but lost to a better deal.")
+        many=True, help_text="Auto promotions that applied but lost to a better deal."
+    )
     subtotal = serializers.CharField()
     discount = serializers.CharField(help_text="Merchandise discount.")
     shipping = serializers.CharField()
@@ -154,7 +162,8 @@ class PromotionEvaluateOut(serializers.Serializer):
     stacking_policy = serializers.ChoiceField(choices=["none", "by_group", "full"])
     exact = serializers.BooleanField(
         help_text="The combination is proven best (false only when the bounded search "
-                  "stopped early; see the README).")
+        "stopped early; see the README)."
+    )
 
     class Meta:
         ref_name = "PromotionEvaluateResponse"

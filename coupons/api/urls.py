@@ -10,6 +10,9 @@ urlpatterns = [
     path("orders/<str:order_id>/release", views.OrderReleaseApi.as_view(), name="orders-release"),
     path("orders/<str:order_id>/return", views.OrderReturnApi.as_view(), name="orders-return"),
     path("admin/coupons", admin_views.CouponCollectionApi.as_view(), name="admin-coupons"),
-    path("admin/coupons/<str:code>", admin_views.CouponDetailApi.as_view(),
-         name="admin-coupon-detail"),
+    path(
+        "admin/coupons/<str:code>",
+        admin_views.CouponDetailApi.as_view(),
+        name="admin-coupon-detail",
+    ),
 ]

@@ -19,13 +19,20 @@ from coupons.engine.reasons import COUPON_NOT_FOUND
 from coupons.engine.types import Shopper
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-    description="Replays return the first response; the same key with another body is 409.")
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Replays return the first response; the same key with another body is 409.",
+)
 OPTIONAL_IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    description="Optional: replays return the first response.")
-ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 429: s.ErrorOut,
-          503: s.ErrorOut}
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Optional: replays return the first response.",
+)
+ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 429: s.ErrorOut, 503: s.ErrorOut}
 
 
 _parsers: dict[type, object] = {}
@@ -50,10 +57,14 @@ def shopper_from(request, data) -> Shopper:
     customer = data.get("customer") or {}
     principal = request.user
     customer_id = resolve_customer_id(principal, customer.get("id") or data.get("user_id"))
-    segments = principal.segments if principal.kind == "customer" else \
-        frozenset(customer.get("segments") or ())
-    return Shopper(id=customer_id, segments=segments,
-                   orders_count=customer.get("orders_count") or 0)
+    segments = (
+        principal.segments
+        if principal.kind == "customer"
+        else frozenset(customer.get("segments") or ())
+    )
+    return Shopper(
+        id=customer_id, segments=segments, orders_count=customer.get("orders_count") or 0
+    )
 
 
 def guard_for(request, data, shopper: Shopper) -> Guard:
@@ -72,14 +83,17 @@ def not_found(rejections) -> int:
 class CouponValidateApi(APIView):
     permission_classes = [HasStorefrontScope]
 
-    @extend_schema(operation_id="coupons_validate", request=s.CouponValidateIn,
-                   responses={200: s.CouponValidateOut, **ERRORS}, tags=["coupons"])
+    @extend_schema(
+        operation_id="coupons_validate",
+        request=s.CouponValidateIn,
+        responses={200: s.CouponValidateOut, **ERRORS},
+        tags=["coupons"],
+    )
     def post(self, request):
         data = parse(s.CouponValidateIn, request.data)
         shopper = shopper_from(request, data)
         guard = guard_for(request, data, shopper)
-        result = services.coupons_validate(codes=data["codes"], shopper=shopper,
-                                           cart=data["cart"])
+        result = services.coupons_validate(codes=data["codes"], shopper=shopper, cart=data["cart"])
         guard.count_not_found(not_found(x.rejection for x in result.rejected))
         rejection = result.first_rejection
         metrics.coupon_validations.labels(rejection.reason if rejection else "valid").inc()
@@ -91,17 +105,19 @@ class PromotionEvaluateApi(APIView):
 
     permission_classes = [HasStorefrontScope]
 
-    @extend_schema(operation_id="promotions_evaluate", request=s.PromotionEvaluateIn,
-                   responses={200: s.PromotionEvaluateOut, **ERRORS}, tags=["promotions"])
+    @extend_schema(
+        operation_id="promotions_evaluate",
+        request=s.PromotionEvaluateIn,
+        responses={200: s.PromotionEvaluateOut, **ERRORS},
+        tags=["promotions"],
+    )
     def post(self, request):
         data = parse(s.PromotionEvaluateIn, request.data)
         shopper = shopper_from(request, data)
         guard = guard_for(request, data, shopper)
-        result = services.coupons_validate(codes=data["codes"], shopper=shopper,
-                                           cart=data["cart"])
+        result = services.coupons_validate(codes=data["codes"], shopper=shopper, cart=data["cart"])
         guard.count_not_found(not_found(x.rejection for x in result.rejected))
-        outcome = "inexact" if not result.exact else \
-            "applied" if result.pricing.applied else "none"
+        outcome = "inexact" if not result.exact else "applied" if result.pricing.applied else "none"
         metrics.promotion_evaluations.labels(outcome).inc()
         return Response(presenters.evaluate_body(result, data["cart"]))
 
@@ -109,27 +125,34 @@ class PromotionEvaluateApi(APIView):
 class CouponApplyApi(APIView):
     permission_classes = [HasStorefrontScope]
 
-    @extend_schema(operation_id="coupons_apply", request=s.CouponApplyIn,
-                   parameters=[IDEMPOTENCY_HEADER],
-                   responses={200: s.CouponApplyOut, 409: s.ErrorOut,
-                              422: s.CouponRejectedOut, **ERRORS}, tags=["coupons"])
+    @extend_schema(
+        operation_id="coupons_apply",
+        request=s.CouponApplyIn,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: s.CouponApplyOut, 409: s.ErrorOut, 422: s.CouponRejectedOut, **ERRORS},
+        tags=["coupons"],
+    )
     @idempotent(required=True)
     def post(self, request):
         data = parse(s.CouponApplyIn, request.data)
         shopper = shopper_from(request, data)
         guard = guard_for(request, data, shopper)
         result = services.redemption_apply(
-            codes=data["codes"], shopper=shopper, cart=data["cart"],
-            order_id=data["order_id"], context=data.get("context") or {},
-            idempotency_key=request.headers.get("Idempotency-Key", ""))
+            codes=data["codes"],
+            shopper=shopper,
+            cart=data["cart"],
+            order_id=data["order_id"],
+            context=data.get("context") or {},
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
         if result.rejection is not None:
             guard.count_not_found(not_found([result.rejection]))
             metrics.coupon_applications.labels(result.rejection.reason).inc()
-            return Response(presenters.rejection_body(result.rejection, key="applied"),
-                            status=422)
+            return Response(presenters.rejection_body(result.rejection, key="applied"), status=422)
         metrics.coupon_applications.labels("replayed" if result.replayed else "applied").inc()
-        return Response(presenters.apply_body(data["order_id"], result.redemptions,
-                                              data["cart"].currency))
+        return Response(
+            presenters.apply_body(data["order_id"], result.redemptions, data["cart"].currency)
+        )
 
 
 _ORDER_RESPONSES = {200: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut, **ERRORS}
@@ -138,9 +161,13 @@ _ORDER_RESPONSES = {200: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut, **ERRORS}
 class OrderConfirmApi(APIView):
     permission_classes = [HasStorefrontServerScope]
 
-    @extend_schema(operation_id="orders_confirm", request=None,
-                   parameters=[OPTIONAL_IDEMPOTENCY_HEADER], responses=_ORDER_RESPONSES,
-                   tags=["orders"])
+    @extend_schema(
+        operation_id="orders_confirm",
+        request=None,
+        parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+        responses=_ORDER_RESPONSES,
+        tags=["orders"],
+    )
     @idempotent(required=False)
     def post(self, request, order_id: str):
         rows = services.order_confirm(order_id=order_id)
@@ -150,9 +177,13 @@ class OrderConfirmApi(APIView):
 class OrderReleaseApi(APIView):
     permission_classes = [HasStorefrontServerScope]
 
-    @extend_schema(operation_id="orders_release", request=None,
-                   parameters=[OPTIONAL_IDEMPOTENCY_HEADER], responses=_ORDER_RESPONSES,
-                   tags=["orders"])
+    @extend_schema(
+        operation_id="orders_release",
+        request=None,
+        parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+        responses=_ORDER_RESPONSES,
+        tags=["orders"],
+    )
     @idempotent(required=False)
     def post(self, request, order_id: str):
         rows = services.order_release(order_id=order_id)
@@ -162,11 +193,13 @@ class OrderReleaseApi(APIView):
 class OrderReturnApi(APIView):
     permission_classes = [HasStorefrontServerScope]
 
-    @extend_schema(operation_id="orders_return", request=s.OrderReturnIn,
-                   parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
-                   responses={**_ORDER_RESPONSES,
-                              200: OpenApiResponse(s.OrderOut, "Return recorded")},
-                   tags=["orders"])
+    @extend_schema(
+        operation_id="orders_return",
+        request=s.OrderReturnIn,
+        parameters=[OPTIONAL_IDEMPOTENCY_HEADER],
+        responses={**_ORDER_RESPONSES, 200: OpenApiResponse(s.OrderOut, "Return recorded")},
+        tags=["orders"],
+    )
     @idempotent(required=False)
     def post(self, request, order_id: str):
         data = parse(s.OrderReturnIn, request.data or {})

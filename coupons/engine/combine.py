@@ -72,12 +72,24 @@ def apply_in_order(order: Sequence[CodeTerms], cart: Cart) -> Pricing:
         lines, shipping, message = compute(terms.rule, cart, remaining, shipping_left)
         remaining = [left - taken for left, taken in zip(remaining, lines, strict=True)]
         shipping_left -= shipping
-        applied.append(Applied(terms=terms, discount=sum(lines), shipping_discount=shipping,
-                               line_discounts=tuple(lines), message=message))
-    line_discounts = tuple(line.amount - left for line, left in zip(cart.lines, remaining,
-                                                                     strict=True))
-    return Pricing(applied=tuple(applied), line_discounts=line_discounts,
-                   discount=sum(line_discounts), shipping_discount=cart.shipping - shipping_left)
+        applied.append(
+            Applied(
+                terms=terms,
+                discount=sum(lines),
+                shipping_discount=shipping,
+                line_discounts=tuple(lines),
+                message=message,
+            )
+        )
+    line_discounts = tuple(
+        line.amount - left for line, left in zip(cart.lines, remaining, strict=True)
+    )
+    return Pricing(
+        applied=tuple(applied),
+        line_discounts=line_discounts,
+        discount=sum(line_discounts),
+        shipping_discount=cart.shipping - shipping_left,
+    )
 
 
 def total_of(p: Pricing) -> int:
@@ -90,8 +102,12 @@ def standalone(terms: CodeTerms, cart: Cart) -> int:
     the per-line split or the message."""
     if terms.rule.type == T.FREE_SHIPPING:
         return cart.shipping
-    return take_total(terms.rule, cart, [line.amount for line in cart.lines],
-                      eligible_line_indexes(terms.rule, cart))
+    return take_total(
+        terms.rule,
+        cart,
+        [line.amount for line in cart.lines],
+        eligible_line_indexes(terms.rule, cart),
+    )
 
 
 class _Search:
@@ -123,16 +139,18 @@ class _Search:
         key = self._key(i, remaining)
         hit = self.totals.get(key)
         if hit is None:
-            hit = self.totals[key] = take_total(self.coupons[i].rule, self.cart, remaining,
-                                                self.lines[i])
+            hit = self.totals[key] = take_total(
+                self.coupons[i].rule, self.cart, remaining, self.lines[i]
+            )
         return hit
 
     def split(self, i: int, remaining: list[int]) -> list[int]:
         key = self._key(i, remaining)
         hit = self.splits.get(key)
         if hit is None:
-            hit = self.splits[key] = compute(self.coupons[i].rule, self.cart, remaining, 0,
-                                             self.lines[i])[0]
+            hit = self.splits[key] = compute(
+                self.coupons[i].rule, self.cart, remaining, 0, self.lines[i]
+            )[0]
         return hit
 
     def run(self) -> list[CodeTerms]:
@@ -140,8 +158,10 @@ class _Search:
         # never answers less than them: rank order, and percentages first (the usual
         # best: a percentage works on the larger base).
         n = len(self.coupons)
-        for order in (list(range(n)),
-                      sorted(range(n), key=lambda i: (_TYPE_ORDER[self.coupons[i].rule.type], i))):
+        for order in (
+            list(range(n)),
+            sorted(range(n), key=lambda i: (_TYPE_ORDER[self.coupons[i].rule.type], i)),
+        ):
             total = self._walk(order)
             if total > self.best_total:
                 self.best_total, self.best_order = total, order
@@ -157,8 +177,9 @@ class _Search:
             remaining = [left - d for left, d in zip(remaining, lines, strict=True)]
         return total
 
-    def _visit(self, remaining: list[int], total: int, order: list[int],
-               unused: frozenset[int]) -> None:
+    def _visit(
+        self, remaining: list[int], total: int, order: list[int], unused: frozenset[int]
+    ) -> None:
         self.budget.left -= 1
         if not unused:
             if total > self.best_total:
@@ -187,8 +208,9 @@ class _Search:
             order.pop()
 
 
-def best_order(coupons: Sequence[CodeTerms], cart: Cart, *,
-               budget: Budget | None = None) -> tuple[Pricing, bool]:
+def best_order(
+    coupons: Sequence[CodeTerms], cart: Cart, *, budget: Budget | None = None
+) -> tuple[Pricing, bool]:
     """The order of these coupons with the largest total discount -> (pricing, exact).
 
     Free shipping only touches shipping and everything else only merchandise lines, so
@@ -209,8 +231,9 @@ def _maximal_sets(cands: Sequence[CodeTerms], policy: str) -> list[list[int]]:
     """Every maximal pairwise-compatible set of candidate indexes, in rank order
     (including a candidate is tried before leaving it out)."""
     n = len(cands)
-    ok = [[i == j or conflict(cands[i], cands[j], policy) is None for j in range(n)]
-          for i in range(n)]
+    ok = [
+        [i == j or conflict(cands[i], cands[j], policy) is None for j in range(n)] for i in range(n)
+    ]
     out: list[list[int]] = []
 
     def visit(i: int, chosen: list[int]) -> None:
@@ -228,8 +251,9 @@ def _maximal_sets(cands: Sequence[CodeTerms], policy: str) -> list[list[int]]:
     return out
 
 
-def best_combination(cands: Sequence[CodeTerms], cart: Cart, policy: str,
-                     alone: dict[int, int] | None = None) -> tuple[Pricing, bool]:
+def best_combination(
+    cands: Sequence[CodeTerms], cart: Cart, policy: str, alone: dict[int, int] | None = None
+) -> tuple[Pricing, bool]:
     """The valid set and order with the largest total discount -> (pricing, exact).
     At equal totals the first found wins: sets are enumerated in rank order, and each
     set's search starts from its rank order.
@@ -276,15 +300,19 @@ def best_combination(cands: Sequence[CodeTerms], cart: Cart, policy: str,
     return best, exact
 
 
-def _bounded_extension(best: Pricing, rest: Sequence[CodeTerms],
-                       greedy_orders: tuple[Sequence[CodeTerms], ...], cart: Cart,
-                       policy: str, budget: Budget) -> Pricing:
+def _bounded_extension(
+    best: Pricing,
+    rest: Sequence[CodeTerms],
+    greedy_orders: tuple[Sequence[CodeTerms], ...],
+    cart: Cart,
+    policy: str,
+    budget: Budget,
+) -> Pricing:
     """The bounded strategy after the exact search of the pool: append every other
     candidate still compatible with the winners (best standalone first) if it adds
     anything, then price a greedy set per order in greedy_orders; the best of these."""
     order = [a.terms for a in best.applied]
-    remaining = [line.amount - d for line, d in zip(cart.lines, best.line_discounts,
-                                                    strict=True)]
+    remaining = [line.amount - d for line, d in zip(cart.lines, best.line_discounts, strict=True)]
     shipping_left = cart.shipping - best.shipping_discount
     for t in rest:
         if any(conflict(t, o, policy) is not None for o in order):

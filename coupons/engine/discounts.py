@@ -87,8 +87,13 @@ def take_total(rule: Rule, cart: Cart, remaining: list[int], indexes: list[int])
     raise ValueError(f"unknown discount type {rule.type!r}")
 
 
-def compute(rule: Rule, cart: Cart, remaining: list[int], shipping_remaining: int,
-            indexes: list[int] | None = None) -> tuple[list[int], int, str]:
+def compute(
+    rule: Rule,
+    cart: Cart,
+    remaining: list[int],
+    shipping_remaining: int,
+    indexes: list[int] | None = None,
+) -> tuple[list[int], int, str]:
     """-> (discount per line, shipping discount, human message). `indexes`: the rule's
     eligible lines, when the caller already knows them."""
     if rule.type == T.FREE_SHIPPING:

@@ -33,8 +33,15 @@ from coupons.engine.combine import (
 from coupons.engine.eligibility import check
 from coupons.engine.types import Cart, CodeTerms, Pricing, Rejection, Shopper, Usage
 
-__all__ = ["Evaluation", "Skipped", "apply_in_order", "best_order", "evaluate", "price",
-           "stack_group"]
+__all__ = [
+    "Evaluation",
+    "Skipped",
+    "apply_in_order",
+    "best_order",
+    "evaluate",
+    "price",
+    "stack_group",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,32 +82,47 @@ def _name(terms: CodeTerms) -> str:
 
 
 def _nothing(terms: CodeTerms) -> Rejection:
-    return Rejection(r.NO_ELIGIBLE_ITEMS, "Nothing left for it to discount on this cart",
-                     terms.code)
+    return Rejection(
+        r.NO_ELIGIBLE_ITEMS, "Nothing left for it to discount on this cart", terms.code
+    )
 
 
-def _lost(terms: CodeTerms, winners: Sequence[CodeTerms], pricing: Pricing, cart: Cart,
-          policy: str, alone: int) -> Rejection:
+def _lost(
+    terms: CodeTerms,
+    winners: Sequence[CodeTerms],
+    pricing: Pricing,
+    cart: Cart,
+    policy: str,
+    alone: int,
+) -> Rejection:
     """Why a compatible-by-itself candidate is not in the winning combination."""
     blockers = [w for w in winners if conflict(terms, w, policy) is not None]
     reason = (conflict(terms, blockers[0], policy) if blockers else None) or r.NOT_STACKABLE
     names = ", ".join(_name(w) for w in (blockers or winners))
     if policy == "none":
         why = "only one coupon or promotion can be used per order"
-    elif reason == r.STACK_GROUP_CONFLICT and blockers and \
-            blockers[0].rule.coupon_id != terms.rule.coupon_id:
+    elif (
+        reason == r.STACK_GROUP_CONFLICT
+        and blockers
+        and blockers[0].rule.coupon_id != terms.rule.coupon_id
+    ):
         why = f"only one coupon of the '{stack_group(terms)}' kind can be used per order"
     else:
         why = "they cannot be combined"
-    message = (f"A better combination was chosen: {names} saves "
-               f"{display(total_of(pricing), cart.currency)} in total, against "
-               f"{display(alone, cart.currency)} with {_name(terms)}; {why}.")
+    message = (
+        f"A better combination was chosen: {names} saves "
+        f"{display(total_of(pricing), cart.currency)} in total, against "
+        f"{display(alone, cart.currency)} with {_name(terms)}; {why}."
+    )
     return Rejection(reason, message, terms.code)
 
 
-def _check_typed(entered: Sequence[tuple[str, CodeTerms | None, Usage]], shopper: Shopper,
-                 cart: Cart, now: datetime
-                 ) -> tuple[list[Skipped], list[CodeTerms], set[int]]:
+def _check_typed(
+    entered: Sequence[tuple[str, CodeTerms | None, Usage]],
+    shopper: Shopper,
+    cart: Cart,
+    now: datetime,
+) -> tuple[list[Skipped], list[CodeTerms], set[int]]:
     """The typed codes, in request order -> (rejected, candidates, their coupon ids)."""
     rejected: list[Skipped] = []
     cands: list[CodeTerms] = []
@@ -109,8 +131,9 @@ def _check_typed(entered: Sequence[tuple[str, CodeTerms | None, Usage]], shopper
         rejection = check(terms, usage, shopper, cart, now, entered=text)
         if terms is not None and terms.rule.coupon_id in typed_coupons and rejection is None:
             # Two codes of one coupon: a coupon applies at most once per order.
-            rejection = Rejection(r.STACK_GROUP_CONFLICT, r.MESSAGES[r.STACK_GROUP_CONFLICT],
-                                  terms.code)
+            rejection = Rejection(
+                r.STACK_GROUP_CONFLICT, r.MESSAGES[r.STACK_GROUP_CONFLICT], terms.code
+            )
         if terms is not None:
             typed_coupons.add(terms.rule.coupon_id)
         if rejection is not None:
@@ -120,9 +143,14 @@ def _check_typed(entered: Sequence[tuple[str, CodeTerms | None, Usage]], shopper
     return rejected, cands, typed_coupons
 
 
-def _check_autos(autos: Sequence[tuple[CodeTerms, Usage]], typed_coupons: set[int],
-                 alone: dict[int, int], shopper: Shopper, cart: Cart, now: datetime
-                 ) -> tuple[list[Skipped], list[CodeTerms]]:
+def _check_autos(
+    autos: Sequence[tuple[CodeTerms, Usage]],
+    typed_coupons: set[int],
+    alone: dict[int, int],
+    shopper: Shopper,
+    cart: Cart,
+    now: datetime,
+) -> tuple[list[Skipped], list[CodeTerms]]:
     """The auto promotions not typed as a code -> (ineligible, candidates); records each
     eligible one's standalone value in `alone`."""
     ineligible: list[Skipped] = []
@@ -144,9 +172,14 @@ def _check_autos(autos: Sequence[tuple[CodeTerms, Usage]], typed_coupons: set[in
     return ineligible, auto_cands
 
 
-def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
-             autos: Sequence[tuple[CodeTerms, Usage]], shopper: Shopper, cart: Cart,
-             now: datetime, policy: str) -> Evaluation:
+def evaluate(
+    entered: Sequence[tuple[str, CodeTerms | None, Usage]],
+    autos: Sequence[tuple[CodeTerms, Usage]],
+    shopper: Shopper,
+    cart: Cart,
+    now: datetime,
+    policy: str,
+) -> Evaluation:
     """entered: (code as typed, its terms or None if unknown, live usage), request order.
     autos: the auto-apply promotions that may concern this cart, with live usage."""
     rejected, cands, typed_coupons = _check_typed(entered, shopper, cart, now)
@@ -159,8 +192,11 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
     # take a use; a typed code that adds nothing is still applied (the shopper asked for
     # it). Whatever is compatible with the winners left is then added after them: it adds
     # nothing to a best combination (typed codes are kept, promotions are not).
-    winners = [a.terms for a in pricing.applied
-               if id(a.terms) in typed_ids or a.discount or a.shipping_discount]
+    winners = [
+        a.terms
+        for a in pricing.applied
+        if id(a.terms) in typed_ids or a.discount or a.shipping_discount
+    ]
     zero = {id(a.terms) for a in pricing.applied} - {id(t) for t in winners}
     for terms in cands + sorted(auto_cands, key=rank_key):
         if id(terms) in {id(w) for w in winners}:
@@ -183,20 +219,41 @@ def evaluate(entered: Sequence[tuple[str, CodeTerms | None, Usage]],
             ineligible.append(Skipped(terms, _nothing(terms), entered=False))
             continue
         if id(terms) in typed_ids:
-            rejected.append(Skipped(terms, _lost(terms, winners, pricing, cart, policy,
-                                                 alone[id(terms)]), entered=True))
+            rejected.append(
+                Skipped(
+                    terms,
+                    _lost(terms, winners, pricing, cart, policy, alone[id(terms)]),
+                    entered=True,
+                )
+            )
         elif len(passed_over) < MAX_PASSED_OVER:
-            passed_over.append(Skipped(terms, _lost(terms, winners, pricing, cart, policy,
-                                                    alone[id(terms)]), entered=False))
+            passed_over.append(
+                Skipped(
+                    terms,
+                    _lost(terms, winners, pricing, cart, policy, alone[id(terms)]),
+                    entered=False,
+                )
+            )
     order = {t.code if t else text: i for i, (text, t, _) in enumerate(entered)}
     rejected.sort(key=lambda s: order.get(s.rejection.code or "", len(order)))
-    return Evaluation(pricing=pricing, policy=policy, rejected=tuple(rejected),
-                      passed_over=tuple(passed_over), ineligible=tuple(ineligible),
-                      exact=exact, typed=frozenset(t.code for _, t, _ in entered if t))
+    return Evaluation(
+        pricing=pricing,
+        policy=policy,
+        rejected=tuple(rejected),
+        passed_over=tuple(passed_over),
+        ineligible=tuple(ineligible),
+        exact=exact,
+        typed=frozenset(t.code for _, t, _ in entered if t),
+    )
 
 
-def price(entries: Sequence[tuple[str, CodeTerms | None, Usage]], shopper: Shopper, cart: Cart,
-          now: datetime, policy: str) -> Pricing:
+def price(
+    entries: Sequence[tuple[str, CodeTerms | None, Usage]],
+    shopper: Shopper,
+    cart: Cart,
+    now: datetime,
+    policy: str,
+) -> Pricing:
     """Typed codes only, all or nothing (the validate contract, without promotions)."""
     result = evaluate(entries, (), shopper, cart, now, policy)
     rejection = result.first_rejection

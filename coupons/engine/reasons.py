@@ -42,5 +42,5 @@ MESSAGES = {
     SOLD_OUT: "Sold out",
     ALREADY_REDEEMED: "This code has already been redeemed",
     MULTI_ACCOUNT_SUSPECTED: "This coupon was already used by another account from the same "
-                             "device, network, email or payment method",
+    "device, network, email or payment method",
 }

@@ -23,13 +23,25 @@ def try_url(coupon: Coupon) -> str:
 
 def cart_json(*items, currency="USD", shipping="5.00") -> str:
     """items: (sku, category, unit_price, quantity)."""
-    return json.dumps({"currency": currency, "shipping": shipping, "items": [
-        {"sku": s, "category": c, "unit_price": p, "quantity": q} for s, c, p, q in items]})
+    return json.dumps(
+        {
+            "currency": currency,
+            "shipping": shipping,
+            "items": [
+                {"sku": s, "category": c, "unit_price": p, "quantity": q} for s, c, p, q in items
+            ],
+        }
+    )
 
 
 def preview(client, coupon: Coupon, cart: str | None = None, **fields):
-    data = {"cart": cart or cart_json(("SKU-1", "shoes", "100.00", 1)), "customer_id": "",
-            "segments": "", "orders_count": "0", "codes": ""}
+    data = {
+        "cart": cart or cart_json(("SKU-1", "shoes", "100.00", 1)),
+        "customer_id": "",
+        "segments": "",
+        "orders_count": "0",
+        "codes": "",
+    }
     data.update(fields)
     return client.post(try_url(coupon), data)
 
@@ -39,6 +51,7 @@ def codes(rows) -> list[str]:
 
 
 # --- promotion settings -------------------------------------------------------------------
+
 
 def test_settings_list_opens_the_singleton_created_from_the_setting(marketing_client, settings):
     settings.STACKING_POLICY = "none"
@@ -89,9 +102,16 @@ def test_settings_need_a_permission(client):
 
 # --- try it -------------------------------------------------------------------------------
 
+
 def test_change_page_links_to_try_it_and_the_form_has_a_sample_cart(marketing_client):
-    coupon = CouponFactory(code="SHOES20", currency="EUR", percent_bp=2000, auto_apply=True,
-                           min_cart_minor=15000, eligible_categories=["shoes"])
+    coupon = CouponFactory(
+        code="SHOES20",
+        currency="EUR",
+        percent_bp=2000,
+        auto_apply=True,
+        min_cart_minor=15000,
+        eligible_categories=["shoes"],
+    )
 
     change = marketing_client.get(reverse("admin:coupons_coupon_change", args=[coupon.pk]))
     assert try_url(coupon) in change.content.decode()
@@ -107,15 +127,17 @@ def test_change_page_links_to_try_it_and_the_form_has_a_sample_cart(marketing_cl
 
 
 def test_try_it_previews_a_draft_auto_promotion(marketing_client):
-    draft = CouponFactory(code="DRAFT20", description="Spring draft", percent_bp=2000,
-                          active=False, auto_apply=True)
+    draft = CouponFactory(
+        code="DRAFT20", description="Spring draft", percent_bp=2000, active=False, auto_apply=True
+    )
 
     response = preview(marketing_client, draft)
 
     assert response.status_code == 200
     result = response.context["result"]
     assert [(r["code"], r["auto"], r["discount"], r["own"]) for r in result["applied"]] == [
-        ("DRAFT20", True, "$20.00", True)]
+        ("DRAFT20", True, "$20.00", True)
+    ]
     assert ("Total", "$85.00") in result["totals"]
     text = response.content.decode()
     assert "is not live: it is inactive" in text
@@ -144,7 +166,9 @@ def test_try_it_shows_rejected_codes_and_passed_over_promotions(marketing_client
     result = response.context["result"]
     assert codes(result["applied"]) == ["BIG25"]
     assert [(r["code"], r["reason"]) for r in result["rejected"]] == [
-        ("TYPED5", "not_stackable"), ("NOPE", "coupon_not_found")]
+        ("TYPED5", "not_stackable"),
+        ("NOPE", "coupon_not_found"),
+    ]
     assert [(r["code"], r["own"]) for r in result["passed_over"]] == [("SMALL10", True)]
     assert "BIG25 saves $25.00" in result["passed_over"][0]["message"]
     assert "Coupon not found" in response.content.decode()
@@ -161,22 +185,28 @@ def test_try_it_lists_ineligible_promotions_with_the_reason(marketing_client):
     reasons = {r["code"]: (r["reason"], r["own"]) for r in result["ineligible"]}
     assert reasons == {"VIPONLY": ("segment_not_eligible", True)}  # BIGCART: not a candidate
 
-    response = preview(marketing_client, coupon, segments="vip",
-                       cart=cart_json(("SKU-1", "shoes", "600.00", 1)))
+    response = preview(
+        marketing_client, coupon, segments="vip", cart=cart_json(("SKU-1", "shoes", "600.00", 1))
+    )
     result = response.context["result"]
     # both qualify now; equal 10% deals, so the rank order (code) breaks the tie
     assert codes(result["applied"]) == ["BIGCART"]
     assert [(r["code"], r["own"]) for r in result["passed_over"]] == [("VIPONLY", True)]
 
 
-@pytest.mark.parametrize(("cart", "error"), [
-    ("{not json", "Not valid JSON"),
-    ("NaN", "Not valid JSON"),
-    ("[]", "Expected an object with currency and items."),
-    ('{"currency": "USD", "items": []}', "items: Enter a non-empty list of items."),
-    ('{"currency": "USD", "items": [{"sku": "A", "unit_price": "1.001", "quantity": 0}]}',
-     "items[0].unit_price: USD amounts have at most 2 decimal places."),
-])
+@pytest.mark.parametrize(
+    ("cart", "error"),
+    [
+        ("{not json", "Not valid JSON"),
+        ("NaN", "Not valid JSON"),
+        ("[]", "Expected an object with currency and items."),
+        ('{"currency": "USD", "items": []}', "items: Enter a non-empty list of items."),
+        (
+            '{"currency": "USD", "items": [{"sku": "A", "unit_price": "1.001", "quantity": 0}]}',
+            "items[0].unit_price: USD amounts have at most 2 decimal places.",
+        ),
+    ],
+)
 def test_bad_cart_is_a_form_error_not_a_500(marketing_client, cart, error):
     coupon = CouponFactory(auto_apply=True)
 

@@ -19,8 +19,9 @@ from tests.race import race_calls, unexpected
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CART = Cart(currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000,
-                                        quantity=1),))
+CART = Cart(
+    currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000, quantity=1),)
+)
 APPLIES = 60
 EDITS = 20
 
@@ -44,22 +45,36 @@ def test_admin_code_edits_racing_applies_lose_no_use():
 
     def edit(i: int):
         def call():
-            response = clients[i].post(url, {
-                "coupon": coupon.pk, "max_uses": 1000 + i, "expires_at_0": "",
-                "expires_at_1": "", "customer": "", "active": "on"})
+            response = clients[i].post(
+                url,
+                {
+                    "coupon": coupon.pk,
+                    "max_uses": 1000 + i,
+                    "expires_at_0": "",
+                    "expires_at_1": "",
+                    "customer": "",
+                    "active": "on",
+                },
+            )
             assert response.status_code == 302, response.content[:500]
             return response
+
         return call
 
     def apply(i: int):
         return lambda: services.redemption_apply(
-            codes=["ADMINRACE"], shopper=Shopper(id=f"c-{i}"), cart=CART, order_id=f"o-{i}")
+            codes=["ADMINRACE"], shopper=Shopper(id=f"c-{i}"), cart=CART, order_id=f"o-{i}"
+        )
 
     edits = [edit(i) for i in range(EDITS)]
     applies = [apply(i) for i in range(APPLIES)]
     # interleaved: an edit after every three applies
-    calls = [c for group in itertools.zip_longest(applies[0::3], applies[1::3], applies[2::3],
-                                                  edits) for c in group if c is not None]
+    calls = [
+        c
+        for group in itertools.zip_longest(applies[0::3], applies[1::3], applies[2::3], edits)
+        for c in group
+        if c is not None
+    ]
     # when they all run at once
     outcomes = race_calls(calls, workers=24)
     # then every use is counted: the counters equal the live redemptions
@@ -80,14 +95,16 @@ def test_admin_customer_edits_racing_confirms_lose_no_order():
     clients = admin_clients(EDITS)
     orders = [f"vip-{i}" for i in range(APPLIES // 2)]
     for order_id in orders:
-        services.redemption_apply(codes=["LOYAL"], shopper=Shopper(id="vip"), cart=CART,
-                                  order_id=order_id)
+        services.redemption_apply(
+            codes=["LOYAL"], shopper=Shopper(id="vip"), cart=CART, order_id=order_id
+        )
 
     def edit(i: int):
         def call():
             response = clients[i].post(url, {"segments": f"vip,tier-{i}"})
             assert response.status_code == 302, response.content[:500]
             return response
+
         return call
 
     def confirm(order_id: str):
@@ -95,8 +112,7 @@ def test_admin_customer_edits_racing_confirms_lose_no_order():
 
     confirms = [confirm(o) for o in orders]
     edits = [edit(i) for i in range(EDITS)]
-    calls = [c for group in itertools.zip_longest(confirms, edits) for c in group
-             if c is not None]
+    calls = [c for group in itertools.zip_longest(confirms, edits) for c in group if c is not None]
     # when the confirms and the edits run at once
     outcomes = race_calls(calls, workers=24)
     # then every confirmed order is counted, and the segments are one of the edits
@@ -111,12 +127,21 @@ def test_admin_code_limit_below_uses_is_refused_with_a_message():
     CouponFactory(code="USED")
     code = Code.objects.get(code="USED")
     for i in range(3):
-        services.redemption_apply(codes=["USED"], shopper=Shopper(id=f"u-{i}"), cart=CART,
-                                  order_id=f"u-{i}")
+        services.redemption_apply(
+            codes=["USED"], shopper=Shopper(id=f"u-{i}"), cart=CART, order_id=f"u-{i}"
+        )
     (client,) = admin_clients(1)
-    response = client.post(reverse("admin:coupons_code_change", args=[code.pk]), {
-        "coupon": code.coupon_id, "max_uses": 2, "expires_at_0": "", "expires_at_1": "",
-        "customer": "", "active": "on"})
+    response = client.post(
+        reverse("admin:coupons_code_change", args=[code.pk]),
+        {
+            "coupon": code.coupon_id,
+            "max_uses": 2,
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "customer": "",
+            "active": "on",
+        },
+    )
     # the form's own check says it (the service re-checks under the lock)
     assert response.status_code == 200
     assert b"already been used 3 times" in response.content

@@ -89,8 +89,7 @@ def test_create_response_body(admin_api):
     assert conditions["max_uses_per_user"] == 1
     assert conditions["first_purchase_only"] is False
     assert conditions["stackable"] is False
-    assert dt.datetime.fromisoformat(conditions["valid_to"]) == \
-        Coupon.objects.get().valid_to
+    assert dt.datetime.fromisoformat(conditions["valid_to"]) == Coupon.objects.get().valid_to
     assert body["uses"] == 0
 
 
@@ -100,12 +99,17 @@ def test_created_seed_coupon_prices_the_seed_cart(admin_api, storefront, monkeyp
     inside = dt.datetime(2026, 3, 31, 23, 0, tzinfo=dt.UTC)
     monkeypatch.setattr(timezone, "now", lambda: inside)
     # when a premium member validates a $150 electronics cart
-    response = storefront.post("/api/v1/coupons/validate", {
-        "coupon_code": "SUMMER25",
-        "customer": {"id": "u-1", "segments": ["premium_members"]},
-        "cart": cart(("SKU-1", "electronics", "50.00", 3),
-                     ("SKU-GIFT-CARD", "electronics", "25.00", 1)),
-    }, format="json")
+    response = storefront.post(
+        "/api/v1/coupons/validate",
+        {
+            "coupon_code": "SUMMER25",
+            "customer": {"id": "u-1", "segments": ["premium_members"]},
+            "cart": cart(
+                ("SKU-1", "electronics", "50.00", 3), ("SKU-GIFT-CARD", "electronics", "25.00", 1)
+            ),
+        },
+        format="json",
+    )
     # then 25% of the eligible $150 (the gift card is excluded)
     body = response.json()
     assert body["valid"] is True, body
@@ -129,10 +133,11 @@ def test_list(admin_api):
     body = admin_api.get(URL).json()
     assert body["count"] == 3
     assert [c["code"] for c in body["results"]] == ["AAA", "BBB", "CCC"]
-    assert [c["code"] for c in admin_api.get(URL, {"active": "true"}).json()["results"]] == \
-        ["BBB", "CCC"]
-    assert [c["code"] for c in admin_api.get(URL, {"type": "fixed"}).json()["results"]] == \
-        ["CCC"]
+    assert [c["code"] for c in admin_api.get(URL, {"active": "true"}).json()["results"]] == [
+        "BBB",
+        "CCC",
+    ]
+    assert [c["code"] for c in admin_api.get(URL, {"type": "fixed"}).json()["results"]] == ["CCC"]
     page = admin_api.get(URL, {"limit": 1, "offset": 1}).json()
     assert page["count"] == 3
     assert [c["code"] for c in page["results"]] == ["BBB"]
@@ -141,9 +146,9 @@ def test_list(admin_api):
 def test_patch_is_partial_and_conditions_merge(admin_api):
     create_seed(admin_api)
     # when only the minimum and the value change
-    response = admin_api.patch(f"{URL}/SUMMER25",
-                               {"value": 30, "conditions": {"min_cart_value": "80.00"}},
-                               format="json")
+    response = admin_api.patch(
+        f"{URL}/SUMMER25", {"value": 30, "conditions": {"min_cart_value": "80.00"}}, format="json"
+    )
     # then everything else stays as it was
     assert response.status_code == 200, response.content
     coupon = Coupon.objects.get(code="SUMMER25")
@@ -162,9 +167,11 @@ def test_patch_is_partial_and_conditions_merge(admin_api):
 
 def test_patch_can_clear_a_condition(admin_api):
     create_seed(admin_api)
-    response = admin_api.patch(f"{URL}/SUMMER25", {"discount_cap": None,
-                                                   "conditions": {"max_uses_per_user": None}},
-                               format="json")
+    response = admin_api.patch(
+        f"{URL}/SUMMER25",
+        {"discount_cap": None, "conditions": {"max_uses_per_user": None}},
+        format="json",
+    )
     assert response.status_code == 200
     coupon = Coupon.objects.get(code="SUMMER25")
     assert coupon.cap_minor is None
@@ -181,23 +188,30 @@ def test_patch_does_not_rename(admin_api):
 
 
 def test_tiered_round_trip(admin_api):
-    definition = {"code": "SPEND", "type": "tiered",
-                  "tiers": [{"threshold": "100.00", "discount": "10.00"},
-                            {"threshold": 200, "discount": 30}]}
+    definition = {
+        "code": "SPEND",
+        "type": "tiered",
+        "tiers": [{"threshold": "100.00", "discount": "10.00"}, {"threshold": 200, "discount": 30}],
+    }
     response = admin_api.post(URL, definition, format="json")
     assert response.status_code == 201, response.content
     coupon = Coupon.objects.get(code="SPEND")
-    assert coupon.tiers == [{"threshold_minor": 10000, "discount_minor": 1000},
-                            {"threshold_minor": 20000, "discount_minor": 3000}]
+    assert coupon.tiers == [
+        {"threshold_minor": 10000, "discount_minor": 1000},
+        {"threshold_minor": 20000, "discount_minor": 3000},
+    ]
     assert admin_api.get(f"{URL}/SPEND").json()["tiers"] == [
         {"threshold": "100.00", "discount": "10.00"},
-        {"threshold": "200.00", "discount": "30.00"}]
+        {"threshold": "200.00", "discount": "30.00"},
+    ]
 
 
 def test_bogo_round_trip(admin_api):
-    response = admin_api.post(URL, {"code": "B2G1", "type": "bogo",
-                                    "bogo": {"buy": 2, "get": 1, "percent_off": 50}},
-                              format="json")
+    response = admin_api.post(
+        URL,
+        {"code": "B2G1", "type": "bogo", "bogo": {"buy": 2, "get": 1, "percent_off": 50}},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     coupon = Coupon.objects.get(code="B2G1")
     assert (coupon.bogo_buy, coupon.bogo_get, coupon.bogo_percent_bp) == (2, 1, 5000)
@@ -205,23 +219,38 @@ def test_bogo_round_trip(admin_api):
 
 
 def test_bogo_defaults_to_free(admin_api):
-    response = admin_api.post(URL, {"code": "BOGO", "type": "bogo",
-                                    "bogo": {"buy": 1, "get": 1}}, format="json")
+    response = admin_api.post(
+        URL, {"code": "BOGO", "type": "bogo", "bogo": {"buy": 1, "get": 1}}, format="json"
+    )
     assert response.status_code == 201
     assert Coupon.objects.get(code="BOGO").bogo_percent_bp == 10_000
     assert response.json()["bogo"]["percent_off"] == "100"
 
 
 def test_fixed_and_free_shipping_and_extras(admin_api):
-    fixed = admin_api.post(URL, {"code": "TENOFF", "type": "fixed", "value": "10.00",
-                                 "stack_group": "fixed", "stackable": True, "auto_apply": True,
-                                 "active": False}, format="json")
+    fixed = admin_api.post(
+        URL,
+        {
+            "code": "TENOFF",
+            "type": "fixed",
+            "value": "10.00",
+            "stack_group": "fixed",
+            "stackable": True,
+            "auto_apply": True,
+            "active": False,
+        },
+        format="json",
+    )
     assert fixed.status_code == 201, fixed.content
     coupon = Coupon.objects.get(code="TENOFF")
     assert coupon.amount_minor == 1000
     assert coupon.percent_bp is None
-    assert (coupon.stack_group, coupon.stackable, coupon.auto_apply, coupon.active) == \
-        ("fixed", True, True, False)
+    assert (coupon.stack_group, coupon.stackable, coupon.auto_apply, coupon.active) == (
+        "fixed",
+        True,
+        True,
+        False,
+    )
     assert fixed.json()["value"] == "10.00"
     ship = admin_api.post(URL, {"code": "FREESHIP", "type": "free_shipping"}, format="json")
     assert ship.status_code == 201, ship.content
@@ -229,8 +258,9 @@ def test_fixed_and_free_shipping_and_extras(admin_api):
 
 
 def test_currency_sets_the_minor_units(admin_api):
-    response = admin_api.post(URL, {"code": "YEN500", "type": "fixed", "value": 500,
-                                    "currency": "jpy"}, format="json")
+    response = admin_api.post(
+        URL, {"code": "YEN500", "type": "fixed", "value": 500, "currency": "jpy"}, format="json"
+    )
     assert response.status_code == 201, response.content
     coupon = Coupon.objects.get(code="YEN500")
     assert (coupon.currency, coupon.amount_minor) == ("JPY", 500)
@@ -239,13 +269,21 @@ def test_currency_sets_the_minor_units(admin_api):
 
 @pytest.mark.parametrize(
     ("value", "bp", "shown"),
-    [(25, 2500, "25"), (10, 1000, "10"), (20, 2000, "20"), (50, 5000, "50"),
-     (100, 10_000, "100"), ("12.5", 1250, "12.5"), ("33.33", 3333, "33.33"),
-     ("0.5", 50, "0.5")],
+    [
+        (25, 2500, "25"),
+        (10, 1000, "10"),
+        (20, 2000, "20"),
+        (50, 5000, "50"),
+        (100, 10_000, "100"),
+        ("12.5", 1250, "12.5"),
+        ("33.33", 3333, "33.33"),
+        ("0.5", 50, "0.5"),
+    ],
 )
 def test_percent_value_round_trip(admin_api, value, bp, shown):
-    response = admin_api.post(URL, {"code": "PCT", "type": "percentage", "value": value},
-                              format="json")
+    response = admin_api.post(
+        URL, {"code": "PCT", "type": "percentage", "value": value}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert Coupon.objects.get(code="PCT").percent_bp == bp
     assert response.json()["value"] == shown
@@ -253,25 +291,35 @@ def test_percent_value_round_trip(admin_api, value, bp, shown):
 
 
 def test_fractional_percent(admin_api):
-    response = admin_api.post(URL, {"code": "THIRD", "type": "percentage", "value": "33.33"},
-                              format="json")
+    response = admin_api.post(
+        URL, {"code": "THIRD", "type": "percentage", "value": "33.33"}, format="json"
+    )
     assert response.status_code == 201
     assert Coupon.objects.get(code="THIRD").percent_bp == 3333
 
 
 def test_code_is_upper_cased(admin_api):
-    response = admin_api.post(URL, {"code": "summer10", "type": "percentage", "value": 10},
-                              format="json")
+    response = admin_api.post(
+        URL, {"code": "summer10", "type": "percentage", "value": 10}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["code"] == "SUMMER10"
     assert Code.objects.filter(code="SUMMER10").exists()
 
 
 def test_create_with_idempotency_key_replays(admin_api):
-    first = admin_api.post(URL, {"code": "ONCE", "type": "percentage", "value": 10},
-                           format="json", HTTP_IDEMPOTENCY_KEY="create-1")
-    second = admin_api.post(URL, {"code": "ONCE", "type": "percentage", "value": 10},
-                            format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    first = admin_api.post(
+        URL,
+        {"code": "ONCE", "type": "percentage", "value": 10},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="create-1",
+    )
+    second = admin_api.post(
+        URL,
+        {"code": "ONCE", "type": "percentage", "value": 10},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="create-1",
+    )
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert second["Idempotent-Replayed"] == "true"

@@ -62,14 +62,25 @@ NUMERIC = [
     ("bogo", ("bogo", "get"), (1, 1000), (0, -1, 1001, 32768, *BIG)),
     ("bogo", ("bogo", "percent_off"), ("0.01", 100), (-1, 0, "100.01", 101, *BIG)),
     ("percentage", ("value",), ("0.01", 100), (-1, 0, "100.01", "0.001", *BIG)),
-    ("fixed", ("value",), ("0.01", "100000000000.00"),
-     (-1, 0, "100000000000.01", "0.001", *BIG_MONEY)),
-    ("fixed", ("discount_cap",), (0, "100000000000.00"),
-     ("-0.01", "100000000000.01", *BIG_MONEY)),
-    ("fixed", ("budget",), ("0.01", "100000000000.00"),
-     (0, "-0.01", "100000000000.01", *BIG_MONEY)),
-    ("fixed", ("conditions", "min_cart_value"), (0, "100000000000.00"),
-     ("-0.01", "100000000000.01", *BIG_MONEY)),
+    (
+        "fixed",
+        ("value",),
+        ("0.01", "100000000000.00"),
+        (-1, 0, "100000000000.01", "0.001", *BIG_MONEY),
+    ),
+    ("fixed", ("discount_cap",), (0, "100000000000.00"), ("-0.01", "100000000000.01", *BIG_MONEY)),
+    (
+        "fixed",
+        ("budget",),
+        ("0.01", "100000000000.00"),
+        (0, "-0.01", "100000000000.01", *BIG_MONEY),
+    ),
+    (
+        "fixed",
+        ("conditions", "min_cart_value"),
+        (0, "100000000000.00"),
+        ("-0.01", "100000000000.01", *BIG_MONEY),
+    ),
 ]
 IN_RANGE = [(kind, path, v) for kind, path, ok, _ in NUMERIC for v in ok]
 OUT_OF_RANGE = [(kind, path, v) for kind, path, _, bad in NUMERIC for v in bad]
@@ -82,14 +93,18 @@ def _ids(case) -> str:
 
 # --- the bodies schemathesis found -------------------------------------------------------
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"priority": -152}, None),           # in range: a 200
-    ({"bogo": {"buy": 413}}, "bogo"),      # half a bogo: get is required, as on create
-    ({"bogo": {"get": 2}}, "bogo"),
-    ({"bogo": {}}, "bogo"),
-    ({"tiers": [{"threshold": "10.00"}]}, "tiers"),
-    ({"tiers": [{}]}, "tiers"),
-])
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"priority": -152}, None),  # in range: a 200
+        ({"bogo": {"buy": 413}}, "bogo"),  # half a bogo: get is required, as on create
+        ({"bogo": {"get": 2}}, "bogo"),
+        ({"bogo": {}}, "bogo"),
+        ({"tiers": [{"threshold": "10.00"}]}, "tiers"),
+        ({"tiers": [{}]}, "tiers"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["percentage", "bogo", "tiered"])
 def test_patch_found_by_fuzzing(admin_api, kind, body, field):
     # given a coupon created through the API
@@ -106,8 +121,9 @@ def test_patch_found_by_fuzzing(admin_api, kind, body, field):
 
 
 def test_patch_half_a_bogo_keeps_the_stored_one(admin_api):
-    admin_api.post(URL, {"code": "B2G1", "type": "bogo", "bogo": {"buy": 2, "get": 1}},
-                   format="json")
+    admin_api.post(
+        URL, {"code": "B2G1", "type": "bogo", "bogo": {"buy": 2, "get": 1}}, format="json"
+    )
     response = admin_api.patch(f"{URL}/B2G1", {"bogo": {"buy": 413}}, format="json")
     assert _errors(response) == {"bogo": {"get": ["This field is required."]}}
     coupon = Coupon.objects.get(code="B2G1")
@@ -115,8 +131,11 @@ def test_patch_half_a_bogo_keeps_the_stored_one(admin_api):
 
 
 def test_patch_a_whole_bogo_gets_the_create_defaults(admin_api):
-    admin_api.post(URL, {"code": "B2G1", "type": "bogo",
-                         "bogo": {"buy": 2, "get": 1, "percent_off": 50}}, format="json")
+    admin_api.post(
+        URL,
+        {"code": "B2G1", "type": "bogo", "bogo": {"buy": 2, "get": 1, "percent_off": 50}},
+        format="json",
+    )
     response = admin_api.patch(f"{URL}/B2G1", {"bogo": {"buy": 3, "get": 1}}, format="json")
     assert response.status_code == 200, response.content
     # percent_off left out means 100, as on create (not "keep the old 50")
@@ -124,17 +143,24 @@ def test_patch_a_whole_bogo_gets_the_create_defaults(admin_api):
 
 
 def test_create_half_a_bogo(admin_api):
-    response = admin_api.post(URL, {"code": "B", "type": "bogo", "bogo": {"buy": 413}},
-                              format="json")
+    response = admin_api.post(
+        URL, {"code": "B", "type": "bogo", "bogo": {"buy": 413}}, format="json"
+    )
     assert _errors(response) == {"bogo": {"get": ["This field is required."]}}
 
 
 def test_patch_conditions_still_merge(admin_api):
-    admin_api.post(URL, {"code": "M", "type": "percentage", "value": 10,
-                         "conditions": {"max_uses_total": 5, "max_uses_per_user": 1}},
-                   format="json")
-    response = admin_api.patch(f"{URL}/M", {"conditions": {"max_uses_total": 7}},
-                               format="json")
+    admin_api.post(
+        URL,
+        {
+            "code": "M",
+            "type": "percentage",
+            "value": 10,
+            "conditions": {"max_uses_total": 5, "max_uses_per_user": 1},
+        },
+        format="json",
+    )
+    response = admin_api.patch(f"{URL}/M", {"conditions": {"max_uses_total": 7}}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["conditions"]["max_uses_total"] == 7
     assert response.json()["conditions"]["max_uses_per_user"] == 1
@@ -142,19 +168,22 @@ def test_patch_conditions_still_merge(admin_api):
 
 # --- every numeric field, at and beyond its limits ---------------------------------------
 
+
 @pytest.mark.parametrize("case", IN_RANGE, ids=_ids)
 def test_create_in_range(admin_api, case):
     kind, path, value = case
-    response = admin_api.post(URL, _with(path, value, {"code": "EDGE", **BASE[kind]}),
-                              format="json")
+    response = admin_api.post(
+        URL, _with(path, value, {"code": "EDGE", **BASE[kind]}), format="json"
+    )
     assert response.status_code == 201, response.content
 
 
 @pytest.mark.parametrize("case", OUT_OF_RANGE, ids=_ids)
 def test_create_out_of_range(admin_api, case):
     kind, path, value = case
-    response = admin_api.post(URL, _with(path, value, {"code": "EDGE", **BASE[kind]}),
-                              format="json")
+    response = admin_api.post(
+        URL, _with(path, value, {"code": "EDGE", **BASE[kind]}), format="json"
+    )
     assert _names_field(_errors(response), path)
     assert not Coupon.objects.filter(code="EDGE").exists()
 
@@ -182,8 +211,7 @@ def test_patch_out_of_range(admin_api, case):
 @pytest.mark.parametrize("value", ["-0.01", "100000000000.01", *BIG_MONEY])
 def test_tier_amounts_out_of_range(admin_api, path, value):
     tier = {"threshold": "10.00", "discount": "1.00", path[2]: value}
-    created = admin_api.post(URL, {"code": "T", "type": "tiered", "tiers": [tier]},
-                             format="json")
+    created = admin_api.post(URL, {"code": "T", "type": "tiered", "tiers": [tier]}, format="json")
     assert "tiers" in _errors(created)
     admin_api.post(URL, {"code": "T", **BASE["tiered"]}, format="json")
     patched = admin_api.patch(f"{URL}/T", {"tiers": [tier]}, format="json")
@@ -192,16 +220,23 @@ def test_tier_amounts_out_of_range(admin_api, path, value):
 
 # --- times and texts the columns cannot hold ---------------------------------------------
 
-@pytest.mark.parametrize("moment", [
-    "9999-12-31T23:59:59-10:00",  # year 10000 in UTC: stored, then unreadable
-    "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
-    "9999-12-31",                 # past the last day every time zone can show
-    "1969-12-31T23:59:59Z",
-])
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "9999-12-31T23:59:59-10:00",  # year 10000 in UTC: stored, then unreadable
+        "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
+        "9999-12-31",  # past the last day every time zone can show
+        "1969-12-31T23:59:59Z",
+    ],
+)
 @pytest.mark.parametrize("name", ["valid_from", "valid_to"])
 def test_validity_out_of_range(admin_api, name, moment):
-    created = admin_api.post(URL, {"code": "W", "type": "percentage", "value": 10,
-                                   "conditions": {name: moment}}, format="json")
+    created = admin_api.post(
+        URL,
+        {"code": "W", "type": "percentage", "value": 10, "conditions": {name: moment}},
+        format="json",
+    )
     assert _errors(created) == {"conditions": {name: ["Enter a time between 1970 and 9999."]}}
     admin_api.post(URL, {"code": "W", "type": "percentage", "value": 10}, format="json")
     patched = admin_api.patch(f"{URL}/W", {"conditions": {name: moment}}, format="json")
@@ -212,10 +247,16 @@ def test_validity_out_of_range(admin_api, name, moment):
 
 
 def test_validity_at_the_edges(admin_api):
-    response = admin_api.post(URL, {"code": "W", "type": "percentage", "value": 10,
-                                    "conditions": {"valid_from": "1970-01-01T00:00:00Z",
-                                                   "valid_to": "9999-12-30"}},
-                              format="json")
+    response = admin_api.post(
+        URL,
+        {
+            "code": "W",
+            "type": "percentage",
+            "value": 10,
+            "conditions": {"valid_from": "1970-01-01T00:00:00Z", "valid_to": "9999-12-30"},
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert admin_api.patch(f"{URL}/W", {"priority": -152}, format="json").status_code == 200
 
@@ -224,20 +265,28 @@ def test_validity_at_the_edges(admin_api):
 def test_any_offset_is_the_same_instant(admin_api, offset):
     # PostgreSQL refuses offsets past 15:59 (a 500, found by the stateful fuzzing)
     moment = f"2030-06-01T12:00:00{offset}"
-    response = admin_api.post(URL, {"code": "TZ", "type": "percentage", "value": 10,
-                                    "conditions": {"valid_from": moment}}, format="json")
+    response = admin_api.post(
+        URL,
+        {"code": "TZ", "type": "percentage", "value": 10, "conditions": {"valid_from": moment}},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     expected = dt.datetime.fromisoformat(moment)
     assert Coupon.objects.get(code="TZ").valid_from == expected
-    patched = admin_api.patch(f"{URL}/TZ", {"conditions": {"valid_to": moment.replace(
-        "2030", "2031")}}, format="json")
+    patched = admin_api.patch(
+        f"{URL}/TZ", {"conditions": {"valid_to": moment.replace("2030", "2031")}}, format="json"
+    )
     assert patched.status_code == 200, patched.content
     assert Coupon.objects.get(code="TZ").valid_to == expected.replace(year=2031)
 
 
 def test_segment_longer_than_its_column(admin_api):
-    body = {"code": "S", "type": "percentage", "value": 10,
-            "conditions": {"eligible_user_segments": ["s" * 65]}}
+    body = {
+        "code": "S",
+        "type": "percentage",
+        "value": 10,
+        "conditions": {"eligible_user_segments": ["s" * 65]},
+    }
     assert "conditions" in _errors(admin_api.post(URL, body, format="json"))
     body["conditions"]["eligible_user_segments"] = ["s" * 64]
     assert admin_api.post(URL, body, format="json").status_code == 201
@@ -245,16 +294,20 @@ def test_segment_longer_than_its_column(admin_api):
 
 # --- the last line of defence: a check constraint the validation missed ------------------
 
+
 @pytest.fixture
 def no_business_checks(monkeypatch):
     """coupon_check switched off: only the database's check constraints remain."""
     monkeypatch.setattr(services, "coupon_check", lambda coupon: None)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"value": 150}, "value"),                                       # percent_bp > 10000
-    ({"conditions": {"valid_from": "2026-05-01", "valid_to": "2026-04-01"}}, "valid_to"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"value": 150}, "value"),  # percent_bp > 10000
+        ({"conditions": {"valid_from": "2026-05-01", "valid_to": "2026-04-01"}}, "valid_to"),
+    ],
+)
 def test_check_constraint_on_patch_is_a_400(admin_api, no_business_checks, body, field):
     CouponFactory(code="GUARD")
     response = admin_api.patch(f"{URL}/GUARD", body, format="json")
@@ -262,23 +315,25 @@ def test_check_constraint_on_patch_is_a_400(admin_api, no_business_checks, body,
 
 
 def test_check_constraint_on_create_is_a_400_not_exists(admin_api, no_business_checks):
-    response = admin_api.post(URL, {"code": "GUARD", "type": "percentage", "value": 150},
-                              format="json")
+    response = admin_api.post(
+        URL, {"code": "GUARD", "type": "percentage", "value": 150}, format="json"
+    )
     assert _errors(response) == {"value": ["This value is not allowed here."]}
     assert not Coupon.objects.filter(code="GUARD").exists()
 
 
 def test_max_uses_below_uses_on_patch_is_a_400(admin_api, no_business_checks):
     CouponFactory(code="USED", uses=5, max_uses_total=10)
-    response = admin_api.patch(f"{URL}/USED", {"conditions": {"max_uses_total": 3}},
-                               format="json")
+    response = admin_api.patch(f"{URL}/USED", {"conditions": {"max_uses_total": 3}}, format="json")
     assert _errors(response) == {"max_uses_total": ["This value is not allowed here."]}
 
 
 def test_a_value_the_column_cannot_hold_is_a_400(admin_api, monkeypatch):
     # given validation that lets an out-of-range priority through
-    monkeypatch.setattr("coupons.api.admin_serializers.definition_to_fields",
-                        lambda data, instance=None: {"priority": 2**40})
+    monkeypatch.setattr(
+        "coupons.api.admin_serializers.definition_to_fields",
+        lambda data, instance=None: {"priority": 2**40},
+    )
     CouponFactory(code="WIDE")
     response = admin_api.patch(f"{URL}/WIDE", {"priority": 1}, format="json")
     assert _errors(response) == {"non_field_errors": ["A value is out of range or too long."]}
@@ -286,7 +341,8 @@ def test_a_value_the_column_cannot_hold_is_a_400(admin_api, monkeypatch):
 
 def test_existing_code_is_still_a_409(admin_api):
     CouponFactory(code="TAKEN")
-    response = admin_api.post(URL, {"code": "TAKEN", "type": "percentage", "value": 10},
-                              format="json")
+    response = admin_api.post(
+        URL, {"code": "TAKEN", "type": "percentage", "value": 10}, format="json"
+    )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "coupon_exists"

@@ -36,8 +36,9 @@ def order(client, order_id: str, action: str, **kw):
 
 @pytest.fixture
 def summer25(db):
-    return CouponFactory(code="SUMMER25", percent_bp=2500, cap_minor=5000, stackable=True,
-                         stack_group="percentage")
+    return CouponFactory(
+        code="SUMMER25", percent_bp=2500, cap_minor=5000, stackable=True, stack_group="percentage"
+    )
 
 
 def uses(coupon) -> int:
@@ -56,6 +57,7 @@ def assert_error_body(response, status: int, code: str | None = None):
 
 
 # --- apply ------------------------------------------------------------------------------
+
 
 def test_apply_reserves(storefront, summer25):
     # when
@@ -82,8 +84,13 @@ def test_apply_reserves(storefront, summer25):
 
 
 def test_apply_several_codes(storefront, summer25):
-    freeship = CouponFactory(code="FREESHIP", type="free_shipping", percent_bp=None,
-                             stackable=True, stack_group="shipping")
+    freeship = CouponFactory(
+        code="FREESHIP",
+        type="free_shipping",
+        percent_bp=None,
+        stackable=True,
+        stack_group="shipping",
+    )
     response = apply(storefront, coupon_codes=["SUMMER25", "FREESHIP"], user_id="u-1")
     assert response.status_code == 200
     body = response.json()
@@ -94,8 +101,11 @@ def test_apply_several_codes(storefront, summer25):
 
 
 def test_apply_rejection_is_422(storefront):
-    CouponFactory(code="OLD", valid_from=timezone.now() - timedelta(days=9),
-                  valid_to=timezone.now() - timedelta(days=1))
+    CouponFactory(
+        code="OLD",
+        valid_from=timezone.now() - timedelta(days=9),
+        valid_to=timezone.now() - timedelta(days=1),
+    )
     response = apply(storefront, coupon_code="OLD", user_id="u-1")
     assert response.status_code == 422
     body = response.json()
@@ -130,13 +140,15 @@ def test_apply_over_the_total_limit_is_422(storefront):
 
 def test_apply_over_the_customer_limit_is_422(storefront):
     CouponFactory(code="ONEEACH", max_uses_per_user=1)
-    assert apply(storefront, coupon_code="ONEEACH", user_id="u-1", order_id="o-1") \
-        .status_code == 200
+    assert (
+        apply(storefront, coupon_code="ONEEACH", user_id="u-1", order_id="o-1").status_code == 200
+    )
     response = apply(storefront, coupon_code="ONEEACH", user_id="u-1", order_id="o-2")
     assert response.status_code == 422
     assert response.json()["reason"] == "customer_limit_reached"
-    assert apply(storefront, coupon_code="ONEEACH", user_id="u-2", order_id="o-3") \
-        .status_code == 200
+    assert (
+        apply(storefront, coupon_code="ONEEACH", user_id="u-2", order_id="o-3").status_code == 200
+    )
 
 
 def test_apply_without_idempotency_key_is_400(storefront, summer25):
@@ -154,6 +166,7 @@ def test_idempotency_key_too_long_is_400(storefront, summer25):
 
 # --- idempotency ------------------------------------------------------------------------
 
+
 def test_replay_returns_the_first_response(storefront, summer25):
     # given
     first = apply(storefront, key="k-1", coupon_code="SUMMER25", user_id="u-1")
@@ -169,8 +182,11 @@ def test_replay_returns_the_first_response(storefront, summer25):
 
 
 def test_rejection_is_replayed_too(storefront):
-    CouponFactory(code="OLD", valid_from=timezone.now() - timedelta(days=9),
-                  valid_to=timezone.now() - timedelta(days=1))
+    CouponFactory(
+        code="OLD",
+        valid_from=timezone.now() - timedelta(days=9),
+        valid_to=timezone.now() - timedelta(days=1),
+    )
     first = apply(storefront, key="k-422", coupon_code="OLD")
     second = apply(storefront, key="k-422", coupon_code="OLD")
     assert first.status_code == second.status_code == 422
@@ -180,8 +196,7 @@ def test_rejection_is_replayed_too(storefront):
 
 def test_same_key_different_body_is_409(storefront, summer25):
     apply(storefront, key="k-1", coupon_code="SUMMER25", user_id="u-1", order_id="o-1")
-    response = apply(storefront, key="k-1", coupon_code="SUMMER25", user_id="u-1",
-                     order_id="o-2")
+    response = apply(storefront, key="k-1", coupon_code="SUMMER25", user_id="u-1", order_id="o-2")
     assert_error_body(response, 409, "idempotency_key_reused")
     assert uses(summer25) == 1
 
@@ -214,6 +229,7 @@ def test_apply_again_after_release_reserves_again(storefront, summer25):
 
 
 # --- confirm / release / return ---------------------------------------------------------
+
 
 def test_confirm(storefront, summer25):
     apply(storefront, coupon_code="SUMMER25", user_id="u-1", order_id="o-1")
@@ -320,12 +336,14 @@ def test_unknown_order_is_404(storefront, action):
 
 # --- reservation expiry -----------------------------------------------------------------
 
+
 def test_expire_task_gives_the_use_back_once(storefront, summer25):
     # given a reservation past its hold and one still held
     apply(storefront, coupon_code="SUMMER25", user_id="u-1", order_id="o-old")
     apply(storefront, coupon_code="SUMMER25", user_id="u-2", order_id="o-new")
     Redemption.objects.filter(order_id="o-old").update(
-        expires_at=timezone.now() - timedelta(minutes=1))
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
     assert uses(summer25) == 2
     # when the beat job runs, twice
     assert expire_stale_reservations() == 1
@@ -356,9 +374,9 @@ def test_expire_does_not_touch_confirmed(storefront, summer25):
 
 # --- customer tokens and scopes ---------------------------------------------------------
 
+
 def test_customer_jwt_for_another_customer_is_403(customer_client, summer25):
-    response = apply(customer_client("u-1"), coupon_code="SUMMER25",
-                     customer={"id": "u-2"})
+    response = apply(customer_client("u-1"), coupon_code="SUMMER25", customer={"id": "u-2"})
     assert_error_body(response, 403)
     assert uses(summer25) == 0
 
@@ -402,9 +420,12 @@ def test_admin_only_key_cannot_apply(admin_api, summer25):
 
 def test_storefront_key_on_admin_endpoint_is_403(storefront):
     assert_error_body(storefront.get("/api/v1/admin/coupons"), 403)
-    assert_error_body(storefront.post("/api/v1/admin/coupons",
-                                      {"code": "X", "type": "percentage", "value": 5},
-                                      format="json"), 403)
+    assert_error_body(
+        storefront.post(
+            "/api/v1/admin/coupons", {"code": "X", "type": "percentage", "value": 5}, format="json"
+        ),
+        403,
+    )
     assert not Coupon.objects.filter(code="X").exists()
 
 
@@ -423,14 +444,25 @@ def test_confirm_counts_a_purchase_only_for_the_confirming_customer(storefront):
     from tests.support import cart as _cart
 
     _Coupon(code="REUSE10")
-    body = {"coupon_code": "REUSE10", "order_id": "o-reuse",
-            "cart": _cart(("SKU-1", "books", "40.00", 1))}
-    first = storefront.post("/api/v1/coupons/apply", {**body, "user_id": "u-1"},
-                            format="json", HTTP_IDEMPOTENCY_KEY="reuse-1")
+    body = {
+        "coupon_code": "REUSE10",
+        "order_id": "o-reuse",
+        "cart": _cart(("SKU-1", "books", "40.00", 1)),
+    }
+    first = storefront.post(
+        "/api/v1/coupons/apply",
+        {**body, "user_id": "u-1"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="reuse-1",
+    )
     assert first.status_code == 200
     assert storefront.post("/api/v1/orders/o-reuse/release").status_code == 200
-    second = storefront.post("/api/v1/coupons/apply", {**body, "user_id": "u-2"},
-                             format="json", HTTP_IDEMPOTENCY_KEY="reuse-2")
+    second = storefront.post(
+        "/api/v1/coupons/apply",
+        {**body, "user_id": "u-2"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="reuse-2",
+    )
     assert second.status_code == 200
     # when the order is confirmed
     assert storefront.post("/api/v1/orders/o-reuse/confirm").status_code == 200

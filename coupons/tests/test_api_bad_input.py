@@ -19,14 +19,16 @@ EVALUATE = "/api/v1/promotions/evaluate"
 
 
 def base_body() -> dict:
-    return {"coupon_code": "SUMMER25", "user_id": "u-1", "order_id": "o-1",
-            "cart": cart(("SKU-1", "electronics", "50.00", 3), shipping="7.99",
-                         subtotal="150.00")}
+    return {
+        "coupon_code": "SUMMER25",
+        "user_id": "u-1",
+        "order_id": "o-1",
+        "cart": cart(("SKU-1", "electronics", "50.00", 3), shipping="7.99", subtotal="150.00"),
+    }
 
 
 def item(**kw) -> dict:
-    return {"sku": "SKU-1", "category": "electronics", "unit_price": "50.00", "quantity": 3,
-            **kw}
+    return {"sku": "SKU-1", "category": "electronics", "unit_price": "50.00", "quantity": 3, **kw}
 
 
 def with_cart(**changes) -> dict:
@@ -87,11 +89,13 @@ JSON_CASES = [
     ("code-list", {**base_body(), "coupon_code": ["SUMMER25"]}, "coupon_code"),
     ("code-too-long", {**base_body(), "coupon_code": "X" * 65}, "coupon_code"),
     ("code-nul-char", {**base_body(), "coupon_code": "SUMMER\x0025"}, "coupon_code"),
-    ("codes-11", {**without("coupon_code"), "coupon_codes": [f"C{i}" for i in range(11)]},
-     "coupon_codes"),
+    (
+        "codes-11",
+        {**without("coupon_code"), "coupon_codes": [f"C{i}" for i in range(11)]},
+        "coupon_codes",
+    ),
     ("codes-empty", {**without("coupon_code"), "coupon_codes": []}, "coupon_codes"),
-    ("codes-not-list", {**without("coupon_code"), "coupon_codes": "SUMMER25"},
-     "coupon_codes"),
+    ("codes-not-list", {**without("coupon_code"), "coupon_codes": "SUMMER25"}, "coupon_codes"),
     ("cart-string", {**base_body(), "cart": "150.00"}, "cart"),
     ("cart-list", {**base_body(), "cart": [item()]}, "cart"),
     ("items-not-list", with_cart(items=item()), "cart"),
@@ -126,14 +130,23 @@ JSON_CASES = [
     ("shipping-decimals", with_cart(shipping="7.999"), "cart"),
     ("subtotal-mismatch", with_cart(subtotal="149.99"), "cart"),
     ("subtotal-garbage", with_cart(subtotal="lots"), "cart"),
-    ("too-many-items", with_cart(items=[item(sku=f"S{i}", quantity=1) for i in range(501)]),
-     "cart"),
+    (
+        "too-many-items",
+        with_cart(items=[item(sku=f"S{i}", quantity=1) for i in range(501)]),
+        "cart",
+    ),
     ("customer-string", {**without("user_id"), "customer": "u-1"}, "customer"),
     ("customer-no-id", {**without("user_id"), "customer": {"segments": []}}, "customer"),
-    ("customer-segments-string",
-     {**without("user_id"), "customer": {"id": "u-1", "segments": "vip"}}, "customer"),
-    ("customer-orders-negative",
-     {**without("user_id"), "customer": {"id": "u-1", "orders_count": -1}}, "customer"),
+    (
+        "customer-segments-string",
+        {**without("user_id"), "customer": {"id": "u-1", "segments": "vip"}},
+        "customer",
+    ),
+    (
+        "customer-orders-negative",
+        {**without("user_id"), "customer": {"id": "u-1", "orders_count": -1}},
+        "customer",
+    ),
     ("customer-id-differs", {**base_body(), "customer": {"id": "u-2"}}, "user_id"),
     ("user-id-list", {**base_body(), "user_id": ["u-1"]}, "user_id"),
     ("user-id-too-long", {**base_body(), "user_id": "u" * 101}, "user_id"),
@@ -145,16 +158,19 @@ JSON_CASES = [
 # Codes are required by validate only: apply without codes reserves the auto promotions
 # the evaluation chooses, and evaluate prices the cart with the promotions alone.
 CODES_OPTIONAL = {"missing-code", "codes-empty"}
-BODY_CASES = [pytest.param(url, c[1], c[2], id=f"{c[0]}-{name}")
-              for c in JSON_CASES
-              for name, url in (("validate", VALIDATE), ("apply", APPLY), ("evaluate", EVALUATE))
-              if name == "validate" or c[0] not in CODES_OPTIONAL]
+BODY_CASES = [
+    pytest.param(url, c[1], c[2], id=f"{c[0]}-{name}")
+    for c in JSON_CASES
+    for name, url in (("validate", VALIDATE), ("apply", APPLY), ("evaluate", EVALUATE))
+    if name == "validate" or c[0] not in CODES_OPTIONAL
+]
 
 
 @pytest.mark.parametrize(("url", "body", "field"), BODY_CASES)
 def test_bad_json_body_is_400(storefront, url, body, field):
-    response = storefront.post(url, copy.deepcopy(body), format="json",
-                               HTTP_IDEMPOTENCY_KEY="k-bad")
+    response = storefront.post(
+        url, copy.deepcopy(body), format="json", HTTP_IDEMPOTENCY_KEY="k-bad"
+    )
     assert_400(response, field)
     assert not Redemption.objects.exists()
 
@@ -166,8 +182,7 @@ def test_too_many_items_names_the_limit(storefront):
 
 
 def test_500_items_are_accepted(storefront):
-    body = with_cart(items=[item(sku=f"S{i}", quantity=1, unit_price="1.00")
-                            for i in range(500)])
+    body = with_cart(items=[item(sku=f"S{i}", quantity=1, unit_price="1.00") for i in range(500)])
     response = storefront.post(VALIDATE, body, format="json")
     assert response.status_code == 200
     assert response.json()["discount"] == "50.00"  # 25% of $500 capped at $50
@@ -182,8 +197,9 @@ def test_item_errors_point_at_the_item(storefront):
 
 
 def test_subtotal_mismatch_message(storefront):
-    error = assert_400(storefront.post(VALIDATE, with_cart(subtotal="149.99"), format="json"),
-                       "cart")
+    error = assert_400(
+        storefront.post(VALIDATE, with_cart(subtotal="149.99"), format="json"), "cart"
+    )
     assert "subtotal" in error["fields"]["cart"]
 
 
@@ -191,32 +207,61 @@ RAW_CASES = [
     ("malformed", '{"coupon_code": "SUMMER25", "cart": '),
     ("trailing-comma", '{"coupon_code": "SUMMER25",}'),
     ("single-quotes", "{'coupon_code': 'SUMMER25'}"),
-    ("nan", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": "USD", '
-            '"items": [{"sku": "A", "unit_price": NaN, "quantity": 1}]}}'),
-    ("infinity", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": "USD", '
-                 '"items": [{"sku": "A", "unit_price": Infinity, "quantity": 1}]}}'),
-    ("minus-infinity", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
-                       '"USD", "items": [{"sku": "A", "unit_price": -Infinity, "quantity": 1}]}}'),
-    ("number-1e30", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": "USD",'
-                    ' "items": [{"sku": "A", "unit_price": 1e30, "quantity": 1}]}}'),
-    ("number-1e999999", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
-                        '"USD", "items": [{"sku": "A", "unit_price": 1e999999, "quantity": 1}]}}'),
-    ("huge-int-quantity", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
-                          '"USD", "items": [{"sku": "A", "unit_price": "1.00", "quantity": '
-                          + "9" * 40 + "}]}}"),
-    ("fraction-quantity", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
-                          '"USD", "items": [{"sku": "A", "unit_price": "1.00", "quantity": 2.5'
-                          "}]}}"),
+    (
+        "nan",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": "USD", '
+        '"items": [{"sku": "A", "unit_price": NaN, "quantity": 1}]}}',
+    ),
+    (
+        "infinity",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": "USD", '
+        '"items": [{"sku": "A", "unit_price": Infinity, "quantity": 1}]}}',
+    ),
+    (
+        "minus-infinity",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
+        '"USD", "items": [{"sku": "A", "unit_price": -Infinity, "quantity": 1}]}}',
+    ),
+    (
+        "number-1e30",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": "USD",'
+        ' "items": [{"sku": "A", "unit_price": 1e30, "quantity": 1}]}}',
+    ),
+    (
+        "number-1e999999",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
+        '"USD", "items": [{"sku": "A", "unit_price": 1e999999, "quantity": 1}]}}',
+    ),
+    (
+        "huge-int-quantity",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
+        '"USD", "items": [{"sku": "A", "unit_price": "1.00", "quantity": ' + "9" * 40 + "}]}}",
+    ),
+    (
+        "fraction-quantity",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": {"currency": '
+        '"USD", "items": [{"sku": "A", "unit_price": "1.00", "quantity": 2.5'
+        "}]}}",
+    ),
     ("invalid-utf8", b'{"coupon_code": "\xff\xfe"}'),
-    ("lone-surrogate-code", '{"coupon_code": "\\ud800", "order_id": "o-1", "cart": '
-                            '{"currency": "USD", "items": [{"sku": "A", "unit_price": "1.00", '
-                            '"quantity": 1}]}}'),
-    ("lone-surrogate-sku", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": '
-                           '{"currency": "USD", "items": [{"sku": "A\\ud800", "unit_price": '
-                           '"1.00", "quantity": 1}]}}'),
-    ("lone-surrogate-category", '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": '
-                                '{"currency": "USD", "items": [{"sku": "A", "category": '
-                                '"\\udfff", "unit_price": "1.00", "quantity": 1}]}}'),
+    (
+        "lone-surrogate-code",
+        '{"coupon_code": "\\ud800", "order_id": "o-1", "cart": '
+        '{"currency": "USD", "items": [{"sku": "A", "unit_price": "1.00", '
+        '"quantity": 1}]}}',
+    ),
+    (
+        "lone-surrogate-sku",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": '
+        '{"currency": "USD", "items": [{"sku": "A\\ud800", "unit_price": '
+        '"1.00", "quantity": 1}]}}',
+    ),
+    (
+        "lone-surrogate-category",
+        '{"coupon_code": "SUMMER25", "order_id": "o-1", "cart": '
+        '{"currency": "USD", "items": [{"sku": "A", "category": '
+        '"\\udfff", "unit_price": "1.00", "quantity": 1}]}}',
+    ),
     ("empty-object", "{}"),
 ]
 
@@ -224,15 +269,18 @@ RAW_CASES = [
 @pytest.mark.parametrize("url", [VALIDATE, APPLY], ids=["validate", "apply"])
 @pytest.mark.parametrize("raw", [c[1] for c in RAW_CASES], ids=[c[0] for c in RAW_CASES])
 def test_bad_raw_body_is_400(storefront, url, raw):
-    response = storefront.generic("POST", url, raw, content_type="application/json",
-                                  HTTP_IDEMPOTENCY_KEY="k-raw")
+    response = storefront.generic(
+        "POST", url, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-raw"
+    )
     assert_400(response)
 
 
 def test_enormous_exponent_quantity_is_rejected_fast(storefront):
     # a 60-byte body must not pin a worker: 1e300000 is not a quantity worth expanding
-    raw = ('{"coupon_code": "SUMMER25", "cart": {"currency": "USD", "items": [{"sku": "A", '
-           '"unit_price": "1.00", "quantity": 1e300000}]}}')
+    raw = (
+        '{"coupon_code": "SUMMER25", "cart": {"currency": "USD", "items": [{"sku": "A", '
+        '"unit_price": "1.00", "quantity": 1e300000}]}}'
+    )
     started = time.monotonic()
     response = storefront.generic("POST", VALIDATE, raw, content_type="application/json")
     elapsed = time.monotonic() - started
@@ -241,8 +289,9 @@ def test_enormous_exponent_quantity_is_rejected_fast(storefront):
 
 
 def test_malformed_json_code(storefront):
-    response = storefront.generic("POST", VALIDATE, '{"coupon_code": ',
-                                  content_type="application/json")
+    response = storefront.generic(
+        "POST", VALIDATE, '{"coupon_code": ', content_type="application/json"
+    )
     assert assert_400(response)["code"] == "malformed_json"
 
 
@@ -252,13 +301,15 @@ def test_empty_body_is_400(storefront):
 
 
 def test_non_json_content_type_is_an_error_body(storefront):
-    response = storefront.generic("POST", VALIDATE, "coupon_code=SUMMER25",
-                                  content_type="application/x-www-form-urlencoded")
+    response = storefront.generic(
+        "POST", VALIDATE, "coupon_code=SUMMER25", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 415
     assert set(response.json()["error"]) == {"code", "message", "fields"}
 
 
 # --- apply-only input -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("body", "field"),
@@ -298,8 +349,7 @@ def test_apply_with_nul_characters_is_400_not_500(storefront, changes, summer25)
 def test_apply_enormous_cart_total_is_400_not_500(storefront, summer25):
     # given ten lines at the largest accepted price and quantity: each value is accepted
     # alone, but the cart's total (10 * 10^13 * 10^5 minor units) overflows a bigint
-    items = [item(sku=f"S{i}", unit_price="100000000000.00", quantity=100_000)
-             for i in range(10)]
+    items = [item(sku=f"S{i}", unit_price="100000000000.00", quantity=100_000) for i in range(10)]
     body = with_cart(items=items)
     response = storefront.post(APPLY, body, format="json", HTTP_IDEMPOTENCY_KEY="k-huge")
     assert_400(response)
@@ -326,41 +376,84 @@ ADMIN_CASES = [
     ("missing-type", {"code": "BAD", "value": 5}, "type"),
     ("missing-code", {"type": "percentage", "value": 5}, "coupon_id"),
     ("bad-code", {"code": "BAD CODE!", "type": "percentage", "value": 5}, "code"),
-    ("ids-differ", {"code": "AAA", "coupon_id": "BBB", "type": "percentage", "value": 5},
-     "code"),
-    ("window-inverted", {"code": "BAD", "type": "percentage", "value": 5,
-                         "conditions": {"valid_from": "2026-04-01", "valid_to": "2026-03-31"}},
-     "valid_to"),
-    ("window-bad-date", {"code": "BAD", "type": "percentage", "value": 5,
-                         "conditions": {"valid_to": "2026-02-30"}}, "conditions"),
-    ("window-not-string", {"code": "BAD", "type": "percentage", "value": 5,
-                           "conditions": {"valid_to": 20260331}}, "conditions"),
-    ("conditions-list", {"code": "BAD", "type": "percentage", "value": 5, "conditions": []},
-     "conditions"),
-    ("min-cart-negative", {"code": "BAD", "type": "percentage", "value": 5,
-                           "conditions": {"min_cart_value": "-1"}}, "conditions"),
-    ("max-uses-zero", {"code": "BAD", "type": "percentage", "value": 5,
-                       "conditions": {"max_uses_total": 0}}, "conditions"),
-    ("currency-unknown", {"code": "BAD", "type": "percentage", "value": 5, "currency": "XYZ"},
-     "currency"),
-    ("cap-negative", {"code": "BAD", "type": "percentage", "value": 5, "discount_cap": -1},
-     "discount_cap"),
+    ("ids-differ", {"code": "AAA", "coupon_id": "BBB", "type": "percentage", "value": 5}, "code"),
+    (
+        "window-inverted",
+        {
+            "code": "BAD",
+            "type": "percentage",
+            "value": 5,
+            "conditions": {"valid_from": "2026-04-01", "valid_to": "2026-03-31"},
+        },
+        "valid_to",
+    ),
+    (
+        "window-bad-date",
+        {"code": "BAD", "type": "percentage", "value": 5, "conditions": {"valid_to": "2026-02-30"}},
+        "conditions",
+    ),
+    (
+        "window-not-string",
+        {"code": "BAD", "type": "percentage", "value": 5, "conditions": {"valid_to": 20260331}},
+        "conditions",
+    ),
+    (
+        "conditions-list",
+        {"code": "BAD", "type": "percentage", "value": 5, "conditions": []},
+        "conditions",
+    ),
+    (
+        "min-cart-negative",
+        {"code": "BAD", "type": "percentage", "value": 5, "conditions": {"min_cart_value": "-1"}},
+        "conditions",
+    ),
+    (
+        "max-uses-zero",
+        {"code": "BAD", "type": "percentage", "value": 5, "conditions": {"max_uses_total": 0}},
+        "conditions",
+    ),
+    (
+        "currency-unknown",
+        {"code": "BAD", "type": "percentage", "value": 5, "currency": "XYZ"},
+        "currency",
+    ),
+    (
+        "cap-negative",
+        {"code": "BAD", "type": "percentage", "value": 5, "discount_cap": -1},
+        "discount_cap",
+    ),
     ("tiered-no-tiers", {"code": "BAD", "type": "tiered"}, "tiers"),
-    ("tiered-duplicate", {"code": "BAD", "type": "tiered",
-                          "tiers": [{"threshold": "100", "discount": "10"},
-                                    {"threshold": "100.00", "discount": "20"}]}, "tiers"),
+    (
+        "tiered-duplicate",
+        {
+            "code": "BAD",
+            "type": "tiered",
+            "tiers": [
+                {"threshold": "100", "discount": "10"},
+                {"threshold": "100.00", "discount": "20"},
+            ],
+        },
+        "tiers",
+    ),
     ("bogo-missing", {"code": "BAD", "type": "bogo"}, "bogo"),
     ("bogo-buy-zero", {"code": "BAD", "type": "bogo", "bogo": {"buy": 0, "get": 1}}, "bogo"),
-    ("bogo-percent-0", {"code": "BAD", "type": "bogo",
-                        "bogo": {"buy": 1, "get": 1, "percent_off": 0}}, "bogo"),
-    ("bogo-percent-150", {"code": "BAD", "type": "bogo",
-                          "bogo": {"buy": 1, "get": 1, "percent_off": 150}}, "bogo"),
+    (
+        "bogo-percent-0",
+        {"code": "BAD", "type": "bogo", "bogo": {"buy": 1, "get": 1, "percent_off": 0}},
+        "bogo",
+    ),
+    (
+        "bogo-percent-150",
+        {"code": "BAD", "type": "bogo", "bogo": {"buy": 1, "get": 1, "percent_off": 150}},
+        "bogo",
+    ),
     ("body-list", [{"code": "BAD", "type": "percentage", "value": 5}], None),
 ]
 
 
-@pytest.mark.parametrize(("body", "field"), [c[1:] for c in ADMIN_CASES],
-                         ids=[c[0] for c in ADMIN_CASES])
+@pytest.mark.parametrize(
+    ("body", "field"), [c[1:] for c in ADMIN_CASES], ids=[c[0] for c in ADMIN_CASES]
+)
 def test_admin_create_bad_input_is_400(admin_api, body, field):
     response = admin_api.post("/api/v1/admin/coupons", body, format="json")
     assert_400(response, field)
@@ -368,9 +461,11 @@ def test_admin_create_bad_input_is_400(admin_api, body, field):
 
 
 def test_admin_create_duplicate_code_is_409(admin_api):
-    response = admin_api.post("/api/v1/admin/coupons",
-                              {"coupon_id": "summer25", "type": "percentage", "value": 10},
-                              format="json")
+    response = admin_api.post(
+        "/api/v1/admin/coupons",
+        {"coupon_id": "summer25", "type": "percentage", "value": 10},
+        format="json",
+    )
     assert response.status_code == 409
     assert set(response.json()["error"]) == {"code", "message", "fields"}
     assert Coupon.objects.get(code="SUMMER25").percent_bp == 2500
@@ -395,10 +490,12 @@ def test_admin_patch_bad_input_is_400(admin_api, body, field, summer25):
 
 def test_admin_patch_limit_below_uses_is_400(admin_api, storefront, summer25):
     storefront.post(APPLY, base_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
-    storefront.post(APPLY, {**base_body(), "order_id": "o-2"}, format="json",
-                    HTTP_IDEMPOTENCY_KEY="k-2")
-    response = admin_api.patch("/api/v1/admin/coupons/SUMMER25",
-                               {"conditions": {"max_uses_total": 1}}, format="json")
+    storefront.post(
+        APPLY, {**base_body(), "order_id": "o-2"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    response = admin_api.patch(
+        "/api/v1/admin/coupons/SUMMER25", {"conditions": {"max_uses_total": 1}}, format="json"
+    )
     assert_400(response, "max_uses_total")
 
 
@@ -412,6 +509,7 @@ def test_admin_unknown_coupon_is_404(admin_api):
 
 # --- method and path --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["get", "put", "delete"])
 def test_wrong_method_is_405_with_error_body(storefront, method):
     response = getattr(storefront, method)(VALIDATE)
@@ -420,8 +518,9 @@ def test_wrong_method_is_405_with_error_body(storefront, method):
     assert set(response.json()["error"]) == {"code", "message", "fields"}
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/coupons/validate/extra",
-                                  "/api/v1/orders/o-1/explode"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nope", "/api/v1/coupons/validate/extra", "/api/v1/orders/o-1/explode"]
+)
 def test_unknown_path_is_json_404(storefront, path):
     response = storefront.post(path, {}, format="json")
     assert response.status_code == 404

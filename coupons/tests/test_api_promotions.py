@@ -33,13 +33,25 @@ def set_policy(policy: str) -> None:
 
 
 def summer25(**kw):
-    return CouponFactory(code="SUMMER25", percent_bp=2500, cap_minor=5000, stackable=True,
-                         stack_group="percentage", **kw)
+    return CouponFactory(
+        code="SUMMER25",
+        percent_bp=2500,
+        cap_minor=5000,
+        stackable=True,
+        stack_group="percentage",
+        **kw,
+    )
 
 
 def freeship(**kw):
-    return CouponFactory(code="FREESHIP", type="free_shipping", percent_bp=None,
-                         stackable=True, stack_group="shipping", **kw)
+    return CouponFactory(
+        code="FREESHIP",
+        type="free_shipping",
+        percent_bp=None,
+        stackable=True,
+        stack_group="shipping",
+        **kw,
+    )
 
 
 def auto(code, **kw):
@@ -49,14 +61,20 @@ def auto(code, **kw):
 
 # --- evaluate: shape and explanations -----------------------------------------------------
 
+
 def test_evaluate_without_codes_applies_the_auto_promotions(storefront):
     # given "10% off everything this weekend" and "free shipping on electronics"
-    auto("WEEKEND10", type="percentage", percent_bp=1000, description="Weekend sale",
-         stackable=True)
-    auto("SHIPELEC", type="free_shipping", eligible_categories=["electronics"],
-         description="Free shipping on electronics", stackable=True)
-    auto("BOOKS5", type="fixed", amount_minor=500, eligible_categories=["books"],
-         stackable=True)
+    auto(
+        "WEEKEND10", type="percentage", percent_bp=1000, description="Weekend sale", stackable=True
+    )
+    auto(
+        "SHIPELEC",
+        type="free_shipping",
+        eligible_categories=["electronics"],
+        description="Free shipping on electronics",
+        stackable=True,
+    )
+    auto("BOOKS5", type="fixed", amount_minor=500, eligible_categories=["books"], stackable=True)
     # when
     response = post(storefront, EVALUATE)
     # then
@@ -72,9 +90,15 @@ def test_evaluate_without_codes_applies_the_auto_promotions(storefront):
     applied = {a["code"]: a for a in body["applied"]}
     assert set(applied) == {"WEEKEND10", "SHIPELEC"}
     assert applied["WEEKEND10"] == {
-        "code": "WEEKEND10", "promotion": "Weekend sale", "auto": True, "type": "percentage",
-        "discount": "15.00", "shipping_discount": "0.00", "message": "10% off",
-        "lines": [{"sku": "SKU-1", "discount": "15.00"}]}
+        "code": "WEEKEND10",
+        "promotion": "Weekend sale",
+        "auto": True,
+        "type": "percentage",
+        "discount": "15.00",
+        "shipping_discount": "0.00",
+        "message": "10% off",
+        "lines": [{"sku": "SKU-1", "discount": "15.00"}],
+    }
     assert applied["SHIPELEC"]["promotion"] == "Free shipping on electronics"
     assert body["lines"] == [{"sku": "SKU-1", "discount": "15.00"}]
     assert body["stacking_policy"] == "by_group"
@@ -96,8 +120,9 @@ def test_cart_value_promotion_needs_its_minimum(storefront):
 def test_typed_code_beats_a_smaller_auto_promotion_and_says_why(storefront):
     # seed 004, option c: the better deal wins; both are percentages (same group)
     summer25()
-    auto("WEEKEND10", type="percentage", percent_bp=1000, stackable=True,
-         description="Weekend sale")
+    auto(
+        "WEEKEND10", type="percentage", percent_bp=1000, stackable=True, description="Weekend sale"
+    )
     body = post(storefront, EVALUATE, coupon_codes=["SUMMER25"]).json()
     assert [a["code"] for a in body["applied"]] == ["SUMMER25"]
     assert body["applied"][0]["auto"] is False
@@ -126,8 +151,12 @@ def test_auto_promotion_beats_a_smaller_typed_code_and_says_why(storefront):
     assert "$15.00" in rejected["message"]
     # validate and apply say the same: the typed code is not applied
     validate = post(storefront, VALIDATE, coupon_code="TENPCT").json()
-    assert validate == {"valid": False, "reason": "not_stackable",
-                        "message": rejected["message"], "code": "TENPCT"}
+    assert validate == {
+        "valid": False,
+        "reason": "not_stackable",
+        "message": rejected["message"],
+        "code": "TENPCT",
+    }
     apply = post(storefront, APPLY, coupon_code="TENPCT", order_id="o-1")
     assert apply.status_code == 422
     assert apply.json()["reason"] == "not_stackable"
@@ -138,20 +167,36 @@ def test_ineligible_typed_codes_are_rejected_with_their_reason(storefront):
     summer25(valid_to=timezone.now() - timedelta(days=1), valid_from=None)
     body = post(storefront, EVALUATE, coupon_codes=["SUMMER25", "NOPE"]).json()
     assert [(x["code"], x["reason"]) for x in body["rejected"]] == [
-        ("SUMMER25", "coupon_expired"), ("NOPE", "coupon_not_found")]
+        ("SUMMER25", "coupon_expired"),
+        ("NOPE", "coupon_not_found"),
+    ]
     assert body["applied"] == []
     assert body["total"] == "157.99"
 
 
 def test_auto_promotions_follow_segments_first_purchase_and_limits(storefront):
-    auto("VIP", type="fixed", amount_minor=500, eligible_segments=["vip"], stackable=True,
-         stack_group="a")
-    auto("WELCOME", type="fixed", amount_minor=700, first_purchase_only=True, stackable=True,
-         stack_group="b")
-    auto("ONCE", type="fixed", amount_minor=300, max_uses_per_user=1, stackable=True,
-         stack_group="c")
-    auto("SOLDOUT", type="fixed", amount_minor=900, max_uses_total=1, stackable=True,
-         stack_group="d")
+    auto(
+        "VIP",
+        type="fixed",
+        amount_minor=500,
+        eligible_segments=["vip"],
+        stackable=True,
+        stack_group="a",
+    )
+    auto(
+        "WELCOME",
+        type="fixed",
+        amount_minor=700,
+        first_purchase_only=True,
+        stackable=True,
+        stack_group="b",
+    )
+    auto(
+        "ONCE", type="fixed", amount_minor=300, max_uses_per_user=1, stackable=True, stack_group="c"
+    )
+    auto(
+        "SOLDOUT", type="fixed", amount_minor=900, max_uses_total=1, stackable=True, stack_group="d"
+    )
     Coupon.objects.filter(code="SOLDOUT").update(uses=1)
     CustomerFactory(external_id="old", orders_count=3, segments=["vip"])
 
@@ -177,13 +222,17 @@ def test_currency_keeps_promotions_apart(storefront):
 
 # --- the seed's stacking examples and every policy ----------------------------------------
 
+
 def test_seed_summer25_and_freeship_stack_by_group(storefront):
     summer25()
     freeship()
     body = post(storefront, EVALUATE, coupon_codes=["SUMMER25", "FREESHIP"]).json()
     assert sorted(a["code"] for a in body["applied"]) == ["FREESHIP", "SUMMER25"]
-    assert (body["discount"], body["shipping_discount"], body["total"]) == \
-        ("37.50", "7.99", "112.50")
+    assert (body["discount"], body["shipping_discount"], body["total"]) == (
+        "37.50",
+        "7.99",
+        "112.50",
+    )
 
 
 def test_seed_summer25_and_fall20_conflict_by_group(storefront):
@@ -192,28 +241,41 @@ def test_seed_summer25_and_fall20_conflict_by_group(storefront):
     body = post(storefront, EVALUATE, coupon_codes=["FALL20", "SUMMER25"]).json()
     assert [a["code"] for a in body["applied"]] == ["SUMMER25"]
     assert [(x["code"], x["reason"]) for x in body["rejected"]] == [
-        ("FALL20", "stack_group_conflict")]
+        ("FALL20", "stack_group_conflict")
+    ]
     validate = post(storefront, VALIDATE, coupon_codes=["SUMMER25", "FALL20"]).json()
-    assert (validate["valid"], validate["reason"], validate["code"]) == \
-        (False, "stack_group_conflict", "FALL20")
+    assert (validate["valid"], validate["reason"], validate["code"]) == (
+        False,
+        "stack_group_conflict",
+        "FALL20",
+    )
 
 
 def test_seed_25_percent_and_10_fixed_give_35_off(storefront):
     CouponFactory(code="PCT25", percent_bp=2500, stackable=True, stack_group="percentage")
-    CouponFactory(code="TENOFF", type="fixed", percent_bp=None, amount_minor=1000,
-                  stackable=True, stack_group="fixed")
+    CouponFactory(
+        code="TENOFF",
+        type="fixed",
+        percent_bp=None,
+        amount_minor=1000,
+        stackable=True,
+        stack_group="fixed",
+    )
     for codes in (["TENOFF", "PCT25"], ["PCT25", "TENOFF"]):
         body = post(storefront, EVALUATE, coupon_codes=codes, cart=CART_100).json()
         assert body["discount"] == "35.00"
         assert [a["code"] for a in body["applied"]] == ["PCT25", "TENOFF"]
 
 
-@pytest.mark.parametrize(("policy", "applied", "rejected"), [
-    ("none", ["SUMMER25"], {"FREESHIP": "not_stackable", "FALL20": "not_stackable"}),
-    ("by_group", ["SUMMER25", "FREESHIP"], {"FALL20": "stack_group_conflict"}),
-    # 25% then 20% or 20% then 25% of $150: $60 either way; the tie keeps rank (code) order
-    ("full", ["FALL20", "SUMMER25", "FREESHIP"], {}),
-])
+@pytest.mark.parametrize(
+    ("policy", "applied", "rejected"),
+    [
+        ("none", ["SUMMER25"], {"FREESHIP": "not_stackable", "FALL20": "not_stackable"}),
+        ("by_group", ["SUMMER25", "FREESHIP"], {"FALL20": "stack_group_conflict"}),
+        # 25% then 20% or 20% then 25% of $150: $60 either way; the tie keeps rank (code) order
+        ("full", ["FALL20", "SUMMER25", "FREESHIP"], {}),
+    ],
+)
 def test_policy_singleton_decides_the_stacking(storefront, policy, applied, rejected):
     summer25()
     freeship()
@@ -255,28 +317,48 @@ def test_discount_never_exceeds_subtotal_nor_shipping(storefront):
 
 # --- validate and apply use the same evaluation -------------------------------------------
 
+
 def test_validate_evaluate_and_apply_agree(storefront):
     summer25()
     auto("SHIPALL", type="free_shipping", stackable=True, stack_group="shipping")
-    auto("TENOFF", type="fixed", amount_minor=1000, min_cart_minor=10000, stackable=True,
-         stack_group="fixed")
+    auto(
+        "TENOFF",
+        type="fixed",
+        amount_minor=1000,
+        min_cart_minor=10000,
+        stackable=True,
+        stack_group="fixed",
+    )
     evaluated = post(storefront, EVALUATE, coupon_code="SUMMER25").json()
     validated = post(storefront, VALIDATE, coupon_code="SUMMER25").json()
     applied = post(storefront, APPLY, coupon_code="SUMMER25", order_id="o-1")
     assert applied.status_code == 200, applied.content
     applied = applied.json()
     assert evaluated["discount"] == validated["discount"] == applied["discount"] == "47.50"
-    assert evaluated["shipping_discount"] == validated["shipping_discount"] == \
-        applied["shipping_discount"] == "7.99"
+    assert (
+        evaluated["shipping_discount"]
+        == validated["shipping_discount"]
+        == applied["shipping_discount"]
+        == "7.99"
+    )
     assert validated["valid"] is True
     assert validated["type"] == "percentage"
-    assert {c["code"]: c["auto"] for c in validated["coupons"]} == \
-        {"SUMMER25": False, "TENOFF": True, "SHIPALL": True}
-    assert {(x["code"], x["auto"]) for x in applied["redemptions"]} == \
-        {("SUMMER25", False), ("TENOFF", True), ("SHIPALL", True)}
+    assert {c["code"]: c["auto"] for c in validated["coupons"]} == {
+        "SUMMER25": False,
+        "TENOFF": True,
+        "SHIPALL": True,
+    }
+    assert {(x["code"], x["auto"]) for x in applied["redemptions"]} == {
+        ("SUMMER25", False),
+        ("TENOFF", True),
+        ("SHIPALL", True),
+    }
     rows = Redemption.objects.filter(order_id="o-1")
-    assert sorted((x.code.code, x.auto) for x in rows) == \
-        [("SHIPALL", True), ("SUMMER25", False), ("TENOFF", True)]
+    assert sorted((x.code.code, x.auto) for x in rows) == [
+        ("SHIPALL", True),
+        ("SUMMER25", False),
+        ("TENOFF", True),
+    ]
     assert Coupon.objects.get(code="TENOFF").uses == 1
 
 
@@ -290,8 +372,12 @@ def test_apply_without_codes_reserves_the_chosen_promotions(storefront):
     assert body["discount"] == "15.00"
     assert [(x["code"], x["auto"]) for x in body["redemptions"]] == [("WEEKEND10", True)]
     # a retry with another key is a replay of the held promotions
-    again = storefront.post(APPLY, {"order_id": "o-1", "cart": CART_150, "user_id": "u-1"},
-                            format="json", HTTP_IDEMPOTENCY_KEY="other")
+    again = storefront.post(
+        APPLY,
+        {"order_id": "o-1", "cart": CART_150, "user_id": "u-1"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="other",
+    )
     assert again.status_code == 200
     assert again.json()["redemptions"] == body["redemptions"]
     assert Coupon.objects.get(code="WEEKEND10").uses == 1
@@ -305,18 +391,25 @@ def test_apply_without_codes_reserves_the_chosen_promotions(storefront):
 def test_apply_without_codes_and_nothing_to_apply(storefront):
     response = post(storefront, APPLY, order_id="o-1")
     assert response.status_code == 200
-    assert response.json() == {"applied": True, "discount": "0.00",
-                               "shipping_discount": "0.00", "order_id": "o-1",
-                               "redemptions": []}
+    assert response.json() == {
+        "applied": True,
+        "discount": "0.00",
+        "shipping_discount": "0.00",
+        "order_id": "o-1",
+        "redemptions": [],
+    }
 
 
 def test_typed_codes_on_an_order_holding_promotions_conflict(storefront):
     auto("WEEKEND10", type="percentage", percent_bp=1000, stackable=True)
     summer25()
     assert post(storefront, APPLY, order_id="o-1").status_code == 200
-    response = storefront.post(APPLY, {"order_id": "o-1", "coupon_code": "SUMMER25",
-                                       "cart": CART_150, "user_id": "u-1"},
-                               format="json", HTTP_IDEMPOTENCY_KEY="second")
+    response = storefront.post(
+        APPLY,
+        {"order_id": "o-1", "coupon_code": "SUMMER25", "cart": CART_150, "user_id": "u-1"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="second",
+    )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "order_has_coupons"
 
@@ -324,14 +417,16 @@ def test_typed_codes_on_an_order_holding_promotions_conflict(storefront):
 def test_a_promotion_at_its_limit_is_skipped_on_apply(storefront):
     auto("LAST", type="fixed", amount_minor=2000, max_uses_total=1, stackable=True)
     auto("SMALL", type="fixed", amount_minor=500, stackable=True)  # same group "fixed"
-    assert [x["code"] for x in post(storefront, APPLY, order_id="o-1").json()["redemptions"]] \
-        == ["LAST"]
+    assert [x["code"] for x in post(storefront, APPLY, order_id="o-1").json()["redemptions"]] == [
+        "LAST"
+    ]
     second = post(storefront, APPLY, order_id="o-2").json()
     assert [x["code"] for x in second["redemptions"]] == ["SMALL"]
     assert Coupon.objects.get(code="LAST").uses == 1
 
 
 # --- freshness ----------------------------------------------------------------------------
+
 
 def test_changes_are_seen_by_the_next_evaluation(storefront, admin_api):
     promo = auto("FLASH", type="percentage", percent_bp=1000, stackable=True)
@@ -361,13 +456,16 @@ def test_evaluate_is_read_only(storefront):
 
 def test_evaluate_requires_the_storefront_scope(admin_api, client):
     assert admin_api.post(EVALUATE, {"cart": CART_150}, format="json").status_code == 403
-    assert client.post(EVALUATE, {"cart": CART_150},
-                       content_type="application/json").status_code == 401
+    assert (
+        client.post(EVALUATE, {"cart": CART_150}, content_type="application/json").status_code
+        == 401
+    )
 
 
 def test_customer_token_cannot_grant_segments(customer_client):
     auto("VIP", type="fixed", amount_minor=500, eligible_segments=["vip"])
     client = customer_client("u-1")
-    body = client.post(EVALUATE, {"customer": {"id": "u-1", "segments": ["vip"]},
-                                  "cart": CART_150}, format="json").json()
+    body = client.post(
+        EVALUATE, {"customer": {"id": "u-1", "segments": ["vip"]}, "cart": CART_150}, format="json"
+    ).json()
     assert body["applied"] == []

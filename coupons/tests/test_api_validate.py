@@ -26,8 +26,9 @@ def validate(client, **body):
 
 @pytest.fixture
 def summer25(db):
-    return CouponFactory(code="SUMMER25", percent_bp=2500, cap_minor=5000, stackable=True,
-                         stack_group="percentage")
+    return CouponFactory(
+        code="SUMMER25", percent_bp=2500, cap_minor=5000, stackable=True, stack_group="percentage"
+    )
 
 
 def test_valid_body_shape(storefront, summer25):
@@ -36,8 +37,9 @@ def test_valid_body_shape(storefront, summer25):
     # then
     assert response.status_code == 200
     body = response.json()
-    assert {"valid", "discount", "type", "message", "coupons", "lines",
-            "shipping_discount"} <= set(body)
+    assert {"valid", "discount", "type", "message", "coupons", "lines", "shipping_discount"} <= set(
+        body
+    )
     assert body["valid"] is True
     assert body["discount"] == "37.50"
     assert body["type"] == "percentage"
@@ -51,8 +53,9 @@ def test_valid_body_shape(storefront, summer25):
 
 
 def test_cap_applies_through_the_api(storefront, summer25):
-    response = validate(storefront, coupon_code="SUMMER25",
-                        cart=cart(("TV", "electronics", "400.00", 1)))
+    response = validate(
+        storefront, coupon_code="SUMMER25", cart=cart(("TV", "electronics", "400.00", 1))
+    )
     assert response.json()["discount"] == "50.00"
 
 
@@ -63,7 +66,8 @@ def test_json_numbers_are_read_as_decimals(storefront, summer25):
         '{"coupon_code": "SUMMER25", "cart": {"currency": "USD", "subtotal": 150.00,'
         ' "items": [{"sku": "SKU-1", "category": "electronics", "unit_price": 50.00,'
         ' "quantity": 3}]}}',
-        content_type="application/json")
+        content_type="application/json",
+    )
     assert response.status_code == 200
     assert response.json()["discount"] == "37.50"
 
@@ -75,8 +79,11 @@ def test_code_is_case_insensitive(storefront, summer25):
 
 def test_invalid_body_shape(storefront):
     # given an expired coupon
-    CouponFactory(code="OLD", valid_from=timezone.now() - timedelta(days=10),
-                  valid_to=timezone.now() - timedelta(days=1))
+    CouponFactory(
+        code="OLD",
+        valid_from=timezone.now() - timedelta(days=10),
+        valid_to=timezone.now() - timedelta(days=1),
+    )
     # when
     response = validate(storefront, coupon_code="OLD")
     # then
@@ -94,9 +101,12 @@ def test_unknown_code(storefront):
 
 
 def test_expired_and_below_minimum_reports_expired(storefront):
-    CouponFactory(code="OLDMIN", min_cart_minor=1_000_00,
-                  valid_from=timezone.now() - timedelta(days=10),
-                  valid_to=timezone.now() - timedelta(days=1))
+    CouponFactory(
+        code="OLDMIN",
+        min_cart_minor=1_000_00,
+        valid_from=timezone.now() - timedelta(days=10),
+        valid_to=timezone.now() - timedelta(days=1),
+    )
     assert validate(storefront, coupon_code="OLDMIN").json()["reason"] == "coupon_expired"
 
 
@@ -119,27 +129,39 @@ def test_currency_mismatch(storefront):
 
 def test_excluded_sku_gets_no_discount(storefront):
     CouponFactory(code="NOGIFT", percent_bp=2500, excluded_skus=["SKU-GIFT-CARD"])
-    body = validate(storefront, coupon_code="NOGIFT", cart=cart(
-        ("SKU-1", "electronics", "100.00", 1), ("SKU-GIFT-CARD", "gift", "50.00", 1))).json()
+    body = validate(
+        storefront,
+        coupon_code="NOGIFT",
+        cart=cart(("SKU-1", "electronics", "100.00", 1), ("SKU-GIFT-CARD", "gift", "50.00", 1)),
+    ).json()
     assert body["discount"] == "25.00"
-    assert body["lines"] == [{"sku": "SKU-1", "discount": "25.00"},
-                             {"sku": "SKU-GIFT-CARD", "discount": "0.00"}]
+    assert body["lines"] == [
+        {"sku": "SKU-1", "discount": "25.00"},
+        {"sku": "SKU-GIFT-CARD", "discount": "0.00"},
+    ]
 
 
 def test_jpy_cart(storefront):
     CouponFactory(code="YEN10", currency="JPY", percent_bp=1000)
-    body = validate(storefront, coupon_code="YEN10",
-                    cart=cart(("SKU-1", "books", "999", 1), currency="JPY")).json()
+    body = validate(
+        storefront, coupon_code="YEN10", cart=cart(("SKU-1", "books", "999", 1), currency="JPY")
+    ).json()
     assert body["discount"] == "100"
     assert body["shipping_discount"] == "0"
 
 
 # --- several codes ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def freeship(db):
-    return CouponFactory(code="FREESHIP", type="free_shipping", percent_bp=None,
-                         stackable=True, stack_group="shipping")
+    return CouponFactory(
+        code="FREESHIP",
+        type="free_shipping",
+        percent_bp=None,
+        stackable=True,
+        stack_group="shipping",
+    )
 
 
 def test_multi_code_stack(storefront, summer25, freeship):
@@ -148,8 +170,10 @@ def test_multi_code_stack(storefront, summer25, freeship):
     assert body["valid"] is True
     assert body["discount"] == "37.50"
     assert body["shipping_discount"] == "7.99"
-    assert {c["code"]: c["discount"] for c in body["coupons"]} == \
-        {"SUMMER25": "37.50", "FREESHIP": "0.00"}
+    assert {c["code"]: c["discount"] for c in body["coupons"]} == {
+        "SUMMER25": "37.50",
+        "FREESHIP": "0.00",
+    }
 
 
 def test_coupon_code_and_coupon_codes_together(storefront, summer25, freeship):
@@ -181,21 +205,34 @@ def test_multi_code_non_stackable(storefront, summer25):
 
 def test_multi_code_best_order(storefront, summer25):
     # given 25% and $10 off, entered fixed first: the customer still gets $35 off $100
-    CouponFactory(code="TENOFF", type="fixed", percent_bp=None, amount_minor=1000,
-                  stackable=True, stack_group="fixed")
-    body = validate(storefront, coupon_codes=["TENOFF", "SUMMER25"],
-                    cart=cart(("SKU-1", "electronics", "100.00", 1))).json()
+    CouponFactory(
+        code="TENOFF",
+        type="fixed",
+        percent_bp=None,
+        amount_minor=1000,
+        stackable=True,
+        stack_group="fixed",
+    )
+    body = validate(
+        storefront,
+        coupon_codes=["TENOFF", "SUMMER25"],
+        cart=cart(("SKU-1", "electronics", "100.00", 1)),
+    ).json()
     assert body["discount"] == "35.00"
 
 
 # --- the customer -----------------------------------------------------------------------
 
+
 def test_body_segments_count_with_an_api_key(storefront):
     CouponFactory(code="VIP", eligible_segments=["premium_members"])
-    assert validate(storefront, coupon_code="VIP", user_id="u-1").json()["reason"] == \
-        "segment_not_eligible"
-    body = validate(storefront, coupon_code="VIP",
-                    customer={"id": "u-1", "segments": ["premium_members"]}).json()
+    assert (
+        validate(storefront, coupon_code="VIP", user_id="u-1").json()["reason"]
+        == "segment_not_eligible"
+    )
+    body = validate(
+        storefront, coupon_code="VIP", customer={"id": "u-1", "segments": ["premium_members"]}
+    ).json()
     assert body["valid"] is True
 
 
@@ -208,8 +245,10 @@ def test_stored_segments_are_merged(storefront):
 def test_stored_orders_count_ends_first_purchase(storefront):
     CouponFactory(code="WELCOME", first_purchase_only=True)
     CustomerFactory(external_id="u-8", orders_count=1)
-    assert validate(storefront, coupon_code="WELCOME", user_id="u-8").json()["reason"] == \
-        "first_purchase_only"
+    assert (
+        validate(storefront, coupon_code="WELCOME", user_id="u-8").json()["reason"]
+        == "first_purchase_only"
+    )
     assert validate(storefront, coupon_code="WELCOME", user_id="u-9").json()["valid"] is True
 
 
@@ -221,30 +260,52 @@ def test_customer_required(storefront):
 def test_bound_code(storefront):
     owner = CustomerFactory(external_id="u-owner")
     CodeFactory(code="PERSONAL1", customer=owner)
-    assert validate(storefront, coupon_code="PERSONAL1", user_id="u-thief").json()["reason"] \
+    assert (
+        validate(storefront, coupon_code="PERSONAL1", user_id="u-thief").json()["reason"]
         == "code_bound_to_other_customer"
+    )
     assert validate(storefront, coupon_code="PERSONAL1", user_id="u-owner").json()["valid"]
 
 
 def test_limits_count_live_uses(storefront):
     # given a one-use coupon applied once
     CouponFactory(code="ONCE", max_uses_total=1)
-    applied = storefront.post("/api/v1/coupons/apply", {
-        "coupon_code": "ONCE", "user_id": "u-1", "order_id": "o-1", "cart": CART_150,
-    }, format="json", HTTP_IDEMPOTENCY_KEY="k-once")
+    applied = storefront.post(
+        "/api/v1/coupons/apply",
+        {
+            "coupon_code": "ONCE",
+            "user_id": "u-1",
+            "order_id": "o-1",
+            "cart": CART_150,
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-once",
+    )
     assert applied.status_code == 200
     # then validate sees it at once
-    assert validate(storefront, coupon_code="ONCE", user_id="u-2").json()["reason"] == \
-        "usage_limit_reached"
+    assert (
+        validate(storefront, coupon_code="ONCE", user_id="u-2").json()["reason"]
+        == "usage_limit_reached"
+    )
 
 
 def test_per_customer_limit_counts_live_uses(storefront):
     CouponFactory(code="ONEEACH", max_uses_per_user=1)
-    storefront.post("/api/v1/coupons/apply", {
-        "coupon_code": "ONEEACH", "user_id": "u-1", "order_id": "o-1", "cart": CART_150,
-    }, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
-    assert validate(storefront, coupon_code="ONEEACH", user_id="u-1").json()["reason"] == \
-        "customer_limit_reached"
+    storefront.post(
+        "/api/v1/coupons/apply",
+        {
+            "coupon_code": "ONEEACH",
+            "user_id": "u-1",
+            "order_id": "o-1",
+            "cart": CART_150,
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
+    assert (
+        validate(storefront, coupon_code="ONEEACH", user_id="u-1").json()["reason"]
+        == "customer_limit_reached"
+    )
     assert validate(storefront, coupon_code="ONEEACH", user_id="u-2").json()["valid"] is True
 
 
@@ -258,6 +319,7 @@ def test_validate_is_read_only(storefront, summer25):
 
 # --- authentication ---------------------------------------------------------------------
 
+
 def test_customer_jwt_validates_for_itself(customer_client, summer25):
     response = validate(customer_client("u-1"), coupon_code="SUMMER25")
     assert response.status_code == 200
@@ -265,13 +327,13 @@ def test_customer_jwt_validates_for_itself(customer_client, summer25):
 
 
 def test_customer_jwt_with_same_body_customer(customer_client, summer25):
-    response = validate(customer_client("u-1"), coupon_code="SUMMER25",
-                        customer={"id": "u-1"})
+    response = validate(customer_client("u-1"), coupon_code="SUMMER25", customer={"id": "u-1"})
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("body", [{"customer": {"id": "u-2"}}, {"user_id": "u-2"}],
-                         ids=["customer", "user_id"])
+@pytest.mark.parametrize(
+    "body", [{"customer": {"id": "u-2"}}, {"user_id": "u-2"}], ids=["customer", "user_id"]
+)
 def test_customer_jwt_for_another_customer_is_403(customer_client, summer25, body):
     response = validate(customer_client("u-1"), coupon_code="SUMMER25", **body)
     assert response.status_code == 403
@@ -280,16 +342,20 @@ def test_customer_jwt_for_another_customer_is_403(customer_client, summer25, bod
 
 def test_customer_jwt_cannot_grant_itself_segments(customer_client):
     CouponFactory(code="VIP", eligible_segments=["premium_members"])
-    body = validate(customer_client("u-1"), coupon_code="VIP",
-                    customer={"id": "u-1", "segments": ["premium_members"]}).json()
+    body = validate(
+        customer_client("u-1"),
+        coupon_code="VIP",
+        customer={"id": "u-1", "segments": ["premium_members"]},
+    ).json()
     assert body["reason"] == "segment_not_eligible"
 
 
 def test_customer_jwt_segments_claim_counts(summer25):
     CouponFactory(code="VIP", eligible_segments=["premium_members"])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Bearer " + customer_token(
-        "u-1", segments=["premium_members"]))
+    client.credentials(
+        HTTP_AUTHORIZATION="Bearer " + customer_token("u-1", segments=["premium_members"])
+    )
     assert validate(client, coupon_code="VIP").json()["valid"] is True
 
 
@@ -322,9 +388,11 @@ def test_expired_jwt_is_401(summer25):
 def test_jwt_signed_with_another_key_is_401(summer25):
     import jwt
 
-    token = jwt.encode({"sub": "u-1", "exp": 4_000_000_000},
-                       "another-key-of-enough-length-0123456789",
-                       algorithm="HS256")
+    token = jwt.encode(
+        {"sub": "u-1", "exp": 4_000_000_000},
+        "another-key-of-enough-length-0123456789",
+        algorithm="HS256",
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert validate(client, coupon_code="SUMMER25").status_code == 401
@@ -354,15 +422,16 @@ def test_admin_only_key_cannot_validate(admin_api, summer25):
 
 # --- cache ------------------------------------------------------------------------------
 
-def test_admin_patch_invalidates_cached_definition(storefront, admin_api, summer25,
-                                                   django_capture_on_commit_callbacks):
+
+def test_admin_patch_invalidates_cached_definition(
+    storefront, admin_api, summer25, django_capture_on_commit_callbacks
+):
     # given validate has cached the definition in Redis
     assert validate(storefront, coupon_code="SUMMER25").json()["discount"] == "37.50"
     assert cache.get(selectors._rule_key(summer25.pk)) is not None
     # when the value changes through the admin API (committed: on_commit hooks run)
     with django_capture_on_commit_callbacks(execute=True):
-        patched = admin_api.patch("/api/v1/admin/coupons/SUMMER25", {"value": 10},
-                                  format="json")
+        patched = admin_api.patch("/api/v1/admin/coupons/SUMMER25", {"value": 10}, format="json")
     assert patched.status_code == 200
     # then the next validate shows the new discount
     body = validate(storefront, coupon_code="SUMMER25").json()
@@ -370,23 +439,27 @@ def test_admin_patch_invalidates_cached_definition(storefront, admin_api, summer
     assert body["message"] == "10% off (max $50.00)"
 
 
-def test_admin_deactivation_is_seen_immediately(storefront, admin_api, summer25,
-                                                django_capture_on_commit_callbacks):
+def test_admin_deactivation_is_seen_immediately(
+    storefront, admin_api, summer25, django_capture_on_commit_callbacks
+):
     assert validate(storefront, coupon_code="SUMMER25").json()["valid"] is True
     with django_capture_on_commit_callbacks(execute=True):
         admin_api.patch("/api/v1/admin/coupons/SUMMER25", {"active": False}, format="json")
     assert validate(storefront, coupon_code="SUMMER25").json()["reason"] == "coupon_inactive"
 
 
-def test_code_created_after_a_miss_is_found(storefront, admin_api,
-                                            django_capture_on_commit_callbacks):
+def test_code_created_after_a_miss_is_found(
+    storefront, admin_api, django_capture_on_commit_callbacks
+):
     # given a miss is cached ("no such code")
     assert validate(storefront, coupon_code="LATER").json()["reason"] == "coupon_not_found"
     # when the coupon is created
     with django_capture_on_commit_callbacks(execute=True):
-        created = admin_api.post("/api/v1/admin/coupons",
-                                 {"code": "LATER", "type": "percentage", "value": 10},
-                                 format="json")
+        created = admin_api.post(
+            "/api/v1/admin/coupons",
+            {"code": "LATER", "type": "percentage", "value": 10},
+            format="json",
+        )
     assert created.status_code == 201
     # then it validates at once
     assert validate(storefront, coupon_code="LATER").json()["valid"] is True

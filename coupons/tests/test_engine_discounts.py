@@ -61,55 +61,129 @@ CASES = [
     ("pct-cap-not-reached", rule(percent_bp=2500, cap=5000), cart((5000, 3)), 3750, [3750], 0),
     ("pct-cap-400-at-25", rule(percent_bp=2500, cap=5000), cart((40000, 1)), 5000, [5000], 0),
     ("pct-cap-exactly", rule(percent_bp=2500, cap=5000), cart((20000, 1)), 5000, [5000], 0),
-    ("pct-cap-split-lines", rule(percent_bp=5000, cap=1000), cart((3000, 1), (1000, 1)),
-     1000, [750, 250], 0),
+    (
+        "pct-cap-split-lines",
+        rule(percent_bp=5000, cap=1000),
+        cart((3000, 1), (1000, 1)),
+        1000,
+        [750, 250],
+        0,
+    ),
     ("pct-100", rule(percent_bp=10_000), cart((1234, 2), (1, 1)), 2469, [2468, 1], 0),
     ("pct-two-lines", rule(percent_bp=1000), cart((5000, 2), (2500, 2)), 1500, [1000, 500], 0),
     ("fixed-10-on-100", rule(T.FIXED, amount=1000), cart((10000, 1)), 1000, [1000], 0),
-    ("fixed-larger-than-cart", rule(T.FIXED, amount=20000), cart((5000, 1), (2500, 2)),
-     10000, [5000, 5000], 0),
+    (
+        "fixed-larger-than-cart",
+        rule(T.FIXED, amount=20000),
+        cart((5000, 1), (2500, 2)),
+        10000,
+        [5000, 5000],
+        0,
+    ),
     ("fixed-equal-to-cart", rule(T.FIXED, amount=999), cart((333, 3)), 999, [999], 0),
-    ("fixed-split-proportional", rule(T.FIXED, amount=1000), cart((3000, 1), (1000, 1)),
-     1000, [750, 250], 0),
-    ("bogo-1-1-free-mixed-prices",
-     rule(T.BOGO, bogo_buy=1, bogo_get=1, bogo_percent_bp=10_000),
-     cart((5000, 1), (2000, 3)), 4000, [0, 4000], 0),
-    ("bogo-1-1-free-cheapest-single-units",
-     rule(T.BOGO, bogo_buy=1, bogo_get=1),  # percent unset = free
-     cart((5000, 2), (500, 1), (800, 1)), 1300, [0, 500, 800], 0),
-    ("bogo-1-1-odd-unit-count", rule(T.BOGO, bogo_buy=1, bogo_get=1),
-     cart((1000, 1), (3000, 1), (2000, 1)), 1000, [1000, 0, 0], 0),
-    ("bogo-1-1-single-unit-gets-nothing", rule(T.BOGO, bogo_buy=1, bogo_get=1),
-     cart((1000, 1)), 0, [0], 0),
-    ("bogo-2-1-half-off", rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
-     cart((3000, 1), (1000, 1), (2000, 1)), 500, [0, 500, 0], 0),
-    ("bogo-2-1-half-off-six-units",
-     rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
-     cart((4000, 2), (500, 2), (2000, 2)), 500, [0, 500, 0], 0),
-    ("bogo-2-1-half-off-cheapest-spans-lines",
-     rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
-     cart((4000, 3), (700, 1), (900, 2)), 800, [0, 350, 450], 0),
-    ("bogo-1-1-ties-earlier-line", rule(T.BOGO, bogo_buy=1, bogo_get=1),
-     cart((1000, 1), (1000, 1), (1000, 1)), 1000, [1000, 0, 0], 0),
-    ("bogo-half-cent-rounds-up", rule(T.BOGO, bogo_buy=1, bogo_get=1, bogo_percent_bp=5000),
-     cart((1, 2)), 1, [1], 0),
-    ("tiered-highest-met-wins", rule(T.TIERED, tiers=TIERS), cart((25000, 1)), 3000,
-     [3000], 0),
-    ("tiered-exact-threshold", rule(T.TIERED, tiers=TIERS), cart((10000, 1)), 1000,
-     [1000], 0),
+    (
+        "fixed-split-proportional",
+        rule(T.FIXED, amount=1000),
+        cart((3000, 1), (1000, 1)),
+        1000,
+        [750, 250],
+        0,
+    ),
+    (
+        "bogo-1-1-free-mixed-prices",
+        rule(T.BOGO, bogo_buy=1, bogo_get=1, bogo_percent_bp=10_000),
+        cart((5000, 1), (2000, 3)),
+        4000,
+        [0, 4000],
+        0,
+    ),
+    (
+        "bogo-1-1-free-cheapest-single-units",
+        rule(T.BOGO, bogo_buy=1, bogo_get=1),  # percent unset = free
+        cart((5000, 2), (500, 1), (800, 1)),
+        1300,
+        [0, 500, 800],
+        0,
+    ),
+    (
+        "bogo-1-1-odd-unit-count",
+        rule(T.BOGO, bogo_buy=1, bogo_get=1),
+        cart((1000, 1), (3000, 1), (2000, 1)),
+        1000,
+        [1000, 0, 0],
+        0,
+    ),
+    (
+        "bogo-1-1-single-unit-gets-nothing",
+        rule(T.BOGO, bogo_buy=1, bogo_get=1),
+        cart((1000, 1)),
+        0,
+        [0],
+        0,
+    ),
+    (
+        "bogo-2-1-half-off",
+        rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
+        cart((3000, 1), (1000, 1), (2000, 1)),
+        500,
+        [0, 500, 0],
+        0,
+    ),
+    (
+        "bogo-2-1-half-off-six-units",
+        rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
+        cart((4000, 2), (500, 2), (2000, 2)),
+        500,
+        [0, 500, 0],
+        0,
+    ),
+    (
+        "bogo-2-1-half-off-cheapest-spans-lines",
+        rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
+        cart((4000, 3), (700, 1), (900, 2)),
+        800,
+        [0, 350, 450],
+        0,
+    ),
+    (
+        "bogo-1-1-ties-earlier-line",
+        rule(T.BOGO, bogo_buy=1, bogo_get=1),
+        cart((1000, 1), (1000, 1), (1000, 1)),
+        1000,
+        [1000, 0, 0],
+        0,
+    ),
+    (
+        "bogo-half-cent-rounds-up",
+        rule(T.BOGO, bogo_buy=1, bogo_get=1, bogo_percent_bp=5000),
+        cart((1, 2)),
+        1,
+        [1],
+        0,
+    ),
+    ("tiered-highest-met-wins", rule(T.TIERED, tiers=TIERS), cart((25000, 1)), 3000, [3000], 0),
+    ("tiered-exact-threshold", rule(T.TIERED, tiers=TIERS), cart((10000, 1)), 1000, [1000], 0),
     ("tiered-middle", rule(T.TIERED, tiers=TIERS), cart((15000, 1)), 1000, [1000], 0),
     ("tiered-lowest", rule(T.TIERED, tiers=TIERS), cart((2500, 2)), 500, [500], 0),
-    ("tiered-spread", rule(T.TIERED, tiers=TIERS), cart((10000, 1), (10000, 1)), 3000,
-     [1500, 1500], 0),
+    (
+        "tiered-spread",
+        rule(T.TIERED, tiers=TIERS),
+        cart((10000, 1), (10000, 1)),
+        3000,
+        [1500, 1500],
+        0,
+    ),
     ("free-shipping", rule(T.FREE_SHIPPING), cart((10000, 1), shipping=799), 0, [0], 799),
     ("free-shipping-no-shipping", rule(T.FREE_SHIPPING), cart((10000, 1)), 0, [0], 0),
-    ("pct-leaves-shipping", rule(percent_bp=2500), cart((10000, 1), shipping=799), 2500,
-     [2500], 0),
+    ("pct-leaves-shipping", rule(percent_bp=2500), cart((10000, 1), shipping=799), 2500, [2500], 0),
 ]
 
 
-@pytest.mark.parametrize(("r", "c", "discount", "lines", "shipping"),
-                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    ("r", "c", "discount", "lines", "shipping"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
 def test_single_coupon(r, c, discount, lines, shipping):
     # when
     result = price_one(r, c)
@@ -129,11 +203,13 @@ def test_single_coupon(r, c, discount, lines, shipping):
         (rule(percent_bp=3333), cart((5000, 3)), "33.33% off"),
         (rule(percent_bp=1250), cart((5000, 3)), "12.5% off"),
         (rule(T.FIXED, amount=1000), cart((5000, 3)), "$10.00 off"),
-        (rule(T.FIXED, amount=1000, currency="EUR"), cart((5000, 3), currency="EUR"),
-         "€10.00 off"),
+        (rule(T.FIXED, amount=1000, currency="EUR"), cart((5000, 3), currency="EUR"), "€10.00 off"),
         (rule(T.BOGO, bogo_buy=1, bogo_get=1), cart((5000, 3)), "Buy 1 get 1 free"),
-        (rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000), cart((5000, 3)),
-         "Buy 2 get 1 at 50% off"),
+        (
+            rule(T.BOGO, bogo_buy=2, bogo_get=1, bogo_percent_bp=5000),
+            cart((5000, 3)),
+            "Buy 2 get 1 at 50% off",
+        ),
         (rule(T.TIERED, tiers=TIERS), cart((15000, 1)), "$10.00 off your order"),
         (rule(T.FREE_SHIPPING), cart((5000, 1), shipping=500), "Free shipping"),
     ],
@@ -206,13 +282,13 @@ def test_apply_in_order_is_literal():
     assert apply_in_order([terms(FIXED10), terms(PCT25)], c).discount == 3250
 
 
-@pytest.mark.parametrize("given_order", [[PCT25, FIXED10], [FIXED10, PCT25]],
-                         ids=["pct-first", "fixed-first"])
+@pytest.mark.parametrize(
+    "given_order", [[PCT25, FIXED10], [FIXED10, PCT25]], ids=["pct-first", "fixed-first"]
+)
 def test_best_order_for_the_customer_regardless_of_input_order(given_order):
     c = cart((10000, 1))
     # when priced through the public entry point
-    result = price([(r.code, terms(r), Usage()) for r in given_order], SHOPPER, c, NOW,
-                   "by_group")
+    result = price([(r.code, terms(r), Usage()) for r in given_order], SHOPPER, c, NOW, "by_group")
     # then the better order is used: $25 + $10 = $35 off
     assert result.discount == 3500
     assert [a.terms.code for a in result.applied] == ["SUMMER25", "TENOFF"]
@@ -224,8 +300,17 @@ def test_best_order_for_the_customer_regardless_of_input_order(given_order):
 def test_fixed_then_percentage_stack_never_exceeds_subtotal():
     big = rule(T.FIXED, amount=50_000, coupon_id=9, code="BIG", stackable=True)
     c = cart((10000, 1), shipping=500)
-    result = price([("BIG", terms(big), Usage()), ("SUMMER25", terms(PCT25), Usage()),
-                    ("FREESHIP", terms(FREESHIP), Usage())], SHOPPER, c, NOW, "by_group")
+    result = price(
+        [
+            ("BIG", terms(big), Usage()),
+            ("SUMMER25", terms(PCT25), Usage()),
+            ("FREESHIP", terms(FREESHIP), Usage()),
+        ],
+        SHOPPER,
+        c,
+        NOW,
+        "by_group",
+    )
     assert result.discount == 10000
     assert result.shipping_discount == 500
     assert_consistent(result, c)
@@ -233,8 +318,13 @@ def test_fixed_then_percentage_stack_never_exceeds_subtotal():
 
 def test_stack_reports_each_coupon_and_shipping_separately():
     c = cart((5000, 3), shipping=799)
-    result = price([("SUMMER25", terms(PCT25), Usage()), ("FREESHIP", terms(FREESHIP), Usage())],
-                   SHOPPER, c, NOW, "by_group")
+    result = price(
+        [("SUMMER25", terms(PCT25), Usage()), ("FREESHIP", terms(FREESHIP), Usage())],
+        SHOPPER,
+        c,
+        NOW,
+        "by_group",
+    )
     assert result.discount == 3750
     assert result.shipping_discount == 799
     by_code = {a.terms.code: (a.discount, a.shipping_discount) for a in result.applied}
@@ -243,13 +333,18 @@ def test_stack_reports_each_coupon_and_shipping_separately():
 
 def test_best_order_with_many_codes_still_consistent():
     # given more codes than the exact-permutation limit (7 groups)
-    rules = [rule(percent_bp=1000, coupon_id=10 + i, code=f"P{i}", stackable=True,
-                  stack_group=f"g{i}") for i in range(4)]
-    rules += [rule(T.FIXED, amount=500, coupon_id=20 + i, code=f"F{i}", stackable=True,
-                   stack_group=f"h{i}") for i in range(3)]
+    rules = [
+        rule(percent_bp=1000, coupon_id=10 + i, code=f"P{i}", stackable=True, stack_group=f"g{i}")
+        for i in range(4)
+    ]
+    rules += [
+        rule(
+            T.FIXED, amount=500, coupon_id=20 + i, code=f"F{i}", stackable=True, stack_group=f"h{i}"
+        )
+        for i in range(3)
+    ]
     c = cart((3333, 3), (101, 7), shipping=250)
-    result = price([(r.code, terms(r), Usage()) for r in reversed(rules)], SHOPPER, c, NOW,
-                   "full")
+    result = price([(r.code, terms(r), Usage()) for r in reversed(rules)], SHOPPER, c, NOW, "full")
     assert_consistent(result, c)
     # percentages first (10% x4 compounding), then the fixed amounts
     assert [a.terms.rule.type for a in result.applied][:4] == [T.PERCENTAGE] * 4
@@ -258,32 +353,66 @@ def test_best_order_with_many_codes_still_consistent():
 # --- rounding and allocation on odd amounts ---------------------------------------------
 
 ROUNDING = [
-    ("three-cents-at-50pct", rule(percent_bp=5000), cart((1, 1), (1, 1), (1, 1)), 2,
-     [1, 1, 0]),
+    ("three-cents-at-50pct", rule(percent_bp=5000), cart((1, 1), (1, 1), (1, 1)), 2, [1, 1, 0]),
     ("one-cent-at-50pct", rule(percent_bp=5000), cart((1, 1)), 1, [1]),
     ("one-cent-at-49.99pct", rule(percent_bp=4999), cart((1, 1)), 0, [0]),
     ("33.33pct-of-10", rule(percent_bp=3333), cart((1000, 1)), 333, [333]),
-    ("33.33pct-of-three-3.33", rule(percent_bp=3333), cart((333, 1), (333, 1), (334, 1)),
-     333, [111, 111, 111]),
-    ("fixed-10-over-three-equal", rule(T.FIXED, amount=1000),
-     cart((1000, 1), (1000, 1), (1000, 1)), 1000, [334, 333, 333]),
-    ("fixed-1-over-three-equal", rule(T.FIXED, amount=100),
-     cart((333, 1), (333, 1), (333, 1)), 100, [34, 33, 33]),
-    ("10pct-of-9.99-over-three", rule(percent_bp=1000), cart((333, 1), (333, 1), (333, 1)),
-     100, [34, 33, 33]),
-    ("fixed-over-weighted", rule(T.FIXED, amount=100), cart((1, 1), (2, 1), (997, 1)),
-     100, [0, 0, 100]),
-    ("cap-over-odd-lines", rule(percent_bp=9000, cap=1001),
-     cart((700, 1), (700, 1), (700, 1)), 1001, [334, 334, 333]),
-    ("jpy-10pct-of-999", rule(percent_bp=1000, currency="JPY"), cart((999, 1), currency="JPY"),
-     100, [100]),
-    ("kwd-7pct", rule(percent_bp=700, currency="KWD"), cart((1001, 1), currency="KWD"), 70,
-     [70]),
+    (
+        "33.33pct-of-three-3.33",
+        rule(percent_bp=3333),
+        cart((333, 1), (333, 1), (334, 1)),
+        333,
+        [111, 111, 111],
+    ),
+    (
+        "fixed-10-over-three-equal",
+        rule(T.FIXED, amount=1000),
+        cart((1000, 1), (1000, 1), (1000, 1)),
+        1000,
+        [334, 333, 333],
+    ),
+    (
+        "fixed-1-over-three-equal",
+        rule(T.FIXED, amount=100),
+        cart((333, 1), (333, 1), (333, 1)),
+        100,
+        [34, 33, 33],
+    ),
+    (
+        "10pct-of-9.99-over-three",
+        rule(percent_bp=1000),
+        cart((333, 1), (333, 1), (333, 1)),
+        100,
+        [34, 33, 33],
+    ),
+    (
+        "fixed-over-weighted",
+        rule(T.FIXED, amount=100),
+        cart((1, 1), (2, 1), (997, 1)),
+        100,
+        [0, 0, 100],
+    ),
+    (
+        "cap-over-odd-lines",
+        rule(percent_bp=9000, cap=1001),
+        cart((700, 1), (700, 1), (700, 1)),
+        1001,
+        [334, 334, 333],
+    ),
+    (
+        "jpy-10pct-of-999",
+        rule(percent_bp=1000, currency="JPY"),
+        cart((999, 1), currency="JPY"),
+        100,
+        [100],
+    ),
+    ("kwd-7pct", rule(percent_bp=700, currency="KWD"), cart((1001, 1), currency="KWD"), 70, [70]),
 ]
 
 
-@pytest.mark.parametrize(("r", "c", "discount", "lines"), [x[1:] for x in ROUNDING],
-                         ids=[x[0] for x in ROUNDING])
+@pytest.mark.parametrize(
+    ("r", "c", "discount", "lines"), [x[1:] for x in ROUNDING], ids=[x[0] for x in ROUNDING]
+)
 def test_rounding_and_allocation(r, c, discount, lines):
     result = price_one(r, c)
     assert result.discount == discount
@@ -296,8 +425,13 @@ def test_stacked_coupons_on_odd_amounts_sum_exactly():
     pct = rule(percent_bp=3333, coupon_id=1, code="THIRD", stackable=True)
     fixed = rule(T.FIXED, amount=100, coupon_id=2, code="ONE", stackable=True)
     c = cart((333, 1), (333, 1), (333, 1))
-    result = price([("ONE", terms(fixed), Usage()), ("THIRD", terms(pct), Usage())],
-                   SHOPPER, c, NOW, "by_group")
+    result = price(
+        [("ONE", terms(fixed), Usage()), ("THIRD", terms(pct), Usage())],
+        SHOPPER,
+        c,
+        NOW,
+        "by_group",
+    )
     # 33.33% of 9.99 = 3.33; then $1.00 on the remaining 6.66
     assert result.discount == 433
     assert_consistent(result, c)

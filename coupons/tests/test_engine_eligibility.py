@@ -23,16 +23,25 @@ DAY = timedelta(days=1)
 
 
 def base_rule(**kw) -> Rule:
-    defaults = {"coupon_id": 1, "code": "SUMMER25", "type": T.PERCENTAGE, "currency": "USD",
-                "percent_bp": 2500}
+    defaults = {
+        "coupon_id": 1,
+        "code": "SUMMER25",
+        "type": T.PERCENTAGE,
+        "currency": "USD",
+        "percent_bp": 2500,
+    }
     return Rule(**{**defaults, **kw})
 
 
 def base_cart(currency="USD") -> Cart:
-    return Cart(currency=currency, lines=(
-        Line(sku="SKU-1", category="electronics", unit_price=5000, quantity=3),
-        Line(sku="SKU-GIFT-CARD", category="gift_cards", unit_price=2500, quantity=1),
-    ), shipping=799)
+    return Cart(
+        currency=currency,
+        lines=(
+            Line(sku="SKU-1", category="electronics", unit_price=5000, quantity=3),
+            Line(sku="SKU-GIFT-CARD", category="gift_cards", unit_price=2500, quantity=1),
+        ),
+        shipping=799,
+    )
 
 
 # Each failing condition as overrides of separate fields, so any two can be combined.
@@ -41,19 +50,34 @@ CONDITIONS = [
     ("inactive", "coupon_inactive", {"rule": {"active": False}}),
     ("not_started", "coupon_not_started", {"rule": {"valid_from": NOW + DAY}}),
     ("expired", "coupon_expired", {"rule": {"valid_to": NOW - DAY}}),
-    ("total_limit", "usage_limit_reached",
-     {"rule": {"max_uses_total": 10}, "usage": {"coupon_uses": 10}}),
-    ("customer_limit", "customer_limit_reached",
-     {"rule": {"max_uses_per_user": 1}, "usage": {"customer_uses": 1}}),
+    (
+        "total_limit",
+        "usage_limit_reached",
+        {"rule": {"max_uses_total": 10}, "usage": {"coupon_uses": 10}},
+    ),
+    (
+        "customer_limit",
+        "customer_limit_reached",
+        {"rule": {"max_uses_per_user": 1}, "usage": {"customer_uses": 1}},
+    ),
     ("bound", "code_bound_to_other_customer", {"terms": {"bound_customer": "u-other"}}),
-    ("segment", "segment_not_eligible",
-     {"rule": {"eligible_segments": frozenset({"premium_members"})}}),
-    ("first_purchase", "first_purchase_only",
-     {"rule": {"first_purchase_only": True}, "shopper": {"orders_count": 2}}),
+    (
+        "segment",
+        "segment_not_eligible",
+        {"rule": {"eligible_segments": frozenset({"premium_members"})}},
+    ),
+    (
+        "first_purchase",
+        "first_purchase_only",
+        {"rule": {"first_purchase_only": True}, "shopper": {"orders_count": 2}},
+    ),
     ("currency", "currency_mismatch", {"rule": {"currency": "EUR"}}),
     ("min_cart", "min_cart_value_not_met", {"rule": {"min_cart": 1_000_000}}),
-    ("eligible_items", "no_eligible_items",
-     {"rule": {"eligible_categories": frozenset({"garden"})}}),
+    (
+        "eligible_items",
+        "no_eligible_items",
+        {"rule": {"eligible_categories": frozenset({"garden"})}},
+    ),
 ]
 ORDER = [name for name, _, _ in CONDITIONS]
 
@@ -75,8 +99,7 @@ def test_base_scenario_is_valid():
     assert scenario() is None
 
 
-@pytest.mark.parametrize(("overrides", "reason"),
-                         [(o, r) for _, r, o in CONDITIONS], ids=ORDER)
+@pytest.mark.parametrize(("overrides", "reason"), [(o, r) for _, r, o in CONDITIONS], ids=ORDER)
 def test_each_condition_alone(overrides, reason):
     rejection = scenario(overrides)
     assert rejection is not None
@@ -88,8 +111,7 @@ def test_each_condition_alone(overrides, reason):
 PAIRS = list(combinations(CONDITIONS, 2))
 
 
-@pytest.mark.parametrize(("first", "second"), PAIRS,
-                         ids=[f"{a[0]}+{b[0]}" for a, b in PAIRS])
+@pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a[0]}+{b[0]}" for a, b in PAIRS])
 def test_two_failures_the_earlier_wins(first, second):
     # given two failing conditions, in either order of merging
     assert scenario(first[2], second[2]).reason == first[1]
@@ -119,17 +141,30 @@ def test_expired_and_below_minimum_is_expired():
         ({"terms": {"active": False}}, "coupon_inactive"),  # the code itself stopped
         ({"terms": {"expires_at": NOW - timedelta(seconds=1)}}, "coupon_expired"),
         ({"terms": {"max_uses": 1}, "usage": {"code_uses": 1}}, "usage_limit_reached"),
-        ({"rule": {"max_uses_total": 10}, "usage": {"coupon_uses": 11}},
-         "usage_limit_reached"),
+        ({"rule": {"max_uses_total": 10}, "usage": {"coupon_uses": 11}}, "usage_limit_reached"),
         ({"rule": {"eligible_skus": frozenset({"SKU-404"})}}, "no_eligible_items"),
-        ({"rule": {"excluded_skus": frozenset({"SKU-1", "SKU-GIFT-CARD"})}},
-         "no_eligible_items"),
-        ({"rule": {"eligible_categories": frozenset({"electronics"}),
-                   "excluded_skus": frozenset({"SKU-1"})}}, "no_eligible_items"),
+        ({"rule": {"excluded_skus": frozenset({"SKU-1", "SKU-GIFT-CARD"})}}, "no_eligible_items"),
+        (
+            {
+                "rule": {
+                    "eligible_categories": frozenset({"electronics"}),
+                    "excluded_skus": frozenset({"SKU-1"}),
+                }
+            },
+            "no_eligible_items",
+        ),
         ({"rule": {"currency": "JPY"}}, "currency_mismatch"),
     ],
-    ids=["code-inactive", "code-expired", "code-max-uses", "over-limit", "eligible-skus-miss",
-         "all-excluded", "category-then-excluded", "jpy-coupon-usd-cart"],
+    ids=[
+        "code-inactive",
+        "code-expired",
+        "code-max-uses",
+        "over-limit",
+        "eligible-skus-miss",
+        "all-excluded",
+        "category-then-excluded",
+        "jpy-coupon-usd-cart",
+    ],
 )
 def test_code_level_and_item_conditions(overrides, reason):
     assert scenario(overrides).reason == reason
@@ -148,13 +183,28 @@ def test_code_level_and_item_conditions(overrides, reason):
         {"rule": {"first_purchase_only": True}},
         {"rule": {"min_cart": 17_500}},  # exactly the subtotal
         {"rule": {"eligible_skus": frozenset({"SKU-GIFT-CARD"})}},
-        {"rule": {"eligible_categories": frozenset({"garden"}),
-                  "eligible_skus": frozenset({"SKU-1"})}},  # a SKU match is enough
+        {
+            "rule": {
+                "eligible_categories": frozenset({"garden"}),
+                "eligible_skus": frozenset({"SKU-1"}),
+            }
+        },  # a SKU match is enough
         {"rule": {"excluded_skus": frozenset({"SKU-GIFT-CARD"})}},
     ],
-    ids=["window-edges", "code-expires-now", "one-use-left", "code-one-left",
-         "customer-one-left", "bound-to-me", "segment-match", "first-purchase-ok",
-         "min-cart-exact", "eligible-sku", "sku-or-category", "one-excluded"],
+    ids=[
+        "window-edges",
+        "code-expires-now",
+        "one-use-left",
+        "code-one-left",
+        "customer-one-left",
+        "bound-to-me",
+        "segment-match",
+        "first-purchase-ok",
+        "min-cart-exact",
+        "eligible-sku",
+        "sku-or-category",
+        "one-excluded",
+    ],
 )
 def test_boundaries_that_pass(overrides):
     assert scenario(overrides) is None
@@ -168,15 +218,23 @@ def test_boundaries_that_pass(overrides):
         ({"rule": {"first_purchase_only": True}}, "customer_required"),
         # an earlier failure still wins over the missing customer
         ({"rule": {"max_uses_per_user": 1, "valid_to": NOW - DAY}}, "coupon_expired"),
-        ({"rule": {"max_uses_total": 1, "max_uses_per_user": 1}, "usage": {"coupon_uses": 1}},
-         "usage_limit_reached"),
+        (
+            {"rule": {"max_uses_total": 1, "max_uses_per_user": 1}, "usage": {"coupon_uses": 1}},
+            "usage_limit_reached",
+        ),
         # and the missing customer wins over later ones
         ({"rule": {"first_purchase_only": True, "min_cart": 1_000_000}}, "customer_required"),
-        ({"terms": {"bound_customer": "u-1"}, "rule": {"currency": "EUR"}},
-         "customer_required"),
+        ({"terms": {"bound_customer": "u-1"}, "rule": {"currency": "EUR"}}, "customer_required"),
     ],
-    ids=["per-user-limit", "bound", "first-purchase", "expired-first", "total-limit-first",
-         "before-min-cart", "before-currency"],
+    ids=[
+        "per-user-limit",
+        "bound",
+        "first-purchase",
+        "expired-first",
+        "total-limit-first",
+        "before-min-cart",
+        "before-currency",
+    ],
 )
 def test_customer_required_for_anonymous(overrides, reason):
     rule = base_rule(**overrides.get("rule", {}))
@@ -204,9 +262,17 @@ def test_currency_mismatch_message_names_the_currency():
 
 # --- stacking ---------------------------------------------------------------------------
 
+
 def coupon(code, type_=T.PERCENTAGE, *, coupon_id, stackable=True, group="", **kw):
-    r = Rule(coupon_id=coupon_id, code=code, type=type_, currency="USD", stackable=stackable,
-             stack_group=group, **kw)
+    r = Rule(
+        coupon_id=coupon_id,
+        code=code,
+        type=type_,
+        currency="USD",
+        stackable=stackable,
+        stack_group=group,
+        **kw,
+    )
     return CodeTerms(code_id=coupon_id, code=code, rule=r)
 
 
@@ -290,8 +356,9 @@ def test_eligibility_failure_in_a_stack_names_that_code():
 
 def test_eligibility_is_checked_before_stacking():
     # the second code is both non-stackable and expired: expiry is its reason
-    expired_solo = coupon("OLDSOLO", T.FIXED, amount=100, coupon_id=9, stackable=False,
-                          valid_to=NOW - DAY)
+    expired_solo = coupon(
+        "OLDSOLO", T.FIXED, amount=100, coupon_id=9, stackable=False, valid_to=NOW - DAY
+    )
     result = stack([SUMMER25, expired_solo], "by_group")
     assert result.rejection.reason == "coupon_expired"
 
@@ -305,18 +372,22 @@ CATEGORIES = ["electronics", "clothing", "books"]
 def carts(draw):
     n = draw(st.integers(min_value=1, max_value=6))
     lines = tuple(
-        Line(sku=f"SKU-{i}", category=draw(st.sampled_from(CATEGORIES)),
-             unit_price=draw(st.integers(min_value=0, max_value=200_000)),
-             quantity=draw(st.integers(min_value=1, max_value=5)))
-        for i in range(n))
-    return Cart(currency="USD", lines=lines,
-                shipping=draw(st.integers(min_value=0, max_value=3_000)))
+        Line(
+            sku=f"SKU-{i}",
+            category=draw(st.sampled_from(CATEGORIES)),
+            unit_price=draw(st.integers(min_value=0, max_value=200_000)),
+            quantity=draw(st.integers(min_value=1, max_value=5)),
+        )
+        for i in range(n)
+    )
+    return Cart(
+        currency="USD", lines=lines, shipping=draw(st.integers(min_value=0, max_value=3_000))
+    )
 
 
 @st.composite
 def stackable_coupons(draw):
-    kinds = draw(st.lists(st.sampled_from(T.DISCOUNT_TYPES), min_size=1, max_size=4,
-                          unique=True))
+    kinds = draw(st.lists(st.sampled_from(T.DISCOUNT_TYPES), min_size=1, max_size=4, unique=True))
     out = []
     for i, kind in enumerate(kinds):
         kw = {}
@@ -330,15 +401,19 @@ def stackable_coupons(draw):
             kw["bogo_get"] = draw(st.integers(min_value=1, max_value=2))
             kw["bogo_percent_bp"] = draw(st.integers(min_value=1, max_value=10_000))
         elif kind == T.TIERED:
-            thresholds = draw(st.lists(st.integers(min_value=0, max_value=100_000),
-                                       min_size=1, max_size=3, unique=True))
-            kw["tiers"] = tuple(Tier(t, draw(st.integers(min_value=1, max_value=100_000)))
-                                for t in thresholds)
+            thresholds = draw(
+                st.lists(
+                    st.integers(min_value=0, max_value=100_000), min_size=1, max_size=3, unique=True
+                )
+            )
+            kw["tiers"] = tuple(
+                Tier(t, draw(st.integers(min_value=1, max_value=100_000))) for t in thresholds
+            )
         if kind != T.FREE_SHIPPING and draw(st.booleans()):
             kw["eligible_categories"] = frozenset(
-                draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2)))
-        rule = Rule(coupon_id=i + 1, code=f"C{i}", type=kind, currency="USD",
-                    stackable=True, **kw)
+                draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2))
+            )
+        rule = Rule(coupon_id=i + 1, code=f"C{i}", type=kind, currency="USD", stackable=True, **kw)
         out.append(CodeTerms(code_id=i + 1, code=f"C{i}", rule=rule))
     return out
 
@@ -363,8 +438,9 @@ def test_stack_invariants(cart, codes, policy):
         assert all(d >= 0 for d in applied.line_discounts)
     # the chosen order is at least as good as the order given
     literal = apply_in_order(codes, cart)
-    assert result.discount + result.shipping_discount >= \
-        literal.discount + literal.shipping_discount
+    assert (
+        result.discount + result.shipping_discount >= literal.discount + literal.shipping_discount
+    )
     # deterministic: same input, same answer
     assert price(entries, Shopper(id="u-1"), cart, NOW, policy) == result
     assert price(entries, Shopper(id="u-1"), cart, NOW, policy) == result

@@ -33,10 +33,19 @@ STACKING = {r.NOT_STACKABLE, r.STACK_GROUP_CONFLICT}
 BETTER = "A better combination was chosen"
 
 
-def make(code, type_=T.PERCENTAGE, *, coupon_id, stackable=True, group="", priority=0,
-         **kw) -> CodeTerms:
-    rule = Rule(coupon_id=coupon_id, code=code, type=type_, currency="USD",
-                stackable=stackable, stack_group=group, priority=priority, **kw)
+def make(
+    code, type_=T.PERCENTAGE, *, coupon_id, stackable=True, group="", priority=0, **kw
+) -> CodeTerms:
+    rule = Rule(
+        coupon_id=coupon_id,
+        code=code,
+        type=type_,
+        currency="USD",
+        stackable=stackable,
+        stack_group=group,
+        priority=priority,
+        **kw,
+    )
     return CodeTerms(code_id=coupon_id, code=code, rule=rule)
 
 
@@ -49,8 +58,10 @@ def typed(*codes: CodeTerms) -> list:
 
 
 def auto(*codes: CodeTerms) -> list:
-    return [(dataclasses.replace(t, rule=dataclasses.replace(t.rule, auto_apply=True)),
-             Usage()) for t in codes]
+    return [
+        (dataclasses.replace(t, rule=dataclasses.replace(t.rule, auto_apply=True)), Usage())
+        for t in codes
+    ]
 
 
 def codes_of(pricing) -> list[str]:
@@ -111,15 +122,20 @@ GROUPS = ["", "percentage", "shipping", "promo"]
 
 @st.composite
 def carts(draw):
-    cats = CATEGORIES[:draw(st.integers(min_value=2, max_value=3))]
+    cats = CATEGORIES[: draw(st.integers(min_value=2, max_value=3))]
     n = draw(st.integers(min_value=1, max_value=6))
     lines = tuple(
-        Line(sku=f"SKU-{i}", category=draw(st.sampled_from(cats)),
-             unit_price=draw(st.integers(min_value=1, max_value=50_000)),
-             quantity=draw(st.integers(min_value=1, max_value=5)))
-        for i in range(n))
-    return Cart(currency="USD", lines=lines,
-                shipping=draw(st.integers(min_value=0, max_value=2_000)))
+        Line(
+            sku=f"SKU-{i}",
+            category=draw(st.sampled_from(cats)),
+            unit_price=draw(st.integers(min_value=1, max_value=50_000)),
+            quantity=draw(st.integers(min_value=1, max_value=5)),
+        )
+        for i in range(n)
+    )
+    return Cart(
+        currency="USD", lines=lines, shipping=draw(st.integers(min_value=0, max_value=2_000))
+    )
 
 
 @st.composite
@@ -128,31 +144,45 @@ def promotion(draw, index: int, kinds=T.DISCOUNT_TYPES, stacking=True) -> CodeTe
     kind = draw(st.sampled_from(kinds))
     kw: dict = {}
     if kind == T.PERCENTAGE:
-        kw["percent_bp"] = draw(st.sampled_from([500, 1000, 2000, 2500, 5000])
-                                | st.integers(min_value=1, max_value=10_000))
+        kw["percent_bp"] = draw(
+            st.sampled_from([500, 1000, 2000, 2500, 5000])
+            | st.integers(min_value=1, max_value=10_000)
+        )
         kw["cap"] = draw(st.none() | st.integers(min_value=1, max_value=20_000))
     elif kind == T.FIXED:
         kw["amount"] = draw(st.integers(min_value=1, max_value=60_000))
     elif kind == T.TIERED:
-        thresholds = draw(st.lists(st.integers(min_value=0, max_value=200_000),
-                                   min_size=1, max_size=3, unique=True))
-        kw["tiers"] = tuple(Tier(t, draw(st.integers(min_value=1, max_value=40_000)))
-                            for t in thresholds)
+        thresholds = draw(
+            st.lists(
+                st.integers(min_value=0, max_value=200_000), min_size=1, max_size=3, unique=True
+            )
+        )
+        kw["tiers"] = tuple(
+            Tier(t, draw(st.integers(min_value=1, max_value=40_000))) for t in thresholds
+        )
     elif kind == T.BOGO:
         kw["bogo_buy"] = draw(st.integers(min_value=1, max_value=3))
         kw["bogo_get"] = draw(st.integers(min_value=1, max_value=2))
         kw["bogo_percent_bp"] = draw(st.none() | st.integers(min_value=1, max_value=10_000))
     if kind != T.FREE_SHIPPING and draw(st.booleans()):
         kw["eligible_categories"] = frozenset(
-            draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2)))
+            draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2))
+        )
     if draw(st.integers(min_value=0, max_value=3)) == 0:  # only evaluate() looks at it
         kw["min_cart"] = draw(st.integers(min_value=0, max_value=150_000))
     # a random letter first, so code order and generation order differ
     code = draw(st.sampled_from("ABCDEFGH")) + str(index)
     stackable = draw(st.sampled_from([True, True, True, False])) if stacking else True
     group = draw(st.sampled_from(GROUPS)) if stacking else "promo"
-    return make(code, kind, coupon_id=index + 1, stackable=stackable, group=group,
-                priority=draw(st.integers(min_value=0, max_value=2)), **kw)
+    return make(
+        code,
+        kind,
+        coupon_id=index + 1,
+        stackable=stackable,
+        group=group,
+        priority=draw(st.integers(min_value=0, max_value=2)),
+        **kw,
+    )
 
 
 @st.composite
@@ -164,31 +194,49 @@ def promotions(draw, min_size=1, max_size=5, **kw) -> list[CodeTerms]:
 # --- engine bugs found by this file, fixed and kept as regressions ----------------------
 # (attached to the properties below as @example; minimal tests at the end of the file)
 
+
 def _bounded_trap() -> list[CodeTerms]:
     """12 candidates: the 8 worth most alone are X (non-stackable, $100) and seven $90
     coupons of one group; four $80 coupons, each in its own group, rank after G0.
     Fixed (regression): the bounded strategy used to return X alone ($100)."""
     cands = [make("X", T.FIXED, amount=10_000, coupon_id=1, stackable=False)]
-    cands += [make(f"G{i}", T.FIXED, amount=9_000, coupon_id=2 + i, group="g",
-                   priority=1 if i == 0 else 0) for i in range(7)]
-    cands += [make(f"H{i}", T.FIXED, amount=8_000, coupon_id=9 + i, group=f"h{i}")
-              for i in range(4)]
+    cands += [
+        make(
+            f"G{i}", T.FIXED, amount=9_000, coupon_id=2 + i, group="g", priority=1 if i == 0 else 0
+        )
+        for i in range(7)
+    ]
+    cands += [
+        make(f"H{i}", T.FIXED, amount=8_000, coupon_id=9 + i, group=f"h{i}") for i in range(4)
+    ]
     return cands
 
 
 # Fixed (regression): the order search's bound was taken line by line, which is not an
 # upper bound (a coupon's split over its lines moves as others apply); it pruned the best
 # order here: 66,895 found, 66,896 possible (by_group, four different groups).
-BOUND_CART = Cart(currency="USD", lines=(
-    Line("SKU-0", "books", 198, 5), Line("SKU-1", "electronics", 28474, 2),
-    Line("SKU-2", "electronics", 931, 5), Line("SKU-3", "electronics", 4470, 1),
-    Line("SKU-4", "electronics", 2914, 1)), shipping=0)
+BOUND_CART = Cart(
+    currency="USD",
+    lines=(
+        Line("SKU-0", "books", 198, 5),
+        Line("SKU-1", "electronics", 28474, 2),
+        Line("SKU-2", "electronics", 931, 5),
+        Line("SKU-3", "electronics", 4470, 1),
+        Line("SKU-4", "electronics", 2914, 1),
+    ),
+    shipping=0,
+)
 BOUND_CANDS = [
     make("A0", percent_bp=9521, coupon_id=1),
     make("A3", T.FIXED, amount=1, coupon_id=4, eligible_categories=frozenset({"books"})),
     make("A4", T.BOGO, bogo_buy=1, bogo_get=1, coupon_id=5),
-    make("A5", percent_bp=500, coupon_id=6, eligible_categories=frozenset({"books"}),
-         group="shipping"),
+    make(
+        "A5",
+        percent_bp=500,
+        coupon_id=6,
+        eligible_categories=frozenset({"books"}),
+        group="shipping",
+    ),
 ]
 
 # Fixed (regression): two automatic promotions worth $0.00 on a $0.01 cart, policy none
@@ -197,31 +245,45 @@ ZERO_AUTOS = [make("A0", percent_bp=500, coupon_id=1), make("A1", percent_bp=500
 
 # Fixed (regression): the order search ran out of its state budget and settled for worse
 # than simply applying the coupons in rank order (see test_not_below_the_rank_order).
-SIX_LINES = Cart(currency="USD", lines=tuple(
-    Line(f"SKU-{i}", "electronics", 10_000 + 1_111 * i, 1) for i in range(6)), shipping=0)
+SIX_LINES = Cart(
+    currency="USD",
+    lines=tuple(Line(f"SKU-{i}", "electronics", 10_000 + 1_111 * i, 1) for i in range(6)),
+    shipping=0,
+)
 
 
 def _order_trap(extra: int) -> list[CodeTerms]:
     """Stackable 20%, 10%, 10% and 5% off, $600 off, and `extra` $0.01-off coupons. On
     SIX_LINES ($766.65) the percentages first, then the $600, take everything; this is
     also the rank order (P10, P11, P20, P5, Q0.., ZFIXED)."""
-    cands = [make("P20", percent_bp=2000, coupon_id=1), make("P10", percent_bp=1000, coupon_id=2),
-             make("P11", percent_bp=1000, coupon_id=3), make("P5", percent_bp=500, coupon_id=4),
-             make("ZFIXED", T.FIXED, amount=60_000, coupon_id=5)]
+    cands = [
+        make("P20", percent_bp=2000, coupon_id=1),
+        make("P10", percent_bp=1000, coupon_id=2),
+        make("P11", percent_bp=1000, coupon_id=3),
+        make("P5", percent_bp=500, coupon_id=4),
+        make("ZFIXED", T.FIXED, amount=60_000, coupon_id=5),
+    ]
     return cands + [make(f"Q{i}", T.FIXED, amount=1, coupon_id=10 + i) for i in range(extra)]
 
 
 # Fixed (regression; one cent, same cause): 9 stackable candidates, policy full, $30.40.
 ROUNDING_CANDS = [make(f"A{i}", percent_bp=500, coupon_id=i) for i in (4, 5, 6, 8, 9, 10, 11)]
-ROUNDING_CANDS += [make("A2", T.FIXED, amount=1, coupon_id=2),
-                   make("A3", percent_bp=2, coupon_id=3)]
+ROUNDING_CANDS += [
+    make("A2", T.FIXED, amount=1, coupon_id=2),
+    make("A3", percent_bp=2, coupon_id=3),
+]
 
 
 # --- best_combination against brute force -----------------------------------------------
 
+
 @settings(max_examples=300, deadline=None)
-@given(cart=carts(), cands=promotions(), policy=st.sampled_from(POLICIES),
-       seed=st.integers(min_value=0, max_value=2**32 - 1))
+@given(
+    cart=carts(),
+    cands=promotions(),
+    policy=st.sampled_from(POLICIES),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
 @example(cart=BOUND_CART, cands=BOUND_CANDS, policy="by_group", seed=0)  # regression
 def test_best_combination_matches_brute_force(cart, cands, policy, seed):
     pricing, exact = best_combination(cands, cart, policy)
@@ -247,8 +309,7 @@ MERCHANDISE = tuple(k for k in T.DISCOUNT_TYPES if k != T.FREE_SHIPPING)
 
 
 @settings(max_examples=400, deadline=None)
-@given(cart=carts(),
-       cands=promotions(min_size=3, max_size=5, kinds=MERCHANDISE, stacking=False))
+@given(cart=carts(), cands=promotions(min_size=3, max_size=5, kinds=MERCHANDISE, stacking=False))
 def test_best_order_matches_brute_force_when_everything_stacks(cart, cands):
     # policy full, all stackable merchandise coupons: the whole set applies and only the
     # application order matters, so every example exercises the order search
@@ -262,11 +323,16 @@ def test_best_order_matches_brute_force_when_everything_stacks(cart, cands):
 
 
 @settings(max_examples=200, deadline=None)
-@given(cart=carts(), cands=promotions(), policy=st.sampled_from(POLICIES),
-       is_typed=st.lists(st.booleans(), min_size=5, max_size=5),
-       seed=st.integers(min_value=0, max_value=2**32 - 1))
-@example(cart=one_line_cart(1), cands=ZERO_AUTOS, policy="none", is_typed=[False] * 5,
-         seed=0)  # regression: see test_zero_value_promotion_is_not_a_better_combination
+@given(
+    cart=carts(),
+    cands=promotions(),
+    policy=st.sampled_from(POLICIES),
+    is_typed=st.lists(st.booleans(), min_size=5, max_size=5),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+@example(
+    cart=one_line_cart(1), cands=ZERO_AUTOS, policy="none", is_typed=[False] * 5, seed=0
+)  # regression: see test_zero_value_promotion_is_not_a_better_combination
 def test_evaluate_accounts_for_every_candidate(cart, cands, policy, is_typed, seed):
     typed_codes = [t for t, flag in zip(cands, is_typed, strict=False) if flag]
     auto_codes = [t for t, flag in zip(cands, is_typed, strict=False) if not flag]
@@ -286,8 +352,12 @@ def test_evaluate_accounts_for_every_candidate(cart, cands, policy, is_typed, se
     eligible = []
     for t in cands:
         failed = check(t, Usage(), SHOPPER, cart, NOW)
-        places = [t.code in applied, t.code in rejected, t.code in passed_over,
-                  t.code in ineligible]
+        places = [
+            t.code in applied,
+            t.code in rejected,
+            t.code in passed_over,
+            t.code in ineligible,
+        ]
         assert sum(places) == 1, (t.code, places)  # exactly one place for each candidate
         if t in typed_codes:
             assert t.code in applied or t.code in rejected
@@ -315,8 +385,10 @@ def test_evaluate_accounts_for_every_candidate(cart, cands, policy, is_typed, se
         if any(t.code == code for t in eligible):  # eligible, but nothing left to take
             assert skipped.rejection.reason == r.NO_ELIGIBLE_ITEMS
     # the losers of the competition are told a better combination was chosen
-    for skipped in [*ev.passed_over, *(s for s in ev.rejected
-                                       if any(s.terms is t for t in eligible))]:
+    for skipped in [
+        *ev.passed_over,
+        *(s for s in ev.rejected if any(s.terms is t for t in eligible)),
+    ]:
         assert skipped.rejection.reason in STACKING
         assert skipped.rejection.message.startswith(BETTER)
         assert skipped.entered == (skipped.terms.code not in auto_code_set)
@@ -339,10 +411,15 @@ def test_evaluate_accounts_for_every_candidate(cart, cands, policy, is_typed, se
     # a loser is kept out by a conflict with something actually applied (regression:
     # see test_zero_value_promotion_never_blocks_a_typed_code)
     winners = [a.terms for a in ev.pricing.applied]
-    for skipped in [*ev.passed_over, *(s for s in ev.rejected
-                                       if any(s.terms is t for t in eligible))]:
-        assert any(conflict(skipped.terms, w, policy) for w in winners), \
-            (skipped.terms.code, codes_of(ev.pricing), skipped.rejection.message)
+    for skipped in [
+        *ev.passed_over,
+        *(s for s in ev.rejected if any(s.terms is t for t in eligible)),
+    ]:
+        assert any(conflict(skipped.terms, w, policy) for w in winners), (
+            skipped.terms.code,
+            codes_of(ev.pricing),
+            skipped.rejection.message,
+        )
 
 
 # --- seed examples ----------------------------------------------------------------------
@@ -351,14 +428,12 @@ SUMMER25 = make("SUMMER25", percent_bp=2500, coupon_id=1, group="percentage")
 FALL20 = make("FALL20", percent_bp=2000, coupon_id=2, group="percentage")
 FREESHIP = make("FREESHIP", T.FREE_SHIPPING, coupon_id=3, group="shipping")
 TENOFF = make("TENOFF", T.FIXED, amount=1000, coupon_id=4, group="fixed")
-ELECTRONICS_150 = Cart(currency="USD", lines=(Line("SKU-1", "electronics", 5000, 3),),
-                       shipping=799)
+ELECTRONICS_150 = Cart(currency="USD", lines=(Line("SKU-1", "electronics", 5000, 3),), shipping=799)
 
 
 @pytest.mark.parametrize("as_autos", [False, True], ids=["typed", "autos"])
 def test_seed_by_group_percentage_and_free_shipping_both_apply(as_autos):
-    entered, autos = ([], auto(SUMMER25, FREESHIP)) if as_autos else \
-        (typed(SUMMER25, FREESHIP), [])
+    entered, autos = ([], auto(SUMMER25, FREESHIP)) if as_autos else (typed(SUMMER25, FREESHIP), [])
     ev = evaluate(entered, autos, SHOPPER, ELECTRONICS_150, NOW, "by_group")
     assert codes_of(ev.pricing) == ["SUMMER25", "FREESHIP"]
     assert ev.pricing.discount == 3750
@@ -367,26 +442,28 @@ def test_seed_by_group_percentage_and_free_shipping_both_apply(as_autos):
     assert ev.first_rejection is None
 
 
-@pytest.mark.parametrize("given_order", [[SUMMER25, FALL20], [FALL20, SUMMER25]],
-                         ids=["summer-first", "fall-first"])
+@pytest.mark.parametrize(
+    "given_order", [[SUMMER25, FALL20], [FALL20, SUMMER25]], ids=["summer-first", "fall-first"]
+)
 def test_seed_same_group_the_smaller_deal_is_rejected(given_order):
     ev = evaluate(typed(*given_order), [], SHOPPER, ELECTRONICS_150, NOW, "by_group")
     assert codes_of(ev.pricing) == ["SUMMER25"]
     assert ev.pricing.discount == 3750
-    assert [(s.rejection.reason, s.rejection.code) for s in ev.rejected] == \
-        [(r.STACK_GROUP_CONFLICT, "FALL20")]
+    assert [(s.rejection.reason, s.rejection.code) for s in ev.rejected] == [
+        (r.STACK_GROUP_CONFLICT, "FALL20")
+    ]
     assert ev.rejected[0].rejection.message.startswith(BETTER)
     assert "SUMMER25" in ev.rejected[0].rejection.message
     assert ev.first_rejection == ev.rejected[0].rejection
     # validate/apply are all-or-nothing
     result = price(typed(*given_order), SHOPPER, ELECTRONICS_150, NOW, "by_group")
-    assert (result.rejection.reason, result.rejection.code) == \
-        (r.STACK_GROUP_CONFLICT, "FALL20")
+    assert (result.rejection.reason, result.rejection.code) == (r.STACK_GROUP_CONFLICT, "FALL20")
 
 
 @pytest.mark.parametrize("policy", ["by_group", "full"])
-@pytest.mark.parametrize("given_order", [[SUMMER25, TENOFF], [TENOFF, SUMMER25]],
-                         ids=["pct-first", "fixed-first"])
+@pytest.mark.parametrize(
+    "given_order", [[SUMMER25, TENOFF], [TENOFF, SUMMER25]], ids=["pct-first", "fixed-first"]
+)
 def test_seed_percentage_then_fixed_whatever_order_given(given_order, policy):
     cart = one_line_cart(10_000)
     result = price(typed(*given_order), SHOPPER, cart, NOW, policy)
@@ -407,12 +484,18 @@ def test_seed_percentage_then_fixed_whatever_order_given(given_order, policy):
         ([TENOFF, SUMMER25], one_line_cart(3_000), "TENOFF", 1000, 0),  # $10 > 25% of $30
         ([SUMMER25, FREESHIP], one_line_cart(2_000, shipping=799), "FREESHIP", 0, 799),
     ],
-    ids=["pct-over-ship", "pct-over-ship-reversed", "pct-over-fixed", "fixed-over-pct",
-         "ship-over-pct"],
+    ids=[
+        "pct-over-ship",
+        "pct-over-ship-reversed",
+        "pct-over-fixed",
+        "fixed-over-pct",
+        "ship-over-pct",
+    ],
 )
 @pytest.mark.parametrize("as_autos", [False, True], ids=["typed", "autos"])
-def test_seed_policy_none_only_the_bigger_applies(cands, cart, winner, discount, shipping,
-                                                  as_autos):
+def test_seed_policy_none_only_the_bigger_applies(
+    cands, cart, winner, discount, shipping, as_autos
+):
     entered, autos = ([], auto(*cands)) if as_autos else (typed(*cands), [])
     ev = evaluate(entered, autos, SHOPPER, cart, NOW, "none")
     assert codes_of(ev.pricing) == [winner]
@@ -422,14 +505,14 @@ def test_seed_policy_none_only_the_bigger_applies(cands, cart, winner, discount,
     for skipped in losers:
         assert skipped.rejection.reason == r.NOT_STACKABLE
         assert skipped.rejection.message.startswith(BETTER)
-        assert "only one coupon or promotion can be used per order" in \
-            skipped.rejection.message
+        assert "only one coupon or promotion can be used per order" in skipped.rejection.message
 
 
 # Seed 004, option c: a typed code and an automatic promotion compete; the better wins.
 TAKE10 = make("TAKE10", percent_bp=1000, coupon_id=20, stackable=False)
-AUTO15 = make("AUTO15", T.FIXED, amount=1500, min_cart=10_000, coupon_id=21,
-              name="$15 off orders over $100")
+AUTO15 = make(
+    "AUTO15", T.FIXED, amount=1500, min_cart=10_000, coupon_id=21, name="$15 off orders over $100"
+)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -441,8 +524,11 @@ def test_typed_code_beats_weaker_promotion(policy):
     assert ev.rejected == ()
     assert ev.first_rejection is None
     [lost] = ev.passed_over
-    assert (lost.rejection.reason, lost.rejection.code, lost.entered) == \
-        (r.NOT_STACKABLE, "AUTO15", False)
+    assert (lost.rejection.reason, lost.rejection.code, lost.entered) == (
+        r.NOT_STACKABLE,
+        "AUTO15",
+        False,
+    )
     assert lost.rejection.message.startswith(BETTER)
     assert "TAKE10" in lost.rejection.message
 
@@ -455,12 +541,20 @@ def test_promotion_beats_weaker_typed_code(policy):
     assert ev.pricing.discount == 1500
     assert ev.passed_over == ()
     [lost] = ev.rejected
-    assert (lost.rejection.reason, lost.rejection.code, lost.entered) == \
-        (r.NOT_STACKABLE, "TAKE10", True)
+    assert (lost.rejection.reason, lost.rejection.code, lost.entered) == (
+        r.NOT_STACKABLE,
+        "TAKE10",
+        True,
+    )
     assert lost.rejection.message == (
         "A better combination was chosen: AUTO15 saves $15.00 in total, against $12.00 "
-        "with TAKE10; " + ("only one coupon or promotion can be used per order."
-                           if policy == "none" else "they cannot be combined."))
+        "with TAKE10; "
+        + (
+            "only one coupon or promotion can be used per order."
+            if policy == "none"
+            else "they cannot be combined."
+        )
+    )
     assert ev.first_rejection == lost.rejection
 
 
@@ -470,8 +564,10 @@ def test_promotion_below_its_minimum_does_not_compete():
     assert codes_of(ev.pricing) == ["TAKE10"]
     assert ev.passed_over == ev.rejected == ()
     [skipped] = ev.ineligible
-    assert (skipped.rejection.reason, skipped.rejection.code) == \
-        (r.MIN_CART_VALUE_NOT_MET, "AUTO15")
+    assert (skipped.rejection.reason, skipped.rejection.code) == (
+        r.MIN_CART_VALUE_NOT_MET,
+        "AUTO15",
+    )
 
 
 @pytest.mark.parametrize(
@@ -484,13 +580,12 @@ def test_promotion_below_its_minimum_does_not_compete():
     ],
 )
 @pytest.mark.parametrize("policy", POLICIES)
-def test_ties_broken_by_priority_then_code(take_code, take_priority, auto_priority, winner,
-                                           policy):
+def test_ties_broken_by_priority_then_code(take_code, take_priority, auto_priority, winner, policy):
     cart = one_line_cart(15_000)  # 10% = $15 = $15
-    take = make(take_code, percent_bp=1000, coupon_id=20, stackable=False,
-                priority=take_priority)
-    promo = make("AUTO15", T.FIXED, amount=1500, min_cart=10_000, coupon_id=21,
-                 priority=auto_priority)
+    take = make(take_code, percent_bp=1000, coupon_id=20, stackable=False, priority=take_priority)
+    promo = make(
+        "AUTO15", T.FIXED, amount=1500, min_cart=10_000, coupon_id=21, priority=auto_priority
+    )
     ev = evaluate(typed(take), auto(promo), SHOPPER, cart, NOW, policy)
     assert codes_of(ev.pricing) == [winner]
     assert ev.pricing.discount == 1500
@@ -513,15 +608,23 @@ def test_ties_between_typed_codes_follow_rank(policy):
 
 # --- bounded strategy beyond EXACT_LIMIT ------------------------------------------------
 
+
 @settings(max_examples=100, deadline=None)
-@given(cart=carts(), cands=promotions(min_size=12, max_size=12),
-       policy=st.sampled_from(POLICIES), seed=st.integers(min_value=0, max_value=2**32 - 1))
-@example(cart=one_line_cart(100_000), cands=_bounded_trap(), policy="by_group",
-         seed=0)  # regression: see test_bounded_strategy_at_least_the_greedy_rank_order_set
-@example(cart=one_line_cart(3_040), cands=ROUNDING_CANDS, policy="full",
-         seed=0)  # regression: see test_not_below_the_rank_order
-@example(cart=SIX_LINES, cands=_order_trap(7), policy="full",
-         seed=0)  # regression: see test_not_below_the_rank_order
+@given(
+    cart=carts(),
+    cands=promotions(min_size=12, max_size=12),
+    policy=st.sampled_from(POLICIES),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+@example(
+    cart=one_line_cart(100_000), cands=_bounded_trap(), policy="by_group", seed=0
+)  # regression: see test_bounded_strategy_at_least_the_greedy_rank_order_set
+@example(
+    cart=one_line_cart(3_040), cands=ROUNDING_CANDS, policy="full", seed=0
+)  # regression: see test_not_below_the_rank_order
+@example(
+    cart=SIX_LINES, cands=_order_trap(7), policy="full", seed=0
+)  # regression: see test_not_below_the_rank_order
 def test_bounded_strategy_beyond_exact_limit(cart, cands, policy, seed):
     assert len(cands) > EXACT_LIMIT
     pricing, exact = best_combination(cands, cart, policy)
@@ -539,15 +642,21 @@ def test_bounded_strategy_beyond_exact_limit(cart, cands, policy, seed):
     best_single = max(total_of(apply_in_order([t], cart)) for t in cands)
     assert total_of(pricing) >= best_single
     greedy = greedy_rank_order(cands, policy)
-    assert total_of(pricing) >= total_of(apply_in_order(greedy, cart)), \
-        ([t.code for t in greedy], codes_of(pricing))
+    assert total_of(pricing) >= total_of(apply_in_order(greedy, cart)), (
+        [t.code for t in greedy],
+        codes_of(pricing),
+    )
 
 
 @settings(max_examples=100, deadline=None)
-@given(cart=carts(), cands=promotions(min_size=6, max_size=EXACT_LIMIT),
-       policy=st.sampled_from(POLICIES))
-@example(cart=SIX_LINES, cands=_order_trap(3),
-         policy="full")  # regression: see test_not_below_the_rank_order
+@given(
+    cart=carts(),
+    cands=promotions(min_size=6, max_size=EXACT_LIMIT),
+    policy=st.sampled_from(POLICIES),
+)
+@example(
+    cart=SIX_LINES, cands=_order_trap(3), policy="full"
+)  # regression: see test_not_below_the_rank_order
 def test_up_to_exact_limit_never_below_simple_floors(cart, cands, policy):
     # up to EXACT_LIMIT the search is exact unless its state budget runs out (then
     # exact is False); either way it must not lose to the obvious choices
@@ -559,12 +668,16 @@ def test_up_to_exact_limit_never_below_simple_floors(cart, cands, policy):
     best_single = max(total_of(apply_in_order([t], cart)) for t in cands)
     assert total_of(pricing) >= best_single
     greedy = greedy_rank_order(cands, policy)
-    assert total_of(pricing) >= total_of(apply_in_order(greedy, cart)), \
-        (exact, [t.code for t in greedy], codes_of(pricing))
+    assert total_of(pricing) >= total_of(apply_in_order(greedy, cart)), (
+        exact,
+        [t.code for t in greedy],
+        codes_of(pricing),
+    )
 
 
 # --- engine bugs: minimal examples (fixed; regressions) ---------------------------------
 # The hypothesis properties above carry the same cases as @example.
+
 
 def test_bounded_strategy_at_least_the_greedy_rank_order_set():
     # Regression (fixed by the greedy floors of the bounded strategy): beyond
@@ -573,7 +686,7 @@ def test_bounded_strategy_at_least_the_greedy_rank_order_set():
     # settled for X alone ($100), and H ($80, its own group) could not be appended to X.
     # Simply taking the candidates in rank order gives G0 + H = $170.
     cart = one_line_cart(100_000)
-    cands = _bounded_trap()[:EXACT_LIMIT + 1]  # X, G0..G6, H0
+    cands = _bounded_trap()[: EXACT_LIMIT + 1]  # X, G0..G6, H0
     greedy = greedy_rank_order(cands, "by_group")
     assert [t.code for t in greedy] == ["G0", "H0"]
     assert total_of(apply_in_order(greedy, cart)) == 17_000
@@ -586,8 +699,11 @@ def test_bounded_strategy_at_least_the_greedy_rank_order_set():
 
 @pytest.mark.parametrize(
     ("cart", "cands", "floor"),
-    [(SIX_LINES, _order_trap(3), 76_665), (SIX_LINES, _order_trap(4), 76_665),
-     (one_line_cart(3_040), ROUNDING_CANDS, 919)],
+    [
+        (SIX_LINES, _order_trap(3), 76_665),
+        (SIX_LINES, _order_trap(4), 76_665),
+        (one_line_cart(3_040), ROUNDING_CANDS, 919),
+    ],
     ids=["8-at-exact-limit", "9-bounded", "9-bounded-one-cent"],
 )
 def test_not_below_the_rank_order(cart, cands, floor):
@@ -620,8 +736,7 @@ SHIPFREE = make("SHIPFREE", T.FREE_SHIPPING, coupon_id=45)
         # dropped for adding nothing, and FIXED10 was rejected "not_stackable ... they
         # cannot be combined" with ALL100, although price() without the promotion
         # accepts exactly these two codes (validate/apply refused the order).
-        ([ALL100, FIXED10], [AUTO5], one_line_cart(5_000), "by_group",
-         ["ALL100", "FIXED10"]),
+        ([ALL100, FIXED10], [AUTO5], one_line_cart(5_000), "by_group", ["ALL100", "FIXED10"]),
         # free shipping typed on a cart without shipping ($0) against a 5% promotion
         # worth $0.00 on $0.01: the promotion won the tie by rank, was dropped, and the
         # typed code was rejected in favour of nothing ("A better combination was chosen:
@@ -630,8 +745,7 @@ SHIPFREE = make("SHIPFREE", T.FREE_SHIPPING, coupon_id=45)
     ],
     ids=["full-cart-taken", "policy-none-zero"],
 )
-def test_zero_value_promotion_never_blocks_a_typed_code(entered, autos, cart, policy,
-                                                        applied):
+def test_zero_value_promotion_never_blocks_a_typed_code(entered, autos, cart, policy, applied):
     # Regression (pricing.evaluate): auto promotions adding $0 were dropped *after* the
     # best combination was chosen, so a typed code that lost a tie to one was left out.
     assert price(typed(*entered), SHOPPER, cart, NOW, policy).ok

@@ -54,8 +54,10 @@ def hold_while(lock, inside) -> None:
 
 def test_a_code_insert_does_not_wait_for_a_locked_coupon():
     coupon = CouponFactory(code="HOT")
-    hold_while(lambda: locks.coupons_lock([coupon.pk]),
-               lambda: Code.objects.create(coupon=coupon, code="TOKEN-1"))
+    hold_while(
+        lambda: locks.coupons_lock([coupon.pk]),
+        lambda: Code.objects.create(coupon=coupon, code="TOKEN-1"),
+    )
     assert Code.objects.filter(code="TOKEN-1").exists()
 
 
@@ -69,8 +71,18 @@ def test_a_redemption_insert_does_not_wait_for_a_locked_code_or_customer():
         locks.codes_lock([code.pk])
         locks.customers_lock([customer.pk])
 
-    hold_while(lock, lambda: Redemption.objects.create(
-        coupon=coupon, code=code, customer=customer, order_id="other-order",
-        apply_id=uuid.uuid4(), currency="USD", discount_minor=100, order_value_minor=1000,
-        expires_at=timezone.now() + timedelta(minutes=5)))
+    hold_while(
+        lock,
+        lambda: Redemption.objects.create(
+            coupon=coupon,
+            code=code,
+            customer=customer,
+            order_id="other-order",
+            apply_id=uuid.uuid4(),
+            currency="USD",
+            discount_minor=100,
+            order_value_minor=1000,
+            expires_at=timezone.now() + timedelta(minutes=5),
+        ),
+    )
     assert Redemption.objects.filter(order_id="other-order").exists()

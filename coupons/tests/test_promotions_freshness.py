@@ -25,12 +25,22 @@ class Evaluator:
 
     def __init__(self):
         cache = settings.CACHES["default"]
-        env = service_env(DATABASE_URL=subprocess_database_url(), REDIS_URL=cache["LOCATION"],
-                          CACHE_KEY_PREFIX=cache["KEY_PREFIX"],
-                          COUPON_LOCAL_CACHE_SECONDS="600", DB_POOL_MAX="1", DB_POOL_MIN="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.evaluator"], cwd=ROOT,
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        env = service_env(
+            DATABASE_URL=subprocess_database_url(),
+            REDIS_URL=cache["LOCATION"],
+            CACHE_KEY_PREFIX=cache["KEY_PREFIX"],
+            COUPON_LOCAL_CACHE_SECONDS="600",
+            DB_POOL_MAX="1",
+            DB_POOL_MIN="1",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.evaluator"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert json.loads(self.proc.stdout.readline()) == {"ready": True}
 
     def evaluate(self, *codes: str) -> dict:
@@ -54,12 +64,15 @@ def evaluator(transactional_db):
 
 def test_next_evaluation_in_another_process_sees_each_change(evaluator):
     # given a live auto promotion and a typed code, already compiled/cached over there
-    flash = CouponFactory(code="FLASH", auto_apply=True, percent_bp=1000, stackable=True,
-                          stack_group="flash")
+    flash = CouponFactory(
+        code="FLASH", auto_apply=True, percent_bp=1000, stackable=True, stack_group="flash"
+    )
     summer = CouponFactory(code="SUMMER25", percent_bp=2500, stackable=True)
-    assert evaluator.evaluate("SUMMER25") == {"discount": 1500 + 3375,
-                                              "applied": ["FLASH", "SUMMER25"],
-                                              "policy": settings.STACKING_POLICY}
+    assert evaluator.evaluate("SUMMER25") == {
+        "discount": 1500 + 3375,
+        "applied": ["FLASH", "SUMMER25"],
+        "policy": settings.STACKING_POLICY,
+    }
     # when the promotion's value changes (a committed service call) -> next evaluation
     services.coupon_update(coupon_id=flash.pk, fields={"percent_bp": 2000})
     assert evaluator.evaluate()["discount"] == 3000
@@ -70,8 +83,7 @@ def test_next_evaluation_in_another_process_sees_each_change(evaluator):
     services.coupons_set_active(coupon_ids=[flash.pk], active=False)
     assert evaluator.evaluate()["applied"] == []
     # a new promotion saved through the ORM (the Django admin's form path)
-    CouponFactory(code="NEW5", auto_apply=True, type="fixed", percent_bp=None,
-                  amount_minor=500)
+    CouponFactory(code="NEW5", auto_apply=True, type="fixed", percent_bp=None, amount_minor=500)
     assert evaluator.evaluate()["applied"] == ["NEW5"]
     # the stacking policy singleton
     PromotionSettings(stacking_policy="none").save()

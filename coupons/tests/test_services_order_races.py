@@ -25,8 +25,9 @@ from tests.support import cart
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CART = Cart(currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000,
-                                        quantity=1),))
+CART = Cart(
+    currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000, quantity=1),)
+)
 TRIES = 4
 RACERS = 16
 
@@ -34,14 +35,17 @@ RACERS = 16
 @pytest.fixture
 def two_coupons():
     # Unrelated coupons that cannot stack: the order may hold one or the other.
-    return (CouponFactory(code="ALPHA", percent_bp=1000),
-            CouponFactory(code="BRAVO", percent_bp=2000))
+    return (
+        CouponFactory(code="ALPHA", percent_bp=1000),
+        CouponFactory(code="BRAVO", percent_bp=2000),
+    )
 
 
 def held_sets() -> dict[str, set[str]]:
     sets: dict[str, set[str]] = {}
-    for order_id, code in Redemption.objects.filter(status__in=HOLDING) \
-            .values_list("order_id", "code__code"):
+    for order_id, code in Redemption.objects.filter(status__in=HOLDING).values_list(
+        "order_id", "code__code"
+    ):
         sets.setdefault(order_id, set()).add(code)
     return sets
 
@@ -63,8 +67,9 @@ def test_racing_applies_of_two_sets_leave_one_set_per_order(two_coupons, who):
 
     def attempt(item):
         order_id, i = item
-        return services.redemption_apply(codes=["ALPHA" if i % 2 else "BRAVO"],
-                                         shopper=shopper(i), cart=CART, order_id=order_id)
+        return services.redemption_apply(
+            codes=["ALPHA" if i % 2 else "BRAVO"], shopper=shopper(i), cart=CART, order_id=order_id
+        )
 
     # when 16 applies of two unrelated coupons race for each of 4 orders
     items = [(f"o-{t}", i) for t in range(TRIES) for i in range(RACERS)]
@@ -86,11 +91,15 @@ def test_racing_applies_over_http_leave_one_set_per_order(two_coupons):
 
     def attempt(item):
         order_id, i = item
-        body = {"coupon_code": "ALPHA" if i % 2 else "BRAVO", "order_id": order_id,
-                "customer": {"id": f"h-{i}"},
-                "cart": cart(("SKU-1", "books", "40.00", 1))}
-        return client_for(key).post("/api/v1/coupons/apply", body, format="json",
-                                    HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
+        body = {
+            "coupon_code": "ALPHA" if i % 2 else "BRAVO",
+            "order_id": order_id,
+            "customer": {"id": f"h-{i}"},
+            "cart": cart(("SKU-1", "books", "40.00", 1)),
+        }
+        return client_for(key).post(
+            "/api/v1/coupons/apply", body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())
+        )
 
     items = [(f"http-{t}", i) for t in range(TRIES) for i in range(RACERS)]
     outcomes = race(attempt, items, workers=RACERS)
@@ -108,23 +117,35 @@ def test_racing_applies_over_http_leave_one_set_per_order(two_coupons):
 
 def test_the_database_refuses_a_second_set_for_an_order(two_coupons):
     # given an order holding ALPHA
-    services.redemption_apply(codes=["ALPHA"], shopper=Shopper(id="c-1"), cart=CART,
-                              order_id="o-db")
+    services.redemption_apply(
+        codes=["ALPHA"], shopper=Shopper(id="c-1"), cart=CART, order_id="o-db"
+    )
     held = Redemption.objects.get(order_id="o-db")
     # when code that skipped the order lock inserts BRAVO's use for the same order
     bravo = Coupon.objects.get(code="BRAVO")
-    with pytest.raises(IntegrityError, match="redemption_one_set_per_order"), \
-            transaction.atomic():
+    with pytest.raises(IntegrityError, match="redemption_one_set_per_order"), transaction.atomic():
         Redemption.objects.create(
-            coupon=bravo, code=bravo.codes.get(), order_id="o-db", apply_id=uuid.uuid4(),
-            currency="USD", discount_minor=700, order_value_minor=4000,
-            expires_at=timezone.now() + timedelta(minutes=5))
+            coupon=bravo,
+            code=bravo.codes.get(),
+            order_id="o-db",
+            apply_id=uuid.uuid4(),
+            currency="USD",
+            discount_minor=700,
+            order_value_minor=4000,
+            expires_at=timezone.now() + timedelta(minutes=5),
+        )
     # then the constraint stopped it; a row of the same apply, or after release, is fine
     services.order_release(order_id="o-db")
     Redemption.objects.create(
-        coupon=bravo, code=bravo.codes.get(), order_id="o-db", apply_id=uuid.uuid4(),
-        currency="USD", discount_minor=700, order_value_minor=4000,
-        expires_at=timezone.now() + timedelta(minutes=5))
+        coupon=bravo,
+        code=bravo.codes.get(),
+        order_id="o-db",
+        apply_id=uuid.uuid4(),
+        currency="USD",
+        discount_minor=700,
+        order_value_minor=4000,
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
     assert held.apply_id != Redemption.objects.get(order_id="o-db", status="reserved").apply_id
 
 
@@ -149,9 +170,15 @@ def test_the_order_check_runs_after_the_lock_wait(two_coupons):
                 release.wait(30)
                 bravo = Coupon.objects.get(code="BRAVO")
                 Redemption.objects.create(
-                    coupon=bravo, code=bravo.codes.get(), order_id="o-wait",
-                    apply_id=uuid.uuid4(), currency="USD", discount_minor=700,
-                    order_value_minor=4000, expires_at=timezone.now() + timedelta(minutes=5))
+                    coupon=bravo,
+                    code=bravo.codes.get(),
+                    order_id="o-wait",
+                    apply_id=uuid.uuid4(),
+                    currency="USD",
+                    discount_minor=700,
+                    order_value_minor=4000,
+                    expires_at=timezone.now() + timedelta(minutes=5),
+                )
         finally:
             connections.close_all()
 
@@ -171,8 +198,9 @@ def test_the_order_check_runs_after_the_lock_wait(two_coupons):
     # the waiter is blocked on the advisory lock before the holder commits
     with connection.cursor() as cursor:
         for _ in range(600):
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                           "AND NOT granted")
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
             if cursor.fetchone()[0]:
                 break
             threading.Event().wait(0.05)
@@ -186,23 +214,26 @@ def test_the_order_check_runs_after_the_lock_wait(two_coupons):
 
 def test_concurrent_replays_write_one_apply_event(two_coupons):
     # when 30 identical applies of one code to one order race
-    outcomes = race(lambda _: services.redemption_apply(
-        codes=["ALPHA"], shopper=Shopper(id="c-1"), cart=CART, order_id="o-ev"), range(30),
-        workers=30)
+    outcomes = race(
+        lambda _: services.redemption_apply(
+            codes=["ALPHA"], shopper=Shopper(id="c-1"), cart=CART, order_id="o-ev"
+        ),
+        range(30),
+        workers=30,
+    )
     assert not unexpected(outcomes), unexpected(outcomes)
     # then one reservation, 29 replays, and one "applied" event
     assert sum(not o.value.replayed for o in outcomes) == 1
     assert Redemption.objects.filter(order_id="o-ev").count() == 1
-    assert CouponEvent.objects.filter(kind="apply", outcome="applied",
-                                      order_id="o-ev").count() == 1
+    assert CouponEvent.objects.filter(kind="apply", outcome="applied", order_id="o-ev").count() == 1
 
 
 def test_confirm_counts_only_what_it_moved(two_coupons):
-    services.redemption_apply(codes=["ALPHA"], shopper=Shopper(id="c-1"), cart=CART,
-                              order_id="o-c")
+    services.redemption_apply(codes=["ALPHA"], shopper=Shopper(id="c-1"), cart=CART, order_id="o-c")
     outcomes = race(lambda _: services.order_confirm(order_id="o-c"), range(20), workers=20)
     assert not unexpected(outcomes), unexpected(outcomes)
     assert CouponEvent.objects.filter(kind="confirm", order_id="o-c").count() == 1
     assert Redemption.objects.get(order_id="o-c").status == RedemptionStatus.CONFIRMED
     from coupons.models import Customer
+
     assert Customer.objects.get(external_id="c-1").orders_count == 1

@@ -26,14 +26,16 @@ from tests.support import cart
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CART = Cart(currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000,
-                                        quantity=1),))
+CART = Cart(
+    currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000, quantity=1),)
+)
 APPLIED = "applied"
 
 
 def apply(code: str, customer: str | None, order_id: str) -> services.ApplyResult:
-    return services.redemption_apply(codes=[code], shopper=Shopper(id=customer), cart=CART,
-                                     order_id=order_id)
+    return services.redemption_apply(
+        codes=[code], shopper=Shopper(id=customer), cart=CART, order_id=order_id
+    )
 
 
 def outcome_of(result: services.ApplyResult) -> str:
@@ -52,8 +54,9 @@ def statuses(coupon: Coupon) -> Counter:
 
 def transitions(status: str) -> float:
     """Redemptions moved to `status` so far (a counter bumped on commit of each give-back)."""
-    return REGISTRY.get_sample_value("coupon_redemption_transitions_total",
-                                     {"status": status}) or 0.0
+    return (
+        REGISTRY.get_sample_value("coupon_redemption_transitions_total", {"status": status}) or 0.0
+    )
 
 
 def reserve(code: str, orders: list[str]) -> None:
@@ -63,6 +66,7 @@ def reserve(code: str, orders: list[str]) -> None:
 
 
 # --- limits under concurrent apply ------------------------------------------------------
+
 
 def test_total_limit_holds_under_1500_concurrent_applies():
     # given a coupon limited to 1,000 uses
@@ -121,22 +125,24 @@ def test_single_use_codes_and_coupon_limit_hold_together():
     # when every code is tried twice at once, each time by another customer and order
     jobs = [(code, n) for n in range(2) for code in codes]
     random.Random(3).shuffle(jobs)
-    outcomes = race(lambda job: apply(job[0], f"c-{job[0]}-{job[1]}", f"o-{job[0]}-{job[1]}"),
-                    jobs)
+    outcomes = race(lambda job: apply(job[0], f"c-{job[0]}-{job[1]}", f"o-{job[0]}-{job[1]}"), jobs)
     # then the coupon gives exactly 30 uses and no code is used twice
     assert tally(outcomes) == {APPLIED: 30, r.USAGE_LIMIT_REACHED: 90}
     coupon.refresh_from_db()
     assert coupon.uses == 30
-    per_code = Counter(Redemption.objects.filter(coupon=coupon)
-                       .values_list("code__code", flat=True))
+    per_code = Counter(
+        Redemption.objects.filter(coupon=coupon).values_list("code__code", flat=True)
+    )
     assert len(per_code) == 30
     assert set(per_code.values()) == {1}
-    assert dict(Code.objects.filter(coupon=coupon, uses__gt=0).values_list("code", "uses")) \
-        == dict(per_code)
+    assert dict(Code.objects.filter(coupon=coupon, uses__gt=0).values_list("code", "uses")) == dict(
+        per_code
+    )
 
 
-@pytest.mark.parametrize("shopper", ["returning", "new", None],
-                         ids=["returning-customer", "new-customer", "anonymous"])
+@pytest.mark.parametrize(
+    "shopper", ["returning", "new", None], ids=["returning-customer", "new-customer", "anonymous"]
+)
 def test_same_order_applied_concurrently_takes_one_use(shopper):
     # given a limited coupon
     coupon = CouponFactory(code="SAMEORDER", max_uses_total=10)
@@ -157,6 +163,7 @@ def test_same_order_applied_concurrently_takes_one_use(shopper):
 
 # --- giving uses back under load ----------------------------------------------------------
 
+
 def test_release_under_load_gives_each_use_back_exactly_once():
     # given 300 reserved orders (100 of them past their hold) and 20 confirmed ones
     coupon = CouponFactory(code="GIVEBACK", max_uses_total=320)
@@ -167,7 +174,8 @@ def test_release_under_load_gives_each_use_back_exactly_once():
         services.order_confirm(order_id=order_id)
     stale = reserved[::3]
     Redemption.objects.filter(order_id__in=stale).update(
-        expires_at=timezone.now() - timedelta(minutes=1))
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
     released_before, expired_before = transitions("released"), transitions("expired")
 
     # when every reserved order is released twice, every confirmed one once, while the
@@ -191,8 +199,7 @@ def test_release_under_load_gives_each_use_back_exactly_once():
         if kind == "release" and o.error is None:
             assert [x.status for x in o.value] in (["released"], ["expired"]), order_id
     # and every use was given back exactly once: only the confirmed uses remain
-    expired_by_job = sum(o.value for j, o in zip(jobs, outcomes, strict=True)
-                         if j[0] == "expire")
+    expired_by_job = sum(o.value for j, o in zip(jobs, outcomes, strict=True) if j[0] == "expire")
     coupon.refresh_from_db()
     assert coupon.uses == 20
     assert Code.objects.get(code="GIVEBACK").uses == 20
@@ -201,8 +208,11 @@ def test_release_under_load_gives_each_use_back_exactly_once():
     assert final[RedemptionStatus.RESERVED] == 0
     assert final[RedemptionStatus.RELEASED] + final[RedemptionStatus.EXPIRED] == 300
     assert final[RedemptionStatus.EXPIRED] == expired_by_job
-    assert set(Redemption.objects.filter(status=RedemptionStatus.EXPIRED)
-               .values_list("order_id", flat=True)) <= set(stale)
+    assert set(
+        Redemption.objects.filter(status=RedemptionStatus.EXPIRED).values_list(
+            "order_id", flat=True
+        )
+    ) <= set(stale)
     assert transitions("released") - released_before == final[RedemptionStatus.RELEASED]
     assert transitions("expired") - expired_before == final[RedemptionStatus.EXPIRED]
 
@@ -219,7 +229,8 @@ def test_applies_and_releases_interleaved_never_exceed_the_limit():
         # one statement = one snapshot: the counter and the live redemptions must agree
         try:
             query = Coupon.objects.filter(pk=coupon.pk).annotate(
-                holding=Count("redemptions", filter=Q(redemptions__status__in=HOLDING)))
+                holding=Count("redemptions", filter=Q(redemptions__status__in=HOLDING))
+            )
             while not done.is_set():
                 snapshots.append(query.values_list("uses", "holding").get())
         finally:
@@ -232,9 +243,14 @@ def test_applies_and_releases_interleaved_never_exceed_the_limit():
     watcher.start()
     try:
         outcomes = race_calls(
-            [(lambda o=o: services.order_release(order_id=o)) if kind == "release"
-             else (lambda o=o: apply("CHURN", f"cust-{o}", o)) for kind, o in jobs],
-            workers=30)
+            [
+                (lambda o=o: services.order_release(order_id=o))
+                if kind == "release"
+                else (lambda o=o: apply("CHURN", f"cust-{o}", o))
+                for kind, o in jobs
+            ],
+            workers=30,
+        )
     finally:
         done.set()
         watcher.join()
@@ -244,8 +260,9 @@ def test_applies_and_releases_interleaved_never_exceed_the_limit():
     assert len(snapshots) > 10
     assert max(uses for uses, _ in snapshots) <= 50
     assert [s for s in snapshots if s[0] != s[1]] == []
-    applies = Counter(outcome_of(o.value) for (kind, _), o in zip(jobs, outcomes, strict=True)
-                      if kind == "apply")
+    applies = Counter(
+        outcome_of(o.value) for (kind, _), o in zip(jobs, outcomes, strict=True) if kind == "apply"
+    )
     assert set(applies) <= {APPLIED, r.USAGE_LIMIT_REACHED}
     won = applies[APPLIED]
     coupon.refresh_from_db()
@@ -290,12 +307,16 @@ def test_confirm_and_release_racing_on_the_same_orders_settle_each_once():
     coupon.refresh_from_db()
     assert coupon.uses == final[RedemptionStatus.CONFIRMED]
     # and a confirmed order counted once towards its customer's orders
-    counts = dict(Customer.objects.filter(external_id__in=[f"cust-{o}" for o in orders])
-                  .values_list("external_id", "orders_count"))
+    counts = dict(
+        Customer.objects.filter(external_id__in=[f"cust-{o}" for o in orders]).values_list(
+            "external_id", "orders_count"
+        )
+    )
     assert counts == {f"cust-{o}": int(end[o] == RedemptionStatus.CONFIRMED) for o in orders}
 
 
 # --- the same guarantee through the HTTP API ------------------------------------------------
+
 
 def test_http_apply_race_holds_the_limit():
     # given a coupon limited to 100 uses and a storefront key
@@ -303,18 +324,26 @@ def test_http_apply_race_holds_the_limit():
     key = api_key(["storefront"])
 
     def post(i: int):
-        return client_for(key).post("/api/v1/coupons/apply", {
-            "coupon_code": "HTTP100", "user_id": f"web-{i}", "order_id": f"web-order-{i}",
-            "cart": cart(("SKU-1", "books", "40.00", 1)),
-        }, format="json", HTTP_IDEMPOTENCY_KEY=f"apply-{i}")
+        return client_for(key).post(
+            "/api/v1/coupons/apply",
+            {
+                "coupon_code": "HTTP100",
+                "user_id": f"web-{i}",
+                "order_id": f"web-order-{i}",
+                "cart": cart(("SKU-1", "books", "40.00", 1)),
+            },
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"apply-{i}",
+        )
 
     # when 300 checkouts post /coupons/apply at once
     outcomes = race(post, range(300))
     # then exactly 100 are applied and 200 are refused with usage_limit_reached
     assert not unexpected(outcomes), unexpected(outcomes)
     responses = [o.value for o in outcomes]
-    assert Counter(x.status_code for x in responses) == {200: 100, 422: 200}, \
-        Counter((x.status_code, x.content[:120]) for x in responses).most_common(5)
+    assert Counter(x.status_code for x in responses) == {200: 100, 422: 200}, Counter(
+        (x.status_code, x.content[:120]) for x in responses
+    ).most_common(5)
     ok = [x.json() for x in responses if x.status_code == 200]
     assert all(b["applied"] is True and len(b["redemptions"]) == 1 for b in ok)
     assert len({b["redemptions"][0]["id"] for b in ok}) == 100
@@ -327,19 +356,40 @@ def test_http_apply_race_holds_the_limit():
 
 # --- auto-apply promotions obey the same limits ------------------------------------------
 
+
 def test_auto_promotion_limit_holds_and_the_next_best_takes_over():
     # given a $20 promotion limited to 100 uses and a $5 one without limit (same group)
-    big = CouponFactory(code="BIG20", auto_apply=True, type="fixed", percent_bp=None,
-                        amount_minor=2000, max_uses_total=100, stackable=True)
-    small = CouponFactory(code="SMALL5", auto_apply=True, type="fixed", percent_bp=None,
-                          amount_minor=500, stackable=True)
+    big = CouponFactory(
+        code="BIG20",
+        auto_apply=True,
+        type="fixed",
+        percent_bp=None,
+        amount_minor=2000,
+        max_uses_total=100,
+        stackable=True,
+    )
+    small = CouponFactory(
+        code="SMALL5",
+        auto_apply=True,
+        type="fixed",
+        percent_bp=None,
+        amount_minor=500,
+        stackable=True,
+    )
     # when 300 checkouts apply with no code at once
-    outcomes = race(lambda i: services.redemption_apply(
-        codes=[], shopper=Shopper(id=f"c-{i}"), cart=CART, order_id=f"o-{i}"), range(300))
+    outcomes = race(
+        lambda i: services.redemption_apply(
+            codes=[], shopper=Shopper(id=f"c-{i}"), cart=CART, order_id=f"o-{i}"
+        ),
+        range(300),
+    )
     # then every order got exactly one promotion: BIG20 for exactly 100, SMALL5 for the rest
     assert not unexpected(outcomes), unexpected(outcomes)
-    held = Counter(x.redemptions[0].code.code for x in (o.value for o in outcomes)
-                   if len(x.redemptions) == 1 and x.rejection is None)
+    held = Counter(
+        x.redemptions[0].code.code
+        for x in (o.value for o in outcomes)
+        if len(x.redemptions) == 1 and x.rejection is None
+    )
     assert held == {"BIG20": 100, "SMALL5": 200}
     big.refresh_from_db()
     small.refresh_from_db()

@@ -65,8 +65,12 @@ RESERVED, CONFIRMED = RedemptionStatus.RESERVED, RedemptionStatus.CONFIRMED
 RELEASED, EXPIRED = RedemptionStatus.RELEASED, RedemptionStatus.EXPIRED
 LIVE = {RESERVED, CONFIRMED}
 # Allowed moves of one redemption between two observations.
-NEXT = {RESERVED: {RESERVED, CONFIRMED, RELEASED, EXPIRED}, CONFIRMED: {CONFIRMED},
-        RELEASED: {RELEASED}, EXPIRED: {EXPIRED}}
+NEXT = {
+    RESERVED: {RESERVED, CONFIRMED, RELEASED, EXPIRED},
+    CONFIRMED: {CONFIRMED},
+    RELEASED: {RELEASED},
+    EXPIRED: {EXPIRED},
+}
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,21 @@ COUPONS = {
     "C": CouponSpec(max_total=4, group="gc"),
     "D": CouponSpec(max_total=None, stackable=False),
 }
-CODES = {"A": CodeSpec("A"), "B": CodeSpec("B"), "C": CodeSpec("C"),
-         "CX": CodeSpec("C", max_uses=2), "D": CodeSpec("D")}
+CODES = {
+    "A": CodeSpec("A"),
+    "B": CodeSpec("B"),
+    "C": CodeSpec("C"),
+    "CX": CodeSpec("C", max_uses=2),
+    "D": CodeSpec("D"),
+}
 UNKNOWN = "NOPE"
 CODE_NAMES = [*CODES, UNKNOWN]
 CUSTOMERS = [None, "u1", "u2", "u3"]
 ORDERS = [f"o{i}" for i in range(8)]
 
-CART = Cart(currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000,
-                                        quantity=1),))
+CART = Cart(
+    currency="USD", lines=(Line(sku="SKU-1", category="books", unit_price=4000, quantity=1),)
+)
 API_CART = api_cart(("SKU-1", "books", "40.00", 1))
 APPLY_URL = "/api/v1/coupons/apply"
 
@@ -153,14 +163,21 @@ class Lifecycle(RuleBasedStateMachine):
         self.name_of = {t: name for name, t in self.text.items()}
         self.coupon_pk = {}
         for name, spec in COUPONS.items():
-            coupon = CouponFactory(code=self.text[name], max_uses_total=spec.max_total,
-                                   max_uses_per_user=spec.per_user, stackable=spec.stackable,
-                                   stack_group=spec.group)
+            coupon = CouponFactory(
+                code=self.text[name],
+                max_uses_total=spec.max_total,
+                max_uses_per_user=spec.per_user,
+                stackable=spec.stackable,
+                stack_group=spec.group,
+            )
             self.coupon_pk[name] = coupon.pk
         for name, spec in CODES.items():
             if name not in COUPONS:
-                Code.objects.create(coupon_id=self.coupon_pk[spec.coupon], code=self.text[name],
-                                    max_uses=spec.max_uses)
+                Code.objects.create(
+                    coupon_id=self.coupon_pk[spec.coupon],
+                    code=self.text[name],
+                    max_uses=spec.max_uses,
+                )
         self.code_pk = dict(Code.objects.values_list("code", "pk"))
         self.rows: dict[uuid.UUID, Row] = {}
         self.http_log: list[tuple[str, dict, int, dict]] = []
@@ -170,8 +187,11 @@ class Lifecycle(RuleBasedStateMachine):
     # --- the model ----------------------------------------------------------------------
 
     def live(self, **match) -> list[uuid.UUID]:
-        return [pk for pk, x in self.rows.items() if x.status in LIVE
-                and all(getattr(x, k) == v for k, v in match.items())]
+        return [
+            pk
+            for pk, x in self.rows.items()
+            if x.status in LIVE and all(getattr(x, k) == v for k, v in match.items())
+        ]
 
     def order_rows(self, order: str) -> list[uuid.UUID]:
         return [pk for pk, x in self.rows.items() if x.order == order]
@@ -195,9 +215,10 @@ class Lifecycle(RuleBasedStateMachine):
                 return "rejected", r.COUPON_NOT_FOUND
             coupon = CODES[name].coupon
             spec = COUPONS[coupon]
-            if (spec.max_total is not None and len(self.live(coupon=coupon)) >= spec.max_total) \
-                    or (CODES[name].max_uses is not None
-                        and len(self.live(code=name)) >= CODES[name].max_uses):
+            if (spec.max_total is not None and len(self.live(coupon=coupon)) >= spec.max_total) or (
+                CODES[name].max_uses is not None
+                and len(self.live(code=name)) >= CODES[name].max_uses
+            ):
                 return "rejected", r.USAGE_LIMIT_REACHED
             if spec.per_user is not None:
                 if customer is None:
@@ -209,20 +230,27 @@ class Lifecycle(RuleBasedStateMachine):
         # rejected with a stacking reason (which one loses is the engine tests' business)
         coupons = [CODES[n].coupon for n in eligible]
         for i, a in enumerate(coupons):
-            for b in coupons[i + 1:]:
-                if a == b or not COUPONS[a].stackable or not COUPONS[b].stackable \
-                        or COUPONS[a].group == COUPONS[b].group:
+            for b in coupons[i + 1 :]:
+                if (
+                    a == b
+                    or not COUPONS[a].stackable
+                    or not COUPONS[b].stackable
+                    or COUPONS[a].group == COUPONS[b].group
+                ):
                     return "rejected", STACKING
         return "applied", eligible
 
-    def record_applied(self, ids: list[uuid.UUID], expected: list[str], customer: str | None,
-                       order: str) -> None:
+    def record_applied(
+        self, ids: list[uuid.UUID], expected: list[str], customer: str | None, order: str
+    ) -> None:
         """A successful apply reported `ids`: exactly those rows are new, one per code."""
         new = set(Redemption.objects.values_list("pk", flat=True)) - set(self.rows)
         assert new == set(ids), (new, ids)
         assert len(ids) == len(expected)
-        created = {x.pk: x for x in Redemption.objects.select_related("code", "customer")
-                   .filter(pk__in=ids)}
+        created = {
+            x.pk: x
+            for x in Redemption.objects.select_related("code", "customer").filter(pk__in=ids)
+        }
         assert sorted(self.name_of[x.code.code] for x in created.values()) == sorted(expected)
         for pk in ids:  # in the reported order: the model's order must not depend on uuids
             x = created[pk]
@@ -231,8 +259,9 @@ class Lifecycle(RuleBasedStateMachine):
             assert (x.customer.external_id if x.customer_id else None) == customer
             name = self.name_of[x.code.code]
             assert x.coupon_id == self.coupon_pk[CODES[name].coupon]
-            self.rows[pk] = Row(coupon=CODES[name].coupon, code=name, customer=customer,
-                                order=order)
+            self.rows[pk] = Row(
+                coupon=CODES[name].coupon, code=name, customer=customer, order=order
+            )
 
     # --- apply and replay ---------------------------------------------------------------
 
@@ -254,8 +283,9 @@ class Lifecycle(RuleBasedStateMachine):
         kind, expected = self.predict_apply(entered, customer, order)
         event(f"apply: {kind} {expected if kind in ('rejected', 'conflict') else ''}")
         try:
-            result = services.redemption_apply(codes=entered, shopper=Shopper(id=customer),
-                                               cart=CART, order_id=order)
+            result = services.redemption_apply(
+                codes=entered, shopper=Shopper(id=customer), cart=CART, order_id=order
+            )
         except ApiError as exc:
             assert (kind, expected) == ("conflict", exc.error_code)
             return
@@ -275,16 +305,20 @@ class Lifecycle(RuleBasedStateMachine):
     def replay(self, data, lower):
         """The same codes (any order, any case) for an order that holds them: the same
         rows back, no use taken."""
-        order = data.draw(st.sampled_from(sorted({x.order for x in self.rows.values()
-                                                  if x.status in LIVE})))
+        order = data.draw(
+            st.sampled_from(sorted({x.order for x in self.rows.values() if x.status in LIVE}))
+        )
         held = self.live(order=order)
         names = data.draw(st.permutations([self.rows[pk].code for pk in held]))
         holder = self.rows[held[0]].customer
         customer = data.draw(st.just(holder) | customers)  # another customer: a conflict
         try:
-            result = services.redemption_apply(codes=self.entered(names, lower),
-                                               shopper=Shopper(id=customer), cart=CART,
-                                               order_id=order)
+            result = services.redemption_apply(
+                codes=self.entered(names, lower),
+                shopper=Shopper(id=customer),
+                cart=CART,
+                order_id=order,
+            )
         except ApiError as exc:
             assert customer != holder
             assert exc.error_code == "order_has_coupons"
@@ -298,8 +332,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(names=code_names, customer=customers, order=orders)
     def http_apply(self, names, customer, order):
-        body = {"coupon_codes": self.entered(names, False), "order_id": order,
-                "cart": API_CART}
+        body = {"coupon_codes": self.entered(names, False), "order_id": order, "cart": API_CART}
         if customer is not None:
             body["customer"] = {"id": customer}
         kind, expected = self.predict_apply(body["coupon_codes"], customer, order)
@@ -391,8 +424,9 @@ class Lifecycle(RuleBasedStateMachine):
         assert confirmed
         for pk in confirmed:
             if self.rows[pk].returned_minor is None:
-                self.rows[pk].returned_minor = CART.subtotal if amount is None else \
-                    min(amount, CART.subtotal)
+                self.rows[pk].returned_minor = (
+                    CART.subtotal if amount is None else min(amount, CART.subtotal)
+                )
 
     # --- expiry -------------------------------------------------------------------------
 
@@ -400,7 +434,8 @@ class Lifecycle(RuleBasedStateMachine):
         reserved = [pk for pk, x in self.rows.items() if x.status == RESERVED]
         chosen = data.draw(st.lists(st.sampled_from(reserved), min_size=1, unique=True))
         Redemption.objects.filter(pk__in=chosen).update(
-            expires_at=timezone.now() - timedelta(seconds=1))
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
         for pk in chosen:
             self.rows[pk].backdated = True
 
@@ -411,21 +446,22 @@ class Lifecycle(RuleBasedStateMachine):
         for pk in due:
             self.rows[pk].status = EXPIRED
 
-    @precondition(lambda self: self.ready and any(x.status == RESERVED
-                                                  for x in self.rows.values()))
+    @precondition(lambda self: self.ready and any(x.status == RESERVED for x in self.rows.values()))
     @rule(data=st.data())
     def backdate(self, data):
         """Holds run out; the beat job has not run yet (any step may come in between)."""
         self.backdate_some(data)
 
-    @precondition(lambda self: self.ready and any(x.status == RESERVED and x.backdated
-                                                  for x in self.rows.values()))
+    @precondition(
+        lambda self: (
+            self.ready and any(x.status == RESERVED and x.backdated for x in self.rows.values())
+        )
+    )
     @rule()
     def expiry_job(self):
         self.run_expiry()
 
-    @precondition(lambda self: self.ready and any(x.status == RESERVED
-                                                  for x in self.rows.values()))
+    @precondition(lambda self: self.ready and any(x.status == RESERVED for x in self.rows.values()))
     @rule(data=st.data())
     def expire(self, data):
         self.backdate_some(data)
@@ -450,8 +486,11 @@ class Lifecycle(RuleBasedStateMachine):
         if not self.ready:
             return
         holding = Redemption.objects.filter(status__in=HOLDING)
-        for row in holding.filter(customer__isnull=False, coupon__max_uses_per_user__isnull=False) \
-                .values("coupon", "customer", "coupon__max_uses_per_user").annotate(n=Count("pk")):
+        for row in (
+            holding.filter(customer__isnull=False, coupon__max_uses_per_user__isnull=False)
+            .values("coupon", "customer", "coupon__max_uses_per_user")
+            .annotate(n=Count("pk"))
+        ):
             assert row["n"] <= row["coupon__max_uses_per_user"], row
         for row in holding.values("coupon", "order_id").annotate(n=Count("pk")):
             assert row["n"] == 1, row
@@ -465,8 +504,12 @@ class Lifecycle(RuleBasedStateMachine):
             assert pk in now, f"redemption {pk} disappeared"
             assert now[pk] in NEXT[before], f"redemption {pk}: {before} -> {now[pk]}"
         self.seen = now
-        db = {pk: (status, returned) for pk, status, returned in
-              Redemption.objects.values_list("pk", "status", "returned_minor")}
+        db = {
+            pk: (status, returned)
+            for pk, status, returned in Redemption.objects.values_list(
+                "pk", "status", "returned_minor"
+            )
+        }
         assert db == {pk: (x.status, x.returned_minor) for pk, x in self.rows.items()}
 
     def teardown(self):
@@ -482,6 +525,12 @@ def test_redemption_lifecycle_state_machine():
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     Lifecycle.client = client
-    run_state_machine_as_test(Lifecycle, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_state_machine_as_test(
+        Lifecycle,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -34,11 +34,23 @@ BIN = Path(sys.executable).parent
 REDIS_SERVER = "/usr/bin/redis-server"
 
 # Variables of the parent environment that must not leak into the services under test.
-_DROP_PREFIXES = ("DJANGO_", "DATABASE_", "DB_", "REDIS_", "CELERY_", "GUNICORN_",
-                  "PROMETHEUS_", "TEST_", "COUPON_", "IDEMPOTENCY_", "CACHE_")
+_DROP_PREFIXES = (
+    "DJANGO_",
+    "DATABASE_",
+    "DB_",
+    "REDIS_",
+    "CELERY_",
+    "GUNICORN_",
+    "PROMETHEUS_",
+    "TEST_",
+    "COUPON_",
+    "IDEMPOTENCY_",
+    "CACHE_",
+)
 
 
 # --- small utilities --------------------------------------------------------------------
+
 
 def free_port() -> int:
     """A TCP port nothing listens on right now (the kernel's choice)."""
@@ -47,8 +59,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
-               interval: float = 0.05) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -67,8 +80,15 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
         time.sleep(interval)
 
 
-def wait_for_progress(read: Callable[[], Any], done: Callable[[Any], bool], *, stall: float,
-                      what: str, interval: float = 0.2, limit: float = 600.0) -> Any:
+def wait_for_progress(
+    read: Callable[[], Any],
+    done: Callable[[Any], bool],
+    *,
+    stall: float,
+    what: str,
+    interval: float = 0.2,
+    limit: float = 600.0,
+) -> Any:
     """Poll `read()` (something cheap: a status, a counter) until `done(value)`; fail only
     when the value stays the same for `stall` seconds, so a slow machine that keeps moving
     passes and a stuck one fails fast. `limit` bounds the whole wait (a value that keeps
@@ -91,8 +111,11 @@ def wait_for_progress(read: Callable[[], Any], done: Callable[[Any], bool], *, s
         now = time.monotonic()
         if now - last_change >= stall or now - started >= limit:
             detail = f" (last error: {last_error!r})" if last_error else ""
-            why = (f"no progress for {stall}s" if now - last_change >= stall
-                   else f"not done after {limit}s")
+            why = (
+                f"no progress for {stall}s"
+                if now - last_change >= stall
+                else f"not done after {limit}s"
+            )
             raise AssertionError(f"{why} waiting for {what}; last value {last!r}{detail}")
         time.sleep(interval)
 
@@ -136,26 +159,31 @@ def subprocess_database_url() -> str:
     db = settings.DATABASES["default"]
     assert db["NAME"].startswith("test_"), db["NAME"]
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return (f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}")
+    return (
+        f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )
 
 
 def service_env(**overrides: str) -> dict[str, str]:
     """Environment for a service subprocess: local settings, nothing inherited that could
     point it at a shared database or Redis, plus `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "CACHE_KEY_PREFIX": "faults",
-        "SECRET_KEY": "fault-tests-secret-key",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+            "CACHE_KEY_PREFIX": "faults",
+            "SECRET_KEY": "fault-tests-secret-key",
+        }
+    )
     env.update(overrides)
     return env
 
 
 # --- HTTP -------------------------------------------------------------------------------
+
 
 @dataclass
 class Reply:
@@ -168,8 +196,15 @@ class Reply:
         return json.loads(self.body)
 
 
-def http_call(port: int, method: str, path: str, body: Any = None, *,
-         headers: dict[str, str] | None = None, timeout: float = 15.0) -> Reply:
+def http_call(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> Reply:
     """One request on a fresh connection. Connection failures raise (OSError or
     http.client.HTTPException), exactly what a storefront would see."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -182,13 +217,18 @@ def http_call(port: int, method: str, path: str, body: Any = None, *,
         conn.request(method, path, body=payload, headers=all_headers)
         response = conn.getresponse()
         data = response.read()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data,
-                     time.monotonic() - started)
+        return Reply(
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            data,
+            time.monotonic() - started,
+        )
     finally:
         conn.close()
 
 
 # --- processes --------------------------------------------------------------------------
+
 
 @dataclass
 class Service:
@@ -205,8 +245,14 @@ class Service:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             log.close()
         return self
@@ -277,18 +323,34 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=2,
-                           socket_connect_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, db=db, socket_timeout=2, socket_connect_timeout=2
+        )
 
     def start(self) -> RedisServer:
         self.starts += 1
         self.service = Service(
             f"redis-{self.port}",
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir),
-             "--loglevel", "warning"],
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--loglevel",
+                "warning",
+            ],
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            log_path=self.workdir / f"redis-{self.port}-{self.starts}.log").start()
+            log_path=self.workdir / f"redis-{self.port}-{self.starts}.log",
+        ).start()
 
         def answers() -> bool:
             assert self.service.alive(), f"redis-server exited:\n{self.service.log_tail()}"
@@ -302,8 +364,11 @@ class RedisServer:
         """SIGKILL: the abrupt loss of Redis (no shutdown, no save)."""
         assert self.service is not None
         self.service.kill()
-        wait_until(lambda: port_refuses(self.port), timeout=5,
-                   what=f"port {self.port} to refuse connections")
+        wait_until(
+            lambda: port_refuses(self.port),
+            timeout=5,
+            what=f"port {self.port} to refuse connections",
+        )
 
     def stop(self) -> None:
         if self.service is not None:
@@ -321,17 +386,25 @@ class Gunicorn:
         self.service = Service(
             f"gunicorn-{self.port}",
             [str(BIN / "gunicorn"), "config.wsgi:application", "--config", "config/gunicorn.py"],
-            env={"GUNICORN_TIMEOUT": "30", **env, "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-                 "GUNICORN_WORKERS": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
-            log_path=workdir / f"gunicorn-{self.port}.log")
+            env={
+                "GUNICORN_TIMEOUT": "30",
+                **env,
+                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+                "GUNICORN_WORKERS": str(workers),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            },
+            log_path=workdir / f"gunicorn-{self.port}.log",
+        )
 
     def start(self) -> Gunicorn:
         self.service.start()
 
         def up() -> bool:
             assert self.service.alive(), f"gunicorn exited:\n{self.service.log_tail()}"
-            return (len(self.worker_pids()) == self.workers
-                    and http_call(self.port, "GET", "/health/live", timeout=2).status == 200)
+            return (
+                len(self.worker_pids()) == self.workers
+                and http_call(self.port, "GET", "/health/live", timeout=2).status == 200
+            )
 
         wait_until(up, timeout=30, what="gunicorn to serve /health/live", interval=0.2)
         return self
@@ -355,11 +428,27 @@ class CeleryWorker:
         tag = free_port()
         self.service = Service(
             f"celery-{tag}",
-            [str(BIN / "celery"), "-A", "config", "worker", "--pool", "prefork",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "--hostname", f"faults-{tag}@%h",
-             *(["--queues", queue] if queue else [])],
-            env=env, log_path=workdir / f"celery-{tag}.log")
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"faults-{tag}@%h",
+                *(["--queues", queue] if queue else []),
+            ],
+            env=env,
+            log_path=workdir / f"celery-{tag}.log",
+        )
 
     def start(self) -> CeleryWorker:
         self.service.start()
@@ -464,6 +553,7 @@ class TcpProxy:
 
 
 # --- fixtures ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def private_redis(tmp_path) -> Iterator[Callable[[], RedisServer]]:

@@ -53,14 +53,18 @@ def expired_count(coupon) -> int:
     return Redemption.objects.filter(coupon=coupon, status=RedemptionStatus.EXPIRED).count()
 
 
-def test_pool_process_killed_mid_task_is_retried_and_gives_back_once(private_redis,
-                                                                    celery_worker):
+def test_pool_process_killed_mid_task_is_retried_and_gives_back_once(private_redis, celery_worker):
     # given 20,000 stale reservations and a real worker on a private broker
     coupon, code = seed_stale_reservations(STALE)
     redis = private_redis()
-    worker = celery_worker(service_env(DATABASE_URL=subprocess_database_url(),
-                                       REDIS_URL=redis.url(0), CELERY_BROKER_URL=redis.url(1),
-                                       LOG_LEVEL="INFO"))
+    worker = celery_worker(
+        service_env(
+            DATABASE_URL=subprocess_database_url(),
+            REDIS_URL=redis.url(0),
+            CELERY_BROKER_URL=redis.url(1),
+            LOG_LEVEL="INFO",
+        )
+    )
     broker = redis.client(1)
     task_id = str(uuid.uuid4())
 
@@ -70,8 +74,12 @@ def test_pool_process_killed_mid_task_is_retried_and_gives_back_once(private_red
         sender.send_task(TASK, task_id=task_id)
     finally:
         sender.close()
-    wait_until(lambda: expired_count(coupon) >= STALE // 10, timeout=30,
-               what="the task to start expiring", interval=0.01)
+    wait_until(
+        lambda: expired_count(coupon) >= STALE // 10,
+        timeout=30,
+        what="the task to start expiring",
+        interval=0.01,
+    )
     (child,) = worker.pool_pids()
     done_before_kill = expired_count(coupon)
     killed_at = timezone.now()
@@ -80,14 +88,24 @@ def test_pool_process_killed_mid_task_is_retried_and_gives_back_once(private_red
     wait_until(lambda: not pid_alive(child), timeout=10, what="the pool process to die")
 
     # then the worker survives, replaces the pool process and runs the task again to the end
-    wait_until(lambda: expired_count(coupon) == STALE, timeout=90,
-               what="every reservation to expire", interval=0.2)
+    wait_until(
+        lambda: expired_count(coupon) == STALE,
+        timeout=90,
+        what="every reservation to expire",
+        interval=0.2,
+    )
     succeeded = wait_until(
-        lambda: re.findall(rf"Task {TASK}\[{task_id}\] succeeded in [\d.e-]+s: (\d+)",
-                           worker.service.log()),
-        timeout=30, what="the task's success in the worker log")
-    wait_until(lambda: broker.llen("celery") == 0 and broker.hlen("unacked") == 0,
-               timeout=30, what="the message to be acknowledged")
+        lambda: re.findall(
+            rf"Task {TASK}\[{task_id}\] succeeded in [\d.e-]+s: (\d+)", worker.service.log()
+        ),
+        timeout=30,
+        what="the task's success in the worker log",
+    )
+    wait_until(
+        lambda: broker.llen("celery") == 0 and broker.hlen("unacked") == 0,
+        timeout=30,
+        what="the message to be acknowledged",
+    )
     log = worker.service.log()
     assert worker.service.alive(), worker.service.log_tail()
     assert len(worker.pool_pids()) == 1
@@ -101,8 +119,7 @@ def test_pool_process_killed_mid_task_is_retried_and_gives_back_once(private_red
     first_run = Redemption.objects.filter(coupon=coupon, released_at__lt=killed_at).count()
     assert first_run >= done_before_kill
     assert first_run + int(succeeded[0]) == STALE
-    assert Redemption.objects.filter(coupon=coupon, status=RedemptionStatus.RESERVED).count() \
-        == 0
+    assert Redemption.objects.filter(coupon=coupon, status=RedemptionStatus.RESERVED).count() == 0
     coupon.refresh_from_db()
     code.refresh_from_db()
     assert (coupon.uses, code.uses) == (0, 0)

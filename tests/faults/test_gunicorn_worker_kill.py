@@ -48,16 +48,27 @@ def test_worker_killed_mid_burst_counts_each_use_once(gunicorn, private_redis): 
     _, key = ApiKey.objects.create_key(name="faults", scopes=["storefront"])
     auth = {"Authorization": f"Api-Key {key}"}
     redis = private_redis()
-    web = gunicorn(service_env(DATABASE_URL=subprocess_database_url(), REDIS_URL=redis.url(0),
-                               CELERY_BROKER_URL=redis.url(1), COUPON_RESERVATION_TTL="2",
-                               IDEMPOTENCY_WAIT_SECONDS="1"),
-                   workers=WORKERS)
+    web = gunicorn(
+        service_env(
+            DATABASE_URL=subprocess_database_url(),
+            REDIS_URL=redis.url(0),
+            CELERY_BROKER_URL=redis.url(1),
+            COUPON_RESERVATION_TTL="2",
+            IDEMPOTENCY_WAIT_SECONDS="1",
+        ),
+        workers=WORKERS,
+    )
 
     def request(i: int):
-        body = {"coupon_code": "SURGE", "order_id": f"o-{i}", "user_id": f"u-{i}",
-                "cart": cart(("SKU-1", "books", "40.00", 1))}
-        return web.call("POST", APPLY, body, timeout=30,
-                        headers={**auth, "Idempotency-Key": f"k-{i}"})
+        body = {
+            "coupon_code": "SURGE",
+            "order_id": f"o-{i}",
+            "user_id": f"u-{i}",
+            "cart": cart(("SKU-1", "books", "40.00", 1)),
+        }
+        return web.call(
+            "POST", APPLY, body, timeout=30, headers={**auth, "Idempotency-Key": f"k-{i}"}
+        )
 
     final: dict[int, object] = {}
     cut_off: Counter = Counter()
@@ -79,8 +90,10 @@ def test_worker_killed_mid_burst_counts_each_use_once(gunicorn, private_redis): 
                 time.sleep(0.05)
                 continue
             with lock:
-                if reply.status == 200 or (reply.status == 409 and reply.json()["error"]["code"]
-                                           == "idempotency_in_progress"):
+                if reply.status == 200 or (
+                    reply.status == 409
+                    and reply.json()["error"]["code"] == "idempotency_in_progress"
+                ):
                     final[i] = reply
                 else:
                     unexpected.append(f"o-{i}: {reply.status} {reply.body[:300]!r}")
@@ -102,14 +115,24 @@ def test_worker_killed_mid_burst_counts_each_use_once(gunicorn, private_redis): 
         thread.start()
     killed: list[int] = []
     for round_ in range(MAX_KILLS):
-        wait_until(lambda r=round_: len(final) >= ORDERS * (r + 1) // (MAX_KILLS + 2),
-                   timeout=BURST_TIMEOUT, what="the burst to progress", interval=0.01)
+        wait_until(
+            lambda r=round_: len(final) >= ORDERS * (r + 1) // (MAX_KILLS + 2),
+            timeout=BURST_TIMEOUT,
+            what="the burst to progress",
+            interval=0.01,
+        )
         victim = sorted(web.worker_pids())[round_ % WORKERS]
         os.kill(victim, signal.SIGKILL)
         killed.append(victim)
-        wait_until(lambda v=victim: not pid_alive(v) and len(web.worker_pids()) == WORKERS
-                   and v not in web.worker_pids(),
-                   timeout=20, what="the master to replace the killed worker")
+        wait_until(
+            lambda v=victim: (
+                not pid_alive(v)
+                and len(web.worker_pids()) == WORKERS
+                and v not in web.worker_pids()
+            ),
+            timeout=20,
+            what="the master to replace the killed worker",
+        )
         time.sleep(0.2)
         with lock:
             if sum(cut_off.values()) and round_ >= 1:
@@ -130,7 +153,8 @@ def test_worker_killed_mid_burst_counts_each_use_once(gunicorn, private_redis): 
     # claim is stale (the record's clock moved back past IDEMPOTENCY_STALE_SECONDS)
     stuck = sorted(i for i, reply in final.items() if reply.status == 409)
     IdempotencyRecord.objects.filter(state=IdempotencyRecord.State.STARTED).update(
-        updated_at=F("updated_at") - timedelta(minutes=5))
+        updated_at=F("updated_at") - timedelta(minutes=5)
+    )
     for i in stuck:
         reply = request(i)
         assert reply.status == 200, (i, reply.status, reply.body)
@@ -153,8 +177,9 @@ def test_worker_killed_mid_burst_counts_each_use_once(gunicorn, private_redis): 
     code = Code.objects.get(code="SURGE")
     assert (coupon.uses, code.uses) == (ORDERS, ORDERS)
     records = IdempotencyRecord.objects.filter(principal__startswith="api_key:")
-    assert Counter(records.values_list("state", "response_status")) == \
-        {(IdempotencyRecord.State.DONE, 200): ORDERS}
+    assert Counter(records.values_list("state", "response_status")) == {
+        (IdempotencyRecord.State.DONE, 200): ORDERS
+    }
 
     # when some orders are paid and the other holds run out
     for i in range(CONFIRMED):
@@ -171,8 +196,12 @@ def test_worker_killed_mid_burst_counts_each_use_once(gunicorn, private_redis): 
     coupon.refresh_from_db()
     code.refresh_from_db()
     assert (coupon.uses, code.uses) == (CONFIRMED, CONFIRMED)
-    assert Counter(Redemption.objects.filter(coupon=coupon).values_list("status", flat=True)) \
-        == {RedemptionStatus.CONFIRMED: CONFIRMED, RedemptionStatus.EXPIRED: ORDERS - CONFIRMED}
+    assert Counter(Redemption.objects.filter(coupon=coupon).values_list("status", flat=True)) == {
+        RedemptionStatus.CONFIRMED: CONFIRMED,
+        RedemptionStatus.EXPIRED: ORDERS - CONFIRMED,
+    }
     assert Coupon.objects.filter(pk=coupon.pk, uses__lt=0).count() == 0
-    print(f"\nworker kill: {len(killed)} kills, cut off {dict(cut_off)}, "
-          f"{len(stuck)} keys stuck in progress until stale")
+    print(
+        f"\nworker kill: {len(killed)} kills, cut off {dict(cut_off)}, "
+        f"{len(stuck)} keys stuck in progress until stale"
+    )

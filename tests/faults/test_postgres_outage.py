@@ -29,9 +29,13 @@ pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 VALIDATE = "/api/v1/coupons/validate"
 APPLY = "/api/v1/coupons/apply"
 JWT_KEY = "fault-tests-jwt-signing-key-0123456789abcdef"
-UNAVAILABLE = {"error": {"code": "database_unavailable",
-                         "message": "The database is unavailable; retry shortly.",
-                         "fields": {}}}
+UNAVAILABLE = {
+    "error": {
+        "code": "database_unavailable",
+        "message": "The database is unavailable; retry shortly.",
+        "fields": {},
+    }
+}
 BODY = {"coupon_code": "PGDOWN", "user_id": "u-1", "cart": cart(("SKU-1", "books", "40.00", 1))}
 
 
@@ -65,9 +69,15 @@ def every_call_unavailable(web, api_auth: dict, *, within: float, order: str) ->
     """validate and apply, as a server key and as an end customer, and readiness."""
     for auth in (api_auth, customer_auth("u-1")):
         assert_unavailable(web.call("POST", VALIDATE, BODY, headers=auth), within=within)
-        assert_unavailable(web.call("POST", APPLY, {**BODY, "order_id": order},
-                                    headers={**auth, "Idempotency-Key": f"k-{order}"}),
-                           within=within)
+        assert_unavailable(
+            web.call(
+                "POST",
+                APPLY,
+                {**BODY, "order_id": order},
+                headers={**auth, "Idempotency-Key": f"k-{order}"},
+            ),
+            within=within,
+        )
     assert_ready_down(web.call("GET", "/health/ready"), within=within)
 
 
@@ -78,17 +88,25 @@ def test_unreachable_database_is_503_with_retry_after(gunicorn, private_redis, p
     dead_port = free_port()
     assert port_refuses(dead_port)
     redis = private_redis()
-    web = gunicorn(service_env(
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:{dead_port}/nowhere",
-        REDIS_URL=redis.url(0), CELERY_BROKER_URL=redis.url(1), JWT_SIGNING_KEY=JWT_KEY,
-        DB_POOL=pool, DB_POOL_TIMEOUT="1", DB_CONNECT_TIMEOUT="2"))
+    web = gunicorn(
+        service_env(
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:{dead_port}/nowhere",
+            REDIS_URL=redis.url(0),
+            CELERY_BROKER_URL=redis.url(1),
+            JWT_SIGNING_KEY=JWT_KEY,
+            DB_POOL=pool,
+            DB_POOL_TIMEOUT="1",
+            DB_CONNECT_TIMEOUT="2",
+        )
+    )
     _, key = ApiKey.objects.create_key(name="faults", scopes=["storefront"])
 
     # when calling the checkout endpoints (twice: the second call finds the pool empty)
     # then each answers 503 database_unavailable quickly, with no stack trace
     for attempt in range(2):
-        every_call_unavailable(web, {"Authorization": f"Api-Key {key}"}, within=4.0,
-                               order=f"o-{attempt}")
+        every_call_unavailable(
+            web, {"Authorization": f"Api-Key {key}"}, within=4.0, order=f"o-{attempt}"
+        )
     # and a non-DRF page that needs the database (the admin, with a session cookie) gets
     # the same 503 from core.middleware instead of a 500
     admin = web.call("GET", "/admin/", headers={"Cookie": "sessionid=" + "x" * 32})
@@ -107,14 +125,26 @@ def test_database_lost_mid_run_then_back(gunicorn, private_redis, db_proxy):
     url = subprocess_database_url().replace(":5432/", f":{db_proxy.port}/")
     assert f":{db_proxy.port}/" in url
     redis = private_redis()
-    web = gunicorn(service_env(DATABASE_URL=url, REDIS_URL=redis.url(0),
-                               CELERY_BROKER_URL=redis.url(1), JWT_SIGNING_KEY=JWT_KEY,
-                               DB_POOL="1", DB_POOL_TIMEOUT="1", DB_CONNECT_TIMEOUT="2"))
+    web = gunicorn(
+        service_env(
+            DATABASE_URL=url,
+            REDIS_URL=redis.url(0),
+            CELERY_BROKER_URL=redis.url(1),
+            JWT_SIGNING_KEY=JWT_KEY,
+            DB_POOL="1",
+            DB_POOL_TIMEOUT="1",
+            DB_CONNECT_TIMEOUT="2",
+        )
+    )
     applied_ok = 0
     for i in range(6):  # both workers get a pooled connection
         assert web.call("POST", VALIDATE, BODY, headers=api_auth).status == 200
-        reply = web.call("POST", APPLY, {**BODY, "order_id": f"before-{i}"},
-                         headers={**api_auth, "Idempotency-Key": f"k-before-{i}"})
+        reply = web.call(
+            "POST",
+            APPLY,
+            {**BODY, "order_id": f"before-{i}"},
+            headers={**api_auth, "Idempotency-Key": f"k-before-{i}"},
+        )
         assert reply.status == 200, reply.body
         applied_ok += 1
 
@@ -131,19 +161,36 @@ def test_database_lost_mid_run_then_back(gunicorn, private_redis, db_proxy):
     db_proxy.start()
 
     # then the service resumes by itself, and nothing was counted during the outage
-    wait_until(lambda: web.call("GET", "/health/ready").status == 200, timeout=30,
-               what="readiness to recover", interval=0.5)
-    wait_until(lambda: all(web.call("POST", VALIDATE, BODY, headers=api_auth).status == 200
-                           for _ in range(4)),
-               timeout=30, what="validate to answer 200 on every worker", interval=0.5)
+    wait_until(
+        lambda: web.call("GET", "/health/ready").status == 200,
+        timeout=30,
+        what="readiness to recover",
+        interval=0.5,
+    )
+    wait_until(
+        lambda: all(
+            web.call("POST", VALIDATE, BODY, headers=api_auth).status == 200 for _ in range(4)
+        ),
+        timeout=30,
+        what="validate to answer 200 on every worker",
+        interval=0.5,
+    )
     for i in range(3):
-        reply = web.call("POST", APPLY, {**BODY, "order_id": f"after-{i}"},
-                         headers={**api_auth, "Idempotency-Key": f"k-after-{i}"})
+        reply = web.call(
+            "POST",
+            APPLY,
+            {**BODY, "order_id": f"after-{i}"},
+            headers={**api_auth, "Idempotency-Key": f"k-after-{i}"},
+        )
         assert reply.status == 200, reply.body
         applied_ok += 1
     # the keys used during the outage were not burnt: a retry now succeeds
-    retry = web.call("POST", APPLY, {**BODY, "order_id": "during-0"},
-                     headers={**api_auth, "Idempotency-Key": "k-during-0"})
+    retry = web.call(
+        "POST",
+        APPLY,
+        {**BODY, "order_id": "during-0"},
+        headers={**api_auth, "Idempotency-Key": "k-during-0"},
+    )
     assert retry.status == 200, retry.body
     applied_ok += 1
     assert Coupon.objects.get(pk=coupon.pk).uses == applied_ok == 10

@@ -30,15 +30,27 @@ def test_checkout_survives_redis_loss_and_readiness_recovers(private_redis, guni
     _, key = ApiKey.objects.create_key(name="faults", scopes=["storefront"])
     auth = {"Authorization": f"Api-Key {key}"}
     redis = private_redis()
-    web = gunicorn(service_env(DATABASE_URL=subprocess_database_url(),
-                               REDIS_URL=redis.url(0), CELERY_BROKER_URL=redis.url(1),
-                               COUPON_LOCAL_CACHE_SECONDS="0"))
-    body = {"coupon_code": "REDISDOWN", "user_id": "u-1",
-            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    web = gunicorn(
+        service_env(
+            DATABASE_URL=subprocess_database_url(),
+            REDIS_URL=redis.url(0),
+            CELERY_BROKER_URL=redis.url(1),
+            COUPON_LOCAL_CACHE_SECONDS="0",
+        )
+    )
+    body = {
+        "coupon_code": "REDISDOWN",
+        "user_id": "u-1",
+        "cart": cart(("SKU-1", "books", "40.00", 1)),
+    }
 
     def apply(order_id: str):
-        return web.call("POST", APPLY, {**body, "order_id": order_id},
-                        headers={**auth, "Idempotency-Key": f"k-{order_id}"})
+        return web.call(
+            "POST",
+            APPLY,
+            {**body, "order_id": order_id},
+            headers={**auth, "Idempotency-Key": f"k-{order_id}"},
+        )
 
     ready = web.call("GET", "/health/ready")
     assert (ready.status, ready.json()["status"]) == (200, "ok"), ready.body
@@ -57,8 +69,11 @@ def test_checkout_survives_redis_loss_and_readiness_recovers(private_redis, guni
     assert ready.status == 200, ready.body
     checks = ready.json()["checks"]
     assert ready.json()["status"] == "degraded"
-    assert (checks["postgres"]["ok"], checks["redis"]["ok"], checks["broker"]["ok"]) == \
-        (True, False, False)
+    assert (checks["postgres"]["ok"], checks["redis"]["ok"], checks["broker"]["ok"]) == (
+        True,
+        False,
+        False,
+    )
     assert ready.elapsed < FAST
     # and validate / apply answer from PostgreSQL, quickly and correctly
     validated = web.call("POST", VALIDATE, body, headers=auth)
@@ -73,34 +88,47 @@ def test_checkout_survives_redis_loss_and_readiness_recovers(private_redis, guni
     assert fourth.status == 422, fourth.body
     assert fourth.json()["reason"] == "usage_limit_reached"
     sold_out = web.call("POST", VALIDATE, body, headers=auth)
-    assert sold_out.json() == {"valid": False, "reason": "usage_limit_reached",
-                               "message": "Coupon usage limit reached", "code": "REDISDOWN"}
+    assert sold_out.json() == {
+        "valid": False,
+        "reason": "usage_limit_reached",
+        "message": "Coupon usage limit reached",
+        "code": "REDISDOWN",
+    }
     # and idempotent replays are served from PostgreSQL too
     replay = apply("o-2")
     assert replay.status == 200
     assert replay.headers.get("idempotent-replayed") == "true"
     assert replay.body == second.body
     # and the guessing limits fail open: twelve unknown codes in a row are all answered
-    guesses = [web.call("POST", VALIDATE, {**body, "coupon_code": f"GUESS{n}",
-                                           "context": {"ip": "203.0.113.5"}}, headers=auth)
-               for n in range(12)]
+    guesses = [
+        web.call(
+            "POST",
+            VALIDATE,
+            {**body, "coupon_code": f"GUESS{n}", "context": {"ip": "203.0.113.5"}},
+            headers=auth,
+        )
+        for n in range(12)
+    ]
     assert [g.status for g in guesses] == [200] * 12, guesses[-1].body
     assert {g.json()["reason"] for g in guesses} == {"coupon_not_found"}
-    slowest = max(r.elapsed for r in (validated, second, third, fourth, sold_out, replay,
-                                      *guesses))
+    slowest = max(r.elapsed for r in (validated, second, third, fourth, sold_out, replay, *guesses))
     assert slowest < FAST, f"a call took {slowest:.2f}s without Redis"
     coupon.refresh_from_db()
     assert coupon.uses == 3
     held = Redemption.objects.filter(coupon=coupon)
-    assert sorted(held.values_list("order_id", "status")) == \
-        [(f"o-{i}", RedemptionStatus.RESERVED) for i in (1, 2, 3)]
+    assert sorted(held.values_list("order_id", "status")) == [
+        (f"o-{i}", RedemptionStatus.RESERVED) for i in (1, 2, 3)
+    ]
 
     # when Redis comes back on the same port
     redis.start()
 
     # then readiness returns to ok and checkout keeps its counts
-    wait_until(lambda: web.call("GET", "/health/ready").json()["status"] == "ok",
-               timeout=15, what="readiness to report ok after Redis restarted")
+    wait_until(
+        lambda: web.call("GET", "/health/ready").json()["status"] == "ok",
+        timeout=15,
+        what="readiness to report ok after Redis restarted",
+    )
     again = web.call("POST", VALIDATE, body, headers=auth)
     assert again.json()["reason"] == "usage_limit_reached"
     assert Coupon.objects.get(pk=coupon.pk).uses == 3
@@ -113,18 +141,32 @@ def test_frozen_redis_does_not_stall_checkout_or_readiness(private_redis, gunico
     _, key = ApiKey.objects.create_key(name="faults", scopes=["storefront"])
     auth = {"Authorization": f"Api-Key {key}"}
     redis = private_redis()
-    web = gunicorn(service_env(DATABASE_URL=subprocess_database_url(),
-                               REDIS_URL=redis.url(0), CELERY_BROKER_URL=redis.url(1),
-                               COUPON_LOCAL_CACHE_SECONDS="0", GUNICORN_TIMEOUT="10"))
-    body = {"coupon_code": "REDISHUNG", "user_id": "u-1",
-            "cart": cart(("SKU-1", "books", "40.00", 1))}
+    web = gunicorn(
+        service_env(
+            DATABASE_URL=subprocess_database_url(),
+            REDIS_URL=redis.url(0),
+            CELERY_BROKER_URL=redis.url(1),
+            COUPON_LOCAL_CACHE_SECONDS="0",
+            GUNICORN_TIMEOUT="10",
+        )
+    )
+    body = {
+        "coupon_code": "REDISHUNG",
+        "user_id": "u-1",
+        "cart": cart(("SKU-1", "books", "40.00", 1)),
+    }
     assert web.call("POST", VALIDATE, body, headers=auth).status == 200
     redis.service.signal(signal.SIGSTOP)
     try:
         # when checkout and readiness are called
         validated = web.call("POST", VALIDATE, body, headers=auth, timeout=20)
-        applied = web.call("POST", APPLY, {**body, "order_id": "o-1"}, timeout=20,
-                           headers={**auth, "Idempotency-Key": "k-o-1"})
+        applied = web.call(
+            "POST",
+            APPLY,
+            {**body, "order_id": "o-1"},
+            timeout=20,
+            headers={**auth, "Idempotency-Key": "k-o-1"},
+        )
         ready = web.call("GET", "/health/ready", timeout=20)
     finally:
         redis.service.signal(signal.SIGCONT)

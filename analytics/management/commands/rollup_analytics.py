@@ -11,8 +11,9 @@ class Command(BaseCommand):
     help = "Rebuild the daily coupon facts of the last N days (today included) from the events."
 
     def add_arguments(self, parser):
-        parser.add_argument("--days", type=int, default=2,
-                            help="How many days back, today included (default 2).")
+        parser.add_argument(
+            "--days", type=int, default=2, help="How many days back, today included (default 2)."
+        )
 
     def handle(self, *args, days: int, **options):
         if not 1 <= days <= 3660:

@@ -22,38 +22,112 @@ def demo_coupons(now):
     window = {"valid_from": now - timedelta(days=1), "valid_to": now + timedelta(days=90)}
     return [
         # The seed's SUMMER25; stackable here so the seed's SUMMER25 + FREESHIP example works.
-        dict(code="SUMMER25", type="percentage", percent_bp=2500, cap_minor=5000,
-             min_cart_minor=10000, eligible_categories=["electronics", "clothing"],
-             eligible_segments=["premium_members"], max_uses_total=10000,
-             max_uses_per_user=1, excluded_skus=["SKU-GIFT-CARD"], stackable=True,
-             stack_group="percentage", description="25% off electronics and clothing",
-             **window),
-        dict(code="FREESHIP", type="free_shipping", stackable=True, stack_group="shipping",
-             description="Free shipping", **window),
-        dict(code="FALL20", type="percentage", percent_bp=2000, stackable=True,
-             stack_group="percentage", description="20% off everything", **window),
-        dict(code="FLASH50", type="percentage", percent_bp=5000, cap_minor=10000,
-             max_uses_total=1000, description="Flash sale: 50% off, first 1,000 orders",
-             **window),
-        dict(code="TENOFF", type="fixed", amount_minor=1000, stackable=True,
-             stack_group="fixed", description="$10 off", **window),
-        dict(code="SOCKS-BOGO", type="bogo", bogo_buy=1, bogo_get=1, bogo_percent_bp=10000,
-             eligible_categories=["socks"], description="Buy one pair of socks, get one free",
-             **window),
-        dict(code="SPEND-MORE", type="tiered", description="$10 off $100, $30 off $200",
-             tiers=[{"threshold_minor": 10000, "discount_minor": 1000},
-                    {"threshold_minor": 20000, "discount_minor": 3000}], **window),
+        dict(
+            code="SUMMER25",
+            type="percentage",
+            percent_bp=2500,
+            cap_minor=5000,
+            min_cart_minor=10000,
+            eligible_categories=["electronics", "clothing"],
+            eligible_segments=["premium_members"],
+            max_uses_total=10000,
+            max_uses_per_user=1,
+            excluded_skus=["SKU-GIFT-CARD"],
+            stackable=True,
+            stack_group="percentage",
+            description="25% off electronics and clothing",
+            **window,
+        ),
+        dict(
+            code="FREESHIP",
+            type="free_shipping",
+            stackable=True,
+            stack_group="shipping",
+            description="Free shipping",
+            **window,
+        ),
+        dict(
+            code="FALL20",
+            type="percentage",
+            percent_bp=2000,
+            stackable=True,
+            stack_group="percentage",
+            description="20% off everything",
+            **window,
+        ),
+        dict(
+            code="FLASH50",
+            type="percentage",
+            percent_bp=5000,
+            cap_minor=10000,
+            max_uses_total=1000,
+            description="Flash sale: 50% off, first 1,000 orders",
+            **window,
+        ),
+        dict(
+            code="TENOFF",
+            type="fixed",
+            amount_minor=1000,
+            stackable=True,
+            stack_group="fixed",
+            description="$10 off",
+            **window,
+        ),
+        dict(
+            code="SOCKS-BOGO",
+            type="bogo",
+            bogo_buy=1,
+            bogo_get=1,
+            bogo_percent_bp=10000,
+            eligible_categories=["socks"],
+            description="Buy one pair of socks, get one free",
+            **window,
+        ),
+        dict(
+            code="SPEND-MORE",
+            type="tiered",
+            description="$10 off $100, $30 off $200",
+            tiers=[
+                {"threshold_minor": 10000, "discount_minor": 1000},
+                {"threshold_minor": 20000, "discount_minor": 3000},
+            ],
+            **window,
+        ),
         # Auto-apply promotions (no code). Each is limited to a category, so the
         # walkthrough's electronics carts price exactly as the seed describes.
-        dict(code="TOYS-WEEKEND", type="percentage", percent_bp=1000, auto_apply=True,
-             eligible_categories=["toys"], stackable=True, stack_group="percentage",
-             description="Weekend sale: 10% off toys", **window),
-        dict(code="GARDEN-SHIP", type="free_shipping", auto_apply=True,
-             eligible_categories=["garden"], stackable=True, stack_group="shipping",
-             description="Free shipping on garden orders", **window),
-        dict(code="HOME-15", type="fixed", amount_minor=1500, min_cart_minor=10000,
-             auto_apply=True, eligible_categories=["home"], stackable=True,
-             stack_group="fixed", description="$15 off home orders over $100", **window),
+        dict(
+            code="TOYS-WEEKEND",
+            type="percentage",
+            percent_bp=1000,
+            auto_apply=True,
+            eligible_categories=["toys"],
+            stackable=True,
+            stack_group="percentage",
+            description="Weekend sale: 10% off toys",
+            **window,
+        ),
+        dict(
+            code="GARDEN-SHIP",
+            type="free_shipping",
+            auto_apply=True,
+            eligible_categories=["garden"],
+            stackable=True,
+            stack_group="shipping",
+            description="Free shipping on garden orders",
+            **window,
+        ),
+        dict(
+            code="HOME-15",
+            type="fixed",
+            amount_minor=1500,
+            min_cart_minor=10000,
+            auto_apply=True,
+            eligible_categories=["home"],
+            stackable=True,
+            stack_group="fixed",
+            description="$15 off home orders over $100",
+            **window,
+        ),
     ]
 
 
@@ -69,27 +143,36 @@ class Command(BaseCommand):
         if campaign is None:
             # A flash sale live for a week: 100 claims of 50% off (max $20).
             campaign = campaign_services.campaign_create(
-                name=DEMO_CAMPAIGN, inventory=100, starts_at=now - timedelta(minutes=1),
-                ends_at=now + timedelta(days=7), claim_hold_minutes=15,
-                discount={"type": "percentage", "percent_bp": 5000, "cap_minor": 2000,
-                          "currency": "USD"})
+                name=DEMO_CAMPAIGN,
+                inventory=100,
+                starts_at=now - timedelta(minutes=1),
+                ends_at=now + timedelta(days=7),
+                claim_hold_minutes=15,
+                discount={
+                    "type": "percentage",
+                    "percent_bp": 5000,
+                    "cap_minor": 2000,
+                    "currency": "USD",
+                },
+            )
         history = demo_history.load()
         User = get_user_model()
         admin_password = secrets.token_urlsafe(9)
-        admin, _ = User.objects.get_or_create(username="admin",
-                                              defaults={"email": "admin@example.com"})
+        admin, _ = User.objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com"}
+        )
         admin.is_staff = admin.is_superuser = True
         admin.set_password(admin_password)
         admin.save()
         marketing_password = secrets.token_urlsafe(9)
-        marketer, _ = User.objects.get_or_create(username="marketing",
-                                                 defaults={"email": "marketing@example.com"})
+        marketer, _ = User.objects.get_or_create(
+            username="marketing", defaults={"email": "marketing@example.com"}
+        )
         marketer.is_staff = True
         marketer.set_password(marketing_password)
         marketer.save()
         marketer.groups.add(Group.objects.get(name="marketing"))
-        _, storefront_key = ApiKey.objects.create_key(name="demo-storefront",
-                                                      scopes=["storefront"])
+        _, storefront_key = ApiKey.objects.create_key(name="demo-storefront", scopes=["storefront"])
         _, admin_key = ApiKey.objects.create_key(name="demo-admin", scopes=["admin"])
         out = self.stdout.write
         out("")
@@ -102,8 +185,10 @@ class Command(BaseCommand):
         out(f"Admin API key:    {admin_key}")
         out(f"Flash sale:       {DEMO_CAMPAIGN} -> POST /api/v1/campaigns/{campaign.pk}/claim")
         if history:
-            out(f"Analytics:        {history:,} demo checkout events over two weeks -> "
-                "/admin/analytics/dailycouponfact/")
+            out(
+                f"Analytics:        {history:,} demo checkout events over two weeks -> "
+                "/admin/analytics/dailycouponfact/"
+            )
         out("API docs:         http://127.0.0.1:8000/api/docs/")
         out(f"Try it:           export KEY={storefront_key}   (then see README.md)")
         out("=" * 72)
