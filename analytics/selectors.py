@@ -325,7 +325,7 @@ def top_coupons(
     out = []
     for _, coupon, m in rows[:limit]:
         discount, value = m["discount_minor"], m["order_value_minor"]
-        has_budget = coupon.budget_minor is not None
+        budget = coupon.budget_minor
         out.append(
             {
                 "coupon_id": coupon.pk,
@@ -338,9 +338,9 @@ def top_coupons(
                 "order_value": format_amount(value, currency),
                 "revenue_impact": format_amount(value - discount, currency),
                 "new_customers": m["new_customers"],
-                "budget": format_amount(coupon.budget_minor, currency) if has_budget else None,
+                "budget": format_amount(budget, currency) if budget is not None else None,
                 "budget_spent": format_amount(used[coupon.pk]["confirmed"], currency)
-                if has_budget
+                if budget is not None
                 else None,
             }
         )

@@ -150,7 +150,10 @@ def campaign_create(
     except IntegrityError as exc:
         if violated_constraint(exc) != "campaign_idempotency_key_unique":
             raise
-        return _campaign_for_key(scope, request_fingerprint)
+        existing = _campaign_for_key(scope, request_fingerprint)
+        if existing is None:  # the committed row the insert collided with was deleted since
+            raise
+        return existing
     return campaign
 
 

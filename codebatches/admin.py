@@ -51,7 +51,9 @@ def _csv_customer_ids(upload) -> list[str]:
 
 
 class GenerateCodesForm(forms.Form):
-    prefix = forms.CharField(
+    # The form metaclass moves declared fields to base_fields, so BaseForm.prefix (the HTML
+    # name prefix, typed str | None in the stubs) is not replaced by this field.
+    prefix = forms.CharField(  # type: ignore[assignment]
         max_length=20,
         help_text="1-20 digits or letters, without I, L, O and U (codes are Crockford "
         "base32: a typed O reads as 0, I and L as 1). Stored upper case.",
@@ -195,7 +197,8 @@ class CodeBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="targeted customers")
     def targeted_count(self, obj: CodeBatch) -> str:
-        return f"{obj.customer_count:,}" if obj.customer_count else "—"
+        count = getattr(obj, "customer_count", None)  # annotated by get_queryset
+        return f"{count:,}" if count else "—"
 
     @admin.display(description="codes")
     def download(self, obj: CodeBatch) -> str:

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import cast
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -61,7 +62,8 @@ MAX_IDLE_ROUNDS = 20
 LOCK_WAIT_SECONDS = 15.0
 ADVISORY_NAMESPACE = 0x43420000  # "CB": keeps these keys apart from other lock users
 FORBIDDEN = "ILO"
-CODE_MAX_LENGTH = Code._meta.get_field("code").max_length
+# A CharField: max_length is always set (the stubs type it as int | None).
+CODE_MAX_LENGTH = cast(int, Code._meta.get_field("code").max_length)
 
 Status = CodeBatch.Status
 
@@ -216,7 +218,10 @@ def batch_create(
     except IntegrityError as exc:  # a concurrent first attempt with this key committed
         if violated_constraint(exc) != "codebatch_idempotency_key_unique":
             raise
-        return _batch_for_key(scope, request_fingerprint)
+        existing = _batch_for_key(scope, request_fingerprint)
+        if existing is None:  # the committed row the insert collided with was deleted since
+            raise
+        return existing
     batch_enqueue_on_commit(batch.pk)
     return batch
 

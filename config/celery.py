@@ -32,4 +32,4 @@ def use_worker_db_sessions(**_) -> None:
         # Connections (and a pool) opened before this point keep their old settings.
         connection.close()
         if alias in getattr(type(connection), "_connection_pools", {}):
-            connection.close_pool()
+            connection.close_pool()  # type: ignore[attr-defined] # Django 5.1+, not in the stubs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import jwt
 from django.conf import settings
@@ -17,6 +17,9 @@ from rest_framework import authentication, exceptions, permissions
 
 from core.errors import ApiError
 from core.models import ApiKey, Scope
+
+if TYPE_CHECKING:
+    from jwt.types import Options  # PyJWT >= 2.10
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if cached and cached[0] > now:
             return cached[1]
         try:
-            api_key = ApiKey.objects.get_from_key(key)
+            # The manager is typed for AbstractAPIKey; ours returns ApiKey (with scopes).
+            api_key = cast(ApiKey, ApiKey.objects.get_from_key(key))
         except ApiKey.DoesNotExist:
             principal = None
         else:
@@ -75,7 +79,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 None
                 if api_key.has_expired
                 else Principal(kind="api_key", id=api_key.prefix, scopes=frozenset(api_key.scopes))
-            )  # type: ignore[attr-defined] # ApiKey
+            )
         if ttl > 0:
             if len(_key_cache) > 10_000:
                 _key_cache.clear()
@@ -116,7 +120,7 @@ def decode_customer_token(token: str) -> dict:
     )
     if not key:
         raise exceptions.AuthenticationFailed("Customer tokens are not configured.")
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
+    options: Options = {"require": ["exp", "sub"]}
     kwargs = {}
     if settings.JWT_AUDIENCE:
         kwargs["audience"] = settings.JWT_AUDIENCE

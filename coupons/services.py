@@ -758,10 +758,8 @@ def coupons_set_active(
             coupon.disabled_reason = "" if active else disabled_reason[:300]
             coupon.disabled_at = timezone.now() if coupon.disabled_reason else None
             # simple-history keeps 100 characters; the full reason is on the coupon/alert.
-            coupon._change_reason = (reason or ("Activated" if active else "Deactivated"))[
-                  # type: ignore[attr-defined] # simple-history's hook
-                :100
-            ]
+            change_reason = reason or ("Activated" if active else "Deactivated")
+            coupon._change_reason = change_reason[:100]  # type: ignore[attr-defined] # simple-history
             coupon.save(
                 update_fields=["active", "version", "disabled_reason", "disabled_at", "updated_at"]
             )

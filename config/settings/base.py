@@ -84,7 +84,7 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------
 # A small psycopg pool per process: hot-row throughput falls as connections rise
 # (docs/decisions.md, "Connection pool size").
-DATABASES = {
+DATABASES: dict[str, dict[str, Any]] = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/growth"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
@@ -320,7 +320,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},

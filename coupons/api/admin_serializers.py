@@ -155,7 +155,8 @@ class CouponDefinitionIn(serializers.Serializer):
     auto_apply = serializers.BooleanField(required=False)
     active = serializers.BooleanField(required=False)
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
-    tiers = TierIn(many=True, required=False, max_length=50)
+    # many=True hands max_length to the ListSerializer; the stubs do not know it.
+    tiers = TierIn(many=True, required=False, max_length=50)  # type: ignore[call-arg]
     bogo = BogoIn(required=False)
     budget = MoneyIn(
         required=False,
@@ -219,8 +220,9 @@ def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
             errors[name] = [str(exc)]
             return None
 
-    if data.get("coupon_id") or data.get("code"):
-        fields["code"] = (data.get("coupon_id") or data.get("code")).upper()
+    code = data.get("coupon_id") or data.get("code")
+    if code:
+        fields["code"] = code.upper()
     for name in (
         "description",
         "stack_group",

@@ -102,7 +102,7 @@ def _line(item, currency: str) -> tuple[Line | None, dict]:
         e["quantity"] = [f"Must be between 1 and {MAX_QUANTITY}."]
     if e:
         return None, e
-    return Line(sku=sku, category=category, unit_price=cast(int, price), quantity=cast(int, qty)), e
+    return Line(sku=sku, category=category, unit_price=price, quantity=cast(int, qty)), e
 
 
 @extend_schema_field(CartDoc)
