@@ -157,7 +157,7 @@ def money_text(value, currency: str) -> str:
         return DASH
     amount = _dec(value)
     sign = "-" if amount < 0 else ""
-    symbol = money._SYMBOLS.get(currency)  # noqa: SLF001 - the one table of symbols
+    symbol = money._SYMBOLS.get(currency)  # the one table of symbols
     text = f"{abs(amount):,}"
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{currency} {text}"
 
