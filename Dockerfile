@@ -3,11 +3,13 @@
 # The growth-commerce engine: one image for the web process, the Celery worker and beat
 # (docker-compose.yml picks the command). Build:  docker build -t growth-engine .
 #
-# Stage 1 installs the dependencies declared in pyproject.toml into a virtualenv.
+# Stage 1 installs the dependencies declared in pyproject.toml into a virtualenv, at the
+# exact versions of requirements.lock (`-c`: the lock constrains versions, pyproject.toml
+# chooses what is installed, so the dev tools in the lock stay out of the image).
 # pyproject.toml declares no importable packages (`[tool.setuptools] packages = []`), so
 # `pip install .` installs the dependencies plus the project's metadata only; the code
-# itself is copied into /app in stage 2. Only pyproject.toml is copied first, so the
-# dependency layer is rebuilt only when the dependencies change.
+# itself is copied into /app in stage 2. Only pyproject.toml and the lock are copied
+# first, so the dependency layer is rebuilt only when the dependencies change.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -21,10 +23,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /build
-COPY pyproject.toml ./
+COPY pyproject.toml requirements.lock ./
 # psycopg[binary] ships its own libpq, so no compiler or libpq-dev is needed.
-RUN pip install --upgrade pip \
- && pip install .
+RUN pip install -c requirements.lock pip \
+ && pip install -c requirements.lock .
 
 
 FROM ${PYTHON_IMAGE} AS runtime

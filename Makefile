@@ -1,18 +1,22 @@
 # make run   -> the whole product (API + admin + worker + beat) on http://127.0.0.1:8000
-# make test  -> lint, migration check, system check, schema check, pytest (real services)
+# make test  -> lint (ruff check + format, mypy), migration check, system check, schema check,
+#              pytest (real services)
 # make bench -> benchmarks (numbers only, never fails on timing)
+# make lock  -> regenerate requirements.lock (exact versions) from pyproject.toml
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 TESTENV := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: venv services migrate run demo test lint bench fuzz load clean
+.PHONY: venv services migrate run demo test lint lock bench fuzz load clean
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from requirements.lock (what CI tested, pip included), then the project
+# itself without resolving anything again.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,10 +36,22 @@ run: demo
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TESTENV) $(VENV)/bin/mypy
+
+# requirements.lock: pyproject.toml's dependencies plus the dev extra, pinned exactly.
+# Existing pins are kept; LOCK_ARGS="--upgrade" (or "--upgrade-package NAME") moves them.
+# --strip-extras keeps it usable as a constraints file too (the Dockerfile's -c).
+lock: venv
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --extra dev \
+	  --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+	  --no-emit-trusted-host --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
 
 test: venv services
 	bash scripts/browser.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TESTENV) $(VENV)/bin/mypy
 	$(TESTENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TESTENV) $(PY) manage.py check
 	# Production settings must pass the deployment checklist; dummy values, not secrets.
