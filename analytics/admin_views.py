@@ -37,17 +37,36 @@ CURRENCY_CHOICES = [(c, c) for c in sorted(money.CURRENCIES)]
 DASH = "—"
 
 # CSV columns, in the order of the files (and of the selectors' dict keys).
-DAILY_COLUMNS = ("day", "validations", "redemptions", "orders", "discount", "order_value",
-                 "revenue_impact", "new_customers")
-TOP_COLUMNS = ("code", "description", "redemptions", "validations", "redemption_rate",
-               "discount", "order_value", "revenue_impact", "new_customers", "budget",
-               "budget_spent")
+DAILY_COLUMNS = (
+    "day",
+    "validations",
+    "redemptions",
+    "orders",
+    "discount",
+    "order_value",
+    "revenue_impact",
+    "new_customers",
+)
+TOP_COLUMNS = (
+    "code",
+    "description",
+    "redemptions",
+    "validations",
+    "redemption_rate",
+    "discount",
+    "order_value",
+    "revenue_impact",
+    "new_customers",
+    "budget",
+    "budget_spent",
+)
 CSV_KINDS = ("daily", "top")
 # A run's per-day columns in reading order (the JSON column does not keep key order).
 PER_DAY_ORDER = ("day", "carts", "eligible", "redemptions", "discount")
 
 
 # --- filter form ------------------------------------------------------------------------
+
 
 class AnalyticsFilterForm(forms.Form):
     """The page's GET filters. Unbound fields take their defaults (up to today from the
@@ -56,14 +75,23 @@ class AnalyticsFilterForm(forms.Form):
 
     start = forms.DateField(required=False, widget=AdminDateWidget, label="From")
     end = forms.DateField(required=False, widget=AdminDateWidget, label="To")
-    coupon = forms.CharField(required=False, max_length=64, label="Coupon code",
-                             widget=forms.TextInput(attrs={"size": 14}))
+    coupon = forms.CharField(
+        required=False,
+        max_length=64,
+        label="Coupon code",
+        widget=forms.TextInput(attrs={"size": 14}),
+    )
     campaign = forms.ModelChoiceField(
         queryset=Campaign.objects.order_by("-starts_at").only("id", "name"),
-        required=False, empty_label="All campaigns")
-    currency = forms.ChoiceField(choices=CURRENCY_CHOICES, required=False, initial="USD",
-                                 help_text="For all coupons; a coupon or campaign has its "
-                                           "own currency.")
+        required=False,
+        empty_label="All campaigns",
+    )
+    currency = forms.ChoiceField(
+        choices=CURRENCY_CHOICES,
+        required=False,
+        initial="USD",
+        help_text="For all coupons; a coupon or campaign has its own currency.",
+    )
 
     def clean_coupon(self) -> Coupon | None:
         code = normalize_code(self.cleaned_data.get("coupon") or "")
@@ -83,9 +111,12 @@ class AnalyticsFilterForm(forms.Form):
         if start is None:
             start = end - timedelta(days=DEFAULT_DAYS - 1)
             if not (cleaned.get("coupon") and cleaned.get("campaign")):  # else an error
-                start = default_start(end, coupon=cleaned.get("coupon"),
-                                      campaign=cleaned.get("campaign"),
-                                      currency=cleaned.get("currency") or "USD")
+                start = default_start(
+                    end,
+                    coupon=cleaned.get("coupon"),
+                    campaign=cleaned.get("campaign"),
+                    currency=cleaned.get("currency") or "USD",
+                )
         if start > end:
             self.add_error("start", "The start date is after the end date.")
         elif (end - start).days + 1 > MAX_DAYS:
@@ -98,8 +129,11 @@ class AnalyticsFilterForm(forms.Form):
     def query(self, **changes) -> str:
         """The cleaned filters as a query string (for the CSV links and table links)."""
         data = self.cleaned_data
-        params = {"start": data["start"].isoformat(), "end": data["end"].isoformat(),
-                  "currency": data["currency"]}
+        params = {
+            "start": data["start"].isoformat(),
+            "end": data["end"].isoformat(),
+            "currency": data["currency"],
+        }
         if data.get("coupon"):
             params["coupon"] = data["coupon"].code
         if data.get("campaign"):
@@ -108,8 +142,9 @@ class AnalyticsFilterForm(forms.Form):
         return urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
-def default_start(end: date, *, coupon: Coupon | None, campaign: Campaign | None,
-                  currency: str) -> date:
+def default_start(
+    end: date, *, coupon: Coupon | None, campaign: Campaign | None, currency: str
+) -> date:
     """The first day of the default range: the first day with validations or redemptions
     in the scope among the DEFAULT_DAYS up to `end`, at the latest MIN_DAYS before it, so
     the charts start with the data (the demo's two weeks, a coupon launched on Monday)
@@ -117,8 +152,9 @@ def default_start(end: date, *, coupon: Coupon | None, campaign: Campaign | None
     earliest = end - timedelta(days=DEFAULT_DAYS - 1)
     if campaign is not None:
         coupon = campaign.coupon
-    series = selectors.daily_series(start=earliest, end=end, coupon=coupon,
-                                    currency=None if coupon else currency)
+    series = selectors.daily_series(
+        start=earliest, end=end, coupon=coupon, currency=None if coupon else currency
+    )
     first = next((d["day"] for d in series if d["validations"] or d["redemptions"]), None)
     if first is None:
         return earliest
@@ -128,8 +164,11 @@ def default_start(end: date, *, coupon: Coupon | None, campaign: Campaign | None
 def filter_form(params) -> AnalyticsFilterForm:
     """Bound to the query string. The dates left out are filled in afterwards with the
     ones used, so the fields show what the page shows."""
-    data = {key: params.get(key) for key in AnalyticsFilterForm.base_fields
-            if params.get(key) not in (None, "")}
+    data = {
+        key: params.get(key)
+        for key in AnalyticsFilterForm.base_fields
+        if params.get(key) not in (None, "")
+    }
     data.setdefault("currency", "USD")
     form = AnalyticsFilterForm(data)
     if form.is_valid():
@@ -139,6 +178,7 @@ def filter_form(params) -> AnalyticsFilterForm:
 
 
 # --- numbers --------------------------------------------------------------------------------
+
 
 def _dec(value) -> Decimal:
     try:
@@ -152,7 +192,7 @@ def _ratio(part, whole) -> float | None:
 
 
 def money_text(value, currency: str) -> str:
-    """"37.50" -> "$37.50" (the admin's money display), None -> a dash."""
+    """ "37.50" -> "$37.50" (the admin's money display), None -> a dash."""
     if value in (None, ""):
         return DASH
     amount = _dec(value)
@@ -174,41 +214,87 @@ def kpi_boxes(stats: dict) -> list[dict]:
     """The KPI strip: label, value and a one-line explanation per box."""
     cur = stats["currency"]
     return [
-        {"key": "validations", "label": "Validation attempts",
-         "value": count_text(stats.get("validation_attempts")),
-         "hint": "Codes checked at the storefront"},
-        {"key": "redemptions", "label": "Redemptions",
-         "value": count_text(stats.get("redemptions")),
-         "hint": "Coupon uses on confirmed orders"},
-        {"key": "orders", "label": "Orders",
-         "value": count_text(stats.get("orders")),
-         "hint": "Confirmed orders; one with two coupons counts once"},
-        {"key": "redemption_rate", "label": "Redemption rate",
-         "value": percent_text(stats.get("redemption_rate")),
-         "hint": "Redemptions per validation attempt"},
-        {"key": "discount", "label": "Discount given",
-         "value": money_text(stats.get("discount_given"), cur), "hint": "On confirmed orders"},
-        {"key": "order_value", "label": "Order value",
-         "value": money_text(stats.get("order_value"), cur),
-         "hint": "Subtotals of those orders, each once"},
-        {"key": "revenue_impact", "label": "Revenue impact",
-         "value": money_text(stats.get("revenue_impact"), cur),
-         "hint": "Order value minus discount"},
-        {"key": "aov", "label": "Average order value",
-         "value": money_text(stats.get("average_order_value"), cur),
-         "hint": "Order value per order; without a coupon: "
-                 + money_text(stats.get("average_order_value_without_coupon"), cur)},
-        {"key": "new_customers", "label": "New customers",
-         "value": count_text(stats.get("new_customers")),
-         "hint": "Customers whose first order used a coupon"},
-        {"key": "discount_per_new_customer", "label": "Discount per new customer",
-         "value": money_text(stats.get("discount_per_new_customer"), cur),
-         "hint": "Acquisition cost"},
-        {"key": "return_rate", "label": "Return rate",
-         "value": percent_text(stats.get("return_rate")), "hint": "Returned orders"},
-        *([{"key": "claimed", "label": "Units claimed",
-            "value": f"{count_text(stats.get('claimed'))} / {count_text(stats['inventory'])}",
-            "hint": "Flash-sale inventory"}] if stats.get("inventory") is not None else []),
+        {
+            "key": "validations",
+            "label": "Validation attempts",
+            "value": count_text(stats.get("validation_attempts")),
+            "hint": "Codes checked at the storefront",
+        },
+        {
+            "key": "redemptions",
+            "label": "Redemptions",
+            "value": count_text(stats.get("redemptions")),
+            "hint": "Coupon uses on confirmed orders",
+        },
+        {
+            "key": "orders",
+            "label": "Orders",
+            "value": count_text(stats.get("orders")),
+            "hint": "Confirmed orders; one with two coupons counts once",
+        },
+        {
+            "key": "redemption_rate",
+            "label": "Redemption rate",
+            "value": percent_text(stats.get("redemption_rate")),
+            "hint": "Redemptions per validation attempt",
+        },
+        {
+            "key": "discount",
+            "label": "Discount given",
+            "value": money_text(stats.get("discount_given"), cur),
+            "hint": "On confirmed orders",
+        },
+        {
+            "key": "order_value",
+            "label": "Order value",
+            "value": money_text(stats.get("order_value"), cur),
+            "hint": "Subtotals of those orders, each once",
+        },
+        {
+            "key": "revenue_impact",
+            "label": "Revenue impact",
+            "value": money_text(stats.get("revenue_impact"), cur),
+            "hint": "Order value minus discount",
+        },
+        {
+            "key": "aov",
+            "label": "Average order value",
+            "value": money_text(stats.get("average_order_value"), cur),
+            "hint": "Order value per order; without a coupon: "
+            + money_text(stats.get("average_order_value_without_coupon"), cur),
+        },
+        {
+            "key": "new_customers",
+            "label": "New customers",
+            "value": count_text(stats.get("new_customers")),
+            "hint": "Customers whose first order used a coupon",
+        },
+        {
+            "key": "discount_per_new_customer",
+            "label": "Discount per new customer",
+            "value": money_text(stats.get("discount_per_new_customer"), cur),
+            "hint": "Acquisition cost",
+        },
+        {
+            "key": "return_rate",
+            "label": "Return rate",
+            "value": percent_text(stats.get("return_rate")),
+            "hint": "Returned orders",
+        },
+        *(
+            [
+                {
+                    "key": "claimed",
+                    "label": "Units claimed",
+                    "value": (
+                        f"{count_text(stats.get('claimed'))} / {count_text(stats['inventory'])}"
+                    ),
+                    "hint": "Flash-sale inventory",
+                }
+            ]
+            if stats.get("inventory") is not None
+            else []
+        ),
     ]
 
 
@@ -244,23 +330,35 @@ def chart_series(daily: list[dict]) -> dict:
 
 
 def daily_rows(daily: list[dict], currency: str) -> list[dict]:
-    return [{**d, "discount_text": money_text(d["discount"], currency),
-             "order_value_text": money_text(d["order_value"], currency),
-             "revenue_impact_text": money_text(d["revenue_impact"], currency)}
-            for d in daily]
+    return [
+        {
+            **d,
+            "discount_text": money_text(d["discount"], currency),
+            "order_value_text": money_text(d["order_value"], currency),
+            "revenue_impact_text": money_text(d["revenue_impact"], currency),
+        }
+        for d in daily
+    ]
 
 
 def top_rows(top: list[dict], currency: str, form: AnalyticsFilterForm) -> list[dict]:
-    return [{**row, "query": form.query(coupon=row["code"], campaign=""),
-             "rate_text": percent_text(row.get("redemption_rate")),
-             "discount_text": money_text(row.get("discount"), currency),
-             "order_value_text": money_text(row.get("order_value"), currency),
-             "revenue_impact_text": money_text(row.get("revenue_impact"), currency),
-             "budget_text": money_text(row.get("budget"), currency)
-             if row.get("budget") not in (None, "") else DASH,
-             "budget_spent_text": money_text(row.get("budget_spent"), currency)
-             if row.get("budget") not in (None, "") else DASH}
-            for row in top]
+    return [
+        {
+            **row,
+            "query": form.query(coupon=row["code"], campaign=""),
+            "rate_text": percent_text(row.get("redemption_rate")),
+            "discount_text": money_text(row.get("discount"), currency),
+            "order_value_text": money_text(row.get("order_value"), currency),
+            "revenue_impact_text": money_text(row.get("revenue_impact"), currency),
+            "budget_text": money_text(row.get("budget"), currency)
+            if row.get("budget") not in (None, "")
+            else DASH,
+            "budget_spent_text": money_text(row.get("budget_spent"), currency)
+            if row.get("budget") not in (None, "")
+            else DASH,
+        }
+        for row in top
+    ]
 
 
 def page_data(form: AnalyticsFilterForm) -> dict:
@@ -282,8 +380,11 @@ def page_data(form: AnalyticsFilterForm) -> dict:
     daily = stats.get("daily") or []
     top = None
     if coupon is None and campaign is None:
-        top = top_rows(selectors.top_coupons(start=start, end=end, currency=currency,
-                                             limit=TOP_LIMIT), currency, form)
+        top = top_rows(
+            selectors.top_coupons(start=start, end=end, currency=currency, limit=TOP_LIMIT),
+            currency,
+            form,
+        )
     return {
         "scope": scope,
         "filtered": coupon is not None or campaign is not None,
@@ -300,6 +401,7 @@ def page_data(form: AnalyticsFilterForm) -> dict:
 
 # --- CSV ------------------------------------------------------------------------------------
 
+
 class _Echo:
     """csv.writer target that hands each row back instead of buffering the file."""
 
@@ -315,14 +417,20 @@ def _safe_text(value) -> object:
     return "" if value is None else value
 
 
-def _csv_lines(columns: Iterable[str], rows: Iterable[dict],
-               text_columns: frozenset[str] = frozenset()) -> Iterator[str]:
+def _csv_lines(
+    columns: Iterable[str], rows: Iterable[dict], text_columns: frozenset[str] = frozenset()
+) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(columns)
     for row in rows:
-        yield writer.writerow([_safe_text(row.get(c)) if c in text_columns
-                               else ("" if row.get(c) is None else row.get(c))
-                               for c in columns])
+        yield writer.writerow(
+            [
+                _safe_text(row.get(c))
+                if c in text_columns
+                else ("" if row.get(c) is None else row.get(c))
+                for c in columns
+            ]
+        )
 
 
 def csv_download(form: AnalyticsFilterForm, kind: str) -> StreamingHttpResponse:
@@ -332,8 +440,7 @@ def csv_download(form: AnalyticsFilterForm, kind: str) -> StreamingHttpResponse:
     start, end = data["start"], data["end"]
     coupon, campaign = data.get("coupon"), data.get("campaign")
     if kind == "top":
-        rows = selectors.top_coupons(start=start, end=end, currency=data["currency"],
-                                     limit=1000)
+        rows = selectors.top_coupons(start=start, end=end, currency=data["currency"], limit=1000)
         lines = _csv_lines(TOP_COLUMNS, rows, frozenset({"code", "description"}))
         scope = data["currency"]
     else:
@@ -356,11 +463,16 @@ def csv_download(form: AnalyticsFilterForm, kind: str) -> StreamingHttpResponse:
 
 # --- simulation -----------------------------------------------------------------------------
 
+
 class SimulationForm(forms.Form):
     days = forms.IntegerField(
-        min_value=1, max_value=90, initial=14, label="Days",
+        min_value=1,
+        max_value=90,
+        initial=14,
+        label="Days",
         widget=forms.NumberInput(attrs={"class": "vIntegerField", "style": "width:5em"}),
-        help_text="Replay the carts the engine priced in the last N days (1-90).")
+        help_text="Replay the carts the engine priced in the last N days (1-90).",
+    )
 
 
 def simulation_result(run) -> dict | None:
@@ -387,8 +499,9 @@ def simulation_result(run) -> dict | None:
         "budget_burn": percent_text(burn),
         "budget_burn_value": min(float(burn), 1.0) if burn is not None else None,
         "budget_exhausted_on": result.get("budget_exhausted_on"),
-        "rejections": sorted((result.get("rejections") or {}).items(),
-                             key=lambda item: (-item[1], item[0])),
+        "rejections": sorted(
+            (result.get("rejections") or {}).items(), key=lambda item: (-item[1], item[0])
+        ),
         "per_day": _per_day(result.get("daily", result.get("per_day")) or [], cur),
     }
 
@@ -397,8 +510,11 @@ def simulation_rows(result: dict) -> list[tuple[str, str, str]]:
     """(label, key, value) lines of a run's result box, in reading order."""
     rows = [
         ("Carts seen", "carts", result["carts"]),
-        ("Carts it would apply to", "eligible_carts",
-         f"{result['eligible_carts']} ({result['eligible_share']})"),
+        (
+            "Carts it would apply to",
+            "eligible_carts",
+            f"{result['eligible_carts']} ({result['eligible_share']})",
+        ),
         ("Expected redemptions", "expected_redemptions", result["expected_redemptions"]),
         ("Discount cost", "discount", result["discount"]),
         ("Order value of those carts", "order_value", result["order_value"]),
@@ -406,9 +522,14 @@ def simulation_rows(result: dict) -> list[tuple[str, str, str]]:
         ("Budget", "budget", result["budget"]),
     ]
     if result["limited_by_total"] != "0" or result["limited_by_customer"] != "0":
-        rows.append(("Stopped by usage limits", "limited",
-                     f"{result['limited_by_total']} by the total limit, "
-                     f"{result['limited_by_customer']} by the per-customer limit"))
+        rows.append(
+            (
+                "Stopped by usage limits",
+                "limited",
+                f"{result['limited_by_total']} by the total limit, "
+                f"{result['limited_by_customer']} by the per-customer limit",
+            )
+        )
     return rows
 
 
@@ -432,6 +553,7 @@ def _per_day(rows: list[dict], currency: str) -> dict:
             return _number_text(value)
         return DASH if value is None else value
 
-    return {"columns": [c.replace("_", " ") for c in columns],
-            "rows": [[cell(c, row.get(c)) for c in columns] for row in rows]}
-
+    return {
+        "columns": [c.replace("_", " ") for c in columns],
+        "rows": [[cell(c, row.get(c)) for c in columns] for row in rows],
+    }

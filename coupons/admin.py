@@ -55,6 +55,7 @@ CODE_RE = re.compile(CODE_PATTERN)
 
 # --- display helpers --------------------------------------------------------------------
 
+
 def _percent_text(bp: int | None) -> str:
     """Basis points -> "25", "12.5", "100" (never Decimal's "1E+1")."""
     if bp is None:
@@ -86,8 +87,9 @@ def window_text(start, end) -> str:
     if start is None:
         return format_html("Until {}", _nowrap(_day(end, year=True)))
     same_year = timezone.localtime(start).year == timezone.localtime(end).year
-    return format_html("{} \u2013 {}", _nowrap(_day(start, year=not same_year)),
-                       _nowrap(_day(end, year=True)))
+    return format_html(
+        "{} \u2013 {}", _nowrap(_day(start, year=not same_year)), _nowrap(_day(end, year=True))
+    )
 
 
 def _nowrap(text: str) -> str:
@@ -124,17 +126,26 @@ def coupon_value_text(c: Coupon) -> str:
 
 def _forget_codes_on_commit(codes: list[str]) -> None:
     """Drop cached code terms after the commit, in batches (a selection may be huge)."""
+
     def forget():
         for start in range(0, len(codes), CACHE_FORGET_BATCH):
-            selectors.cache_forget(codes=codes[start:start + CACHE_FORGET_BATCH])
+            selectors.cache_forget(codes=codes[start : start + CACHE_FORGET_BATCH])
+
     transaction.on_commit(forget)
 
 
 # --- coupon -----------------------------------------------------------------------------
 
+
 def _money_field(help_text: str, label: str | None = None) -> forms.DecimalField:
-    return forms.DecimalField(required=False, max_digits=16, decimal_places=3,
-                              min_value=Decimal(0), label=label, help_text=help_text)
+    return forms.DecimalField(
+        required=False,
+        max_digits=16,
+        decimal_places=3,
+        min_value=Decimal(0),
+        label=label,
+        help_text=help_text,
+    )
 
 
 class CouponAdminForm(forms.ModelForm):
@@ -147,32 +158,64 @@ class CouponAdminForm(forms.ModelForm):
 
     currency = forms.ChoiceField(choices=CURRENCY_CHOICES, initial="USD")
     percent = forms.DecimalField(
-        required=False, max_digits=7, decimal_places=2,
-        help_text="Percentage coupons: 25 means 25% off.")
+        required=False,
+        max_digits=7,
+        decimal_places=2,
+        help_text="Percentage coupons: 25 means 25% off.",
+    )
     amount = _money_field("Fixed coupons: the amount off, e.g. 10.00.")
-    cap = _money_field("Percentage coupons: the most it takes off, e.g. 50.00.",
-                       label="Discount cap")
-    min_cart = _money_field("Minimum merchandise subtotal, e.g. 100.00.",
-                            label="Minimum cart value")
+    cap = _money_field(
+        "Percentage coupons: the most it takes off, e.g. 50.00.", label="Discount cap"
+    )
+    min_cart = _money_field(
+        "Minimum merchandise subtotal, e.g. 100.00.", label="Minimum cart value"
+    )
     tiers_text = forms.CharField(
-        required=False, label="Tiers", widget=forms.Textarea(attrs={"rows": 4, "cols": 30}),
+        required=False,
+        label="Tiers",
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 30}),
         help_text="Tiered coupons: one 'spend:discount' per line, e.g. 100.00:10.00. "
-                  "The highest tier the cart reaches wins.")
+        "The highest tier the cart reaches wins.",
+    )
     bogo_percent_off = forms.DecimalField(
-        required=False, max_digits=7, decimal_places=2, label="BOGO percent off",
-        help_text="BOGO coupons: how much the free units are discounted; blank means 100.")
-    budget = _money_field("Total discount budget (merchandise + shipping), e.g. 5000.00; "
-                          "apply refuses a discount that would pass it. Blank: no budget.",
-                          label="Discount budget")
+        required=False,
+        max_digits=7,
+        decimal_places=2,
+        label="BOGO percent off",
+        help_text="BOGO coupons: how much the free units are discounted; blank means 100.",
+    )
+    budget = _money_field(
+        "Total discount budget (merchandise + shipping), e.g. 5000.00; "
+        "apply refuses a discount that would pass it. Blank: no budget.",
+        label="Discount budget",
+    )
 
     class Meta:
         model = Coupon
         fields = [
-            "code", "description", "type", "currency", "bogo_buy", "bogo_get",
-            "eligible_categories", "eligible_skus", "excluded_skus", "eligible_segments",
-            "first_purchase_only", "max_uses_total", "max_uses_per_user",
-            "valid_from", "valid_to", "active", "stackable", "stack_group", "auto_apply",
-            "priority", "leak_threshold", "farming_action", "limit_by_identity",
+            "code",
+            "description",
+            "type",
+            "currency",
+            "bogo_buy",
+            "bogo_get",
+            "eligible_categories",
+            "eligible_skus",
+            "excluded_skus",
+            "eligible_segments",
+            "first_purchase_only",
+            "max_uses_total",
+            "max_uses_per_user",
+            "valid_from",
+            "valid_to",
+            "active",
+            "stackable",
+            "stack_group",
+            "auto_apply",
+            "priority",
+            "leak_threshold",
+            "farming_action",
+            "limit_by_identity",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -193,9 +236,11 @@ class CouponAdminForm(forms.ModelForm):
             "amount": dec(c.amount_minor),
             "cap": dec(c.cap_minor),
             "min_cart": dec(c.min_cart_minor),
-            "tiers_text": "\n".join(f"{dec(t['threshold_minor'])}:{dec(t['discount_minor'])}"
-                                    for t in c.tiers or []),
-            "bogo_percent_off": None if c.bogo_percent_bp is None
+            "tiers_text": "\n".join(
+                f"{dec(t['threshold_minor'])}:{dec(t['discount_minor'])}" for t in c.tiers or []
+            ),
+            "bogo_percent_off": None
+            if c.bogo_percent_bp is None
             else _percent_text(c.bogo_percent_bp),
             "budget": dec(c.budget_minor),
         }
@@ -220,8 +265,9 @@ class CouponAdminForm(forms.ModelForm):
         currency = cleaned.get("currency") or self.instance.currency
         kind = cleaned.get("type") or self.instance.type
         model_names = {f.name for f in Coupon._meta.concrete_fields}
-        fields = {name: cleaned[name] for name in self.fields
-                  if name in model_names and name in cleaned}
+        fields = {
+            name: cleaned[name] for name in self.fields if name in model_names and name in cleaned
+        }
         fields.update(self._converted(cleaned, currency, kind))
         if kind != DiscountType.BOGO:
             fields["bogo_buy"] = fields["bogo_get"] = None
@@ -229,8 +275,9 @@ class CouponAdminForm(forms.ModelForm):
         if self._errors:  # a field is already wrong: the business check would mislead
             return cleaned
 
-        candidate = Coupon(**{f.attname: getattr(self.instance, f.attname)
-                              for f in Coupon._meta.concrete_fields})
+        candidate = Coupon(
+            **{f.attname: getattr(self.instance, f.attname) for f in Coupon._meta.concrete_fields}
+        )
         for name, value in fields.items():
             setattr(candidate, name, value)
         try:
@@ -240,8 +287,11 @@ class CouponAdminForm(forms.ModelForm):
                 self.add_error(self._field_for(key, kind), errors)
             return cleaned
         if self.instance.pk is not None:
-            self.coupon_changes = {name: value for name, value in fields.items()
-                                   if getattr(self.instance, name) != value}
+            self.coupon_changes = {
+                name: value
+                for name, value in fields.items()
+                if getattr(self.instance, name) != value
+            }
         return cleaned
 
     def _converted(self, cleaned: dict, currency: str, kind: str) -> dict:
@@ -268,7 +318,8 @@ class CouponAdminForm(forms.ModelForm):
             "amount_minor": minor("amount") if kind == DiscountType.FIXED else None,
             "min_cart_minor": minor("min_cart"),
             "tiers": self._tiers(cleaned.get("tiers_text") or "", currency)
-            if kind == DiscountType.TIERED else [],
+            if kind == DiscountType.TIERED
+            else [],
             "bogo_percent_bp": bp("bogo_percent_off") if kind == DiscountType.BOGO else None,
             "budget_minor": minor("budget"),
         }
@@ -283,8 +334,12 @@ class CouponAdminForm(forms.ModelForm):
                 problems.append(f"Line {number}: write spend:discount, e.g. 100.00:10.00.")
                 continue
             try:
-                tiers.append({"threshold_minor": money.parse_amount(threshold, currency),
-                              "discount_minor": money.parse_amount(discount, currency)})
+                tiers.append(
+                    {
+                        "threshold_minor": money.parse_amount(threshold, currency),
+                        "discount_minor": money.parse_amount(discount, currency),
+                    }
+                )
             except money.MoneyError as exc:
                 problems.append(f"Line {number}: {exc}")
         if len(tiers) > MAX_TIERS:
@@ -295,7 +350,10 @@ class CouponAdminForm(forms.ModelForm):
 
     def _field_for(self, key: str, kind: str) -> str | None:
         """coupon_check's error keys -> this form's fields (None: a non-field error)."""
-        value_field = {DiscountType.PERCENTAGE: "percent", DiscountType.FIXED: "amount"}
+        value_field: dict[str, str] = {
+            DiscountType.PERCENTAGE: "percent",
+            DiscountType.FIXED: "amount",
+        }
         name = {
             "value": value_field.get(kind),
             "tiers": "tiers_text",
@@ -311,6 +369,7 @@ class CouponAdminForm(forms.ModelForm):
 
 # --- coupon "try it" -----------------------------------------------------------------------
 
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -318,12 +377,17 @@ def _no_constant(name: str):
 def _drf_messages(detail, where: str = "") -> list[str]:
     """CartField's nested DRF errors -> flat "items[0].sku: ..." lines for one form field."""
     if isinstance(detail, dict):
-        return [m for key, value in detail.items()
-                for m in _drf_messages(value, f"{where}.{key}" if where else str(key))]
+        return [
+            m
+            for key, value in detail.items()
+            for m in _drf_messages(value, f"{where}.{key}" if where else str(key))
+        ]
     if isinstance(detail, list):
-        return [m for i, value in enumerate(detail)
-                for m in _drf_messages(value, where if isinstance(value, str)
-                                       else f"{where}[{i}]")]
+        return [
+            m
+            for i, value in enumerate(detail)
+            for m in _drf_messages(value, where if isinstance(value, str) else f"{where}[{i}]")
+        ]
     return [f"{where}: {detail}" if where else str(detail)]
 
 
@@ -335,26 +399,33 @@ class TryItForm(forms.Form):
     """The preview's inputs, parsed like the API parses them (same cart field, limits)."""
 
     cart = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 14, "cols": 60, "class": "vLargeTextField",
-                                     "spellcheck": "false"}),
+        widget=forms.Textarea(
+            attrs={"rows": 14, "cols": 60, "class": "vLargeTextField", "spellcheck": "false"}
+        ),
         help_text='The cart as the API takes it: {"currency", "items": [{"sku", "category", '
-                  '"unit_price", "quantity"}], "shipping"}. Amounts are decimal strings.')
+        '"unit_price", "quantity"}], "shipping"}. Amounts are decimal strings.',
+    )
     customer_id = forms.CharField(
-        required=False, max_length=100, label="Customer id",
+        required=False,
+        max_length=100,
+        label="Customer id",
         help_text="Optional. A known customer's stored segments and orders are added, and "
-                  "per-customer limits use their redemptions.")
+        "per-customer limits use their redemptions.",
+    )
     segments = forms.CharField(required=False, help_text="Comma-separated, e.g. vip, staff.")
-    orders_count = forms.IntegerField(required=False, min_value=0, initial=0,
-                                      label="Orders count")
+    orders_count = forms.IntegerField(required=False, min_value=0, initial=0, label="Orders count")
     codes = forms.CharField(
-        required=False, label="Typed codes",
+        required=False,
+        label="Typed codes",
         help_text="Comma-separated codes the shopper types, if any. This coupon's codes "
-                  "are left out: the preview applies it automatically.")
+        "are left out: the preview applies it automatically.",
+    )
 
     def clean_cart(self) -> Cart:
         try:
-            data = json.loads(self.cleaned_data["cart"], parse_float=Decimal,
-                              parse_constant=_no_constant)
+            data = json.loads(
+                self.cleaned_data["cart"], parse_float=Decimal, parse_constant=_no_constant
+            )
         except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ValidationError(f"Not valid JSON: {exc}") from None
         try:
@@ -369,16 +440,20 @@ class TryItForm(forms.Form):
         return frozenset(segments)
 
     def clean_codes(self) -> list[str]:
-        codes = list(dict.fromkeys(selectors.normalize_code(c)
-                                   for c in _csv(self.cleaned_data["codes"])))
+        codes = list(
+            dict.fromkeys(selectors.normalize_code(c) for c in _csv(self.cleaned_data["codes"]))
+        )
         if len(codes) > MAX_CODES or any(len(c) > 64 for c in codes):
             raise ValidationError(f"At most {MAX_CODES} codes of at most 64 characters.")
         return codes
 
     def shopper(self) -> Shopper:
         data = self.cleaned_data
-        return Shopper(id=data["customer_id"].strip() or None, segments=data["segments"],
-                       orders_count=data["orders_count"] or 0)
+        return Shopper(
+            id=data["customer_id"].strip() or None,
+            segments=data["segments"],
+            orders_count=data["orders_count"] or 0,
+        )
 
 
 def sample_cart(c: Coupon) -> dict:
@@ -393,10 +468,18 @@ def sample_cart(c: Coupon) -> dict:
         category = sorted(c.eligible_categories)[0]
     elif c.eligible_skus:
         sku = sorted(c.eligible_skus)[0]
-    return {"currency": cur,
-            "items": [{"sku": sku, "category": category,
-                       "unit_price": money.format_amount(price, cur), "quantity": qty}],
-            "shipping": money.format_amount(money.parse_amount("5", cur), cur)}
+    return {
+        "currency": cur,
+        "items": [
+            {
+                "sku": sku,
+                "category": category,
+                "unit_price": money.format_amount(price, cur),
+                "quantity": qty,
+            }
+        ],
+        "shipping": money.format_amount(money.parse_amount("5", cur), cur),
+    }
 
 
 def not_live_reasons(c: Coupon) -> list[str]:
@@ -417,34 +500,57 @@ def not_live_reasons(c: Coupon) -> list[str]:
     return reasons
 
 
-def preview_context(result: Evaluation, cart: Cart, coupon: Coupon,
-                    typed: list[str]) -> dict:
+def preview_context(result: Evaluation, cart: Cart, coupon: Coupon, typed: list[str]) -> dict:
     """Evaluation -> plain rows for the template; `own` marks this coupon's rows."""
     cur = cart.currency
     kinds = dict(DiscountType.choices)
     p = result.pricing
 
     def row(terms: CodeTerms | None, code: str | None, **extra) -> dict:
-        return {"name": terms.rule.name if terms else "—", "code": code or "—",
-                "type": kinds.get(terms.rule.type, terms.rule.type) if terms else "—",
-                "own": terms is not None and terms.rule.coupon_id == coupon.pk, **extra}
+        return {
+            "name": terms.rule.name if terms else "—",
+            "code": code or "—",
+            "type": kinds.get(terms.rule.type, terms.rule.type) if terms else "—",
+            "own": terms is not None and terms.rule.coupon_id == coupon.pk,
+            **extra,
+        }
 
     def skipped(s: Skipped) -> dict:
-        return row(s.terms, s.rejection.code or (s.terms.code if s.terms else None),
-                   reason=s.rejection.reason, message=s.rejection.message)
+        return row(
+            s.terms,
+            s.rejection.code or (s.terms.code if s.terms else None),
+            reason=s.rejection.reason,
+            message=s.rejection.message,
+        )
 
-    applied = [row(a.terms, a.terms.code, auto=a.terms.code not in typed,
-                   discount=money.display(a.discount, cur),
-                   shipping=money.display(a.shipping_discount, cur), message=a.message,
-                   lines=[f"{line.sku}: {money.display(d, cur)}"
-                          for line, d in zip(cart.lines, a.line_discounts, strict=True) if d])
-               for a in p.applied]
+    applied = [
+        row(
+            a.terms,
+            a.terms.code,
+            auto=a.terms.code not in typed,
+            discount=money.display(a.discount, cur),
+            shipping=money.display(a.shipping_discount, cur),
+            message=a.message,
+            lines=[
+                f"{line.sku}: {money.display(d, cur)}"
+                for line, d in zip(cart.lines, a.line_discounts, strict=True)
+                if d
+            ],
+        )
+        for a in p.applied
+    ]
     total = cart.subtotal + cart.shipping - p.discount - p.shipping_discount
     return {
-        "totals": [(label, money.display(value, cur)) for label, value in (
-            ("Subtotal", cart.subtotal), ("Shipping", cart.shipping),
-            ("Discount", p.discount), ("Shipping discount", p.shipping_discount),
-            ("Total", total))],
+        "totals": [
+            (label, money.display(value, cur))
+            for label, value in (
+                ("Subtotal", cart.subtotal),
+                ("Shipping", cart.shipping),
+                ("Discount", p.discount),
+                ("Shipping discount", p.shipping_discount),
+                ("Total", total),
+            )
+        ],
         "policy": dict(StackingPolicy.choices).get(result.policy, result.policy),
         "exact": result.exact,
         "applied": applied,
@@ -464,16 +570,30 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
     # Fits a 1440 px screen beside the navigation and the filters: the value says the type
     # ("25% (max $50.00)", "$10.00", "Buy 1 get 1 free"), stacking is one column and the
     # window is its dates ("Dec 1 to Dec 31, 2026" with an en dash; the times on hover).
-    list_display = ("code", "value", "currency", "active", "auto_apply", "stacking",
-                    "window", "usage")
-    list_filter = ("active", "type", "currency", "stackable", "auto_apply",
-                   "first_purchase_only")
+    list_display = (
+        "code",
+        "value",
+        "currency",
+        "active",
+        "auto_apply",
+        "stacking",
+        "window",
+        "usage",
+    )
+    list_filter = ("active", "type", "currency", "stackable", "auto_apply", "first_purchase_only")
     search_fields = ["code", "codes__code", "description"]
     ordering = ("code",)
     list_per_page = 50
     actions = ["activate", "deactivate", generate_codes]
-    readonly_fields = ("uses", "version", "codes_link", "created_at", "updated_at",
-                       "budget_status", "abuse_status")
+    readonly_fields = (
+        "uses",
+        "version",
+        "codes_link",
+        "created_at",
+        "updated_at",
+        "budget_status",
+        "abuse_status",
+    )
     change_form_template = "admin/coupons/coupon/change_form.html"  # adds "Try it"
     history_list_display = ["active", "disabled_reason"]
 
@@ -481,20 +601,59 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
         # Coupons are stopped, not deleted: redemptions point at them, and the delete
         # confirmation page would list every one of a campaign's codes.
         return False
+
     fieldsets = (
-        (None, {"fields": ("code", "description", "type", "currency", "active",
-                           "auto_apply", "priority")}),
-        ("Value", {"fields": ("percent", "cap", "amount", "tiers_text", "bogo_buy",
-                              "bogo_get", "bogo_percent_off")}),
-        ("Conditions", {"fields": ("min_cart", "eligible_categories", "eligible_skus",
-                                   "excluded_skus", "eligible_segments",
-                                   "first_purchase_only")}),
-        ("Limits and window", {"fields": ("max_uses_total", "max_uses_per_user",
-                                          "valid_from", "valid_to")}),
+        (
+            None,
+            {
+                "fields": (
+                    "code",
+                    "description",
+                    "type",
+                    "currency",
+                    "active",
+                    "auto_apply",
+                    "priority",
+                )
+            },
+        ),
+        (
+            "Value",
+            {
+                "fields": (
+                    "percent",
+                    "cap",
+                    "amount",
+                    "tiers_text",
+                    "bogo_buy",
+                    "bogo_get",
+                    "bogo_percent_off",
+                )
+            },
+        ),
+        (
+            "Conditions",
+            {
+                "fields": (
+                    "min_cart",
+                    "eligible_categories",
+                    "eligible_skus",
+                    "excluded_skus",
+                    "eligible_segments",
+                    "first_purchase_only",
+                )
+            },
+        ),
+        (
+            "Limits and window",
+            {"fields": ("max_uses_total", "max_uses_per_user", "valid_from", "valid_to")},
+        ),
         ("Stacking", {"fields": ("stackable", "stack_group")}),
         ("Budget", {"fields": ("budget", "budget_status")}),
-        ("Abuse protection", {"fields": ("abuse_status", "leak_threshold", "farming_action",
-                                         "limit_by_identity")}),
+        (
+            "Abuse protection",
+            {"fields": ("abuse_status", "leak_threshold", "farming_action", "limit_by_identity")},
+        ),
         ("Usage", {"fields": ("uses", "version", "codes_link", "created_at", "updated_at")}),
     )
 
@@ -503,8 +662,10 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
         if obj.pk is None or obj.budget_minor is None:
             return "No budget"
         used, budget = obj.budget_used_minor, obj.budget_minor
-        return (f"{_money_text(used, obj.currency)} of {_money_text(budget, obj.currency)} "
-                f"held by reserved and confirmed redemptions ({used / budget:.0%})")
+        return (
+            f"{_money_text(used, obj.currency)} of {_money_text(budget, obj.currency)} "
+            f"held by reserved and confirmed redemptions ({used / budget:.0%})"
+        )
 
     @admin.display(description="status")
     def abuse_status(self, obj: Coupon) -> str:
@@ -518,7 +679,11 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
             return format_html(
                 '<strong style="color:#ba2121">Disabled automatically {}:</strong> {}<br>'
                 'Tick "Active" and save, or use the "Activate" action, to re-enable it '
-                "after review. {}", _when(obj.disabled_at), obj.disabled_reason, link)
+                "after review. {}",
+                _when(obj.disabled_at),
+                obj.disabled_reason,
+                link,
+            )
         return link
 
     def get_readonly_fields(self, request, obj=None):
@@ -529,21 +694,27 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
 
     @admin.display(description="value", ordering="type")
     def value(self, obj: Coupon) -> str:
-        return format_html('<span title="{}">{}</span>', obj.get_type_display(),
-                           coupon_value_text(obj))
+        return format_html(
+            '<span title="{}">{}</span>', obj.get_type_display(), coupon_value_text(obj)
+        )
 
     @admin.display(description="stacks", ordering="stackable")
     def stacking(self, obj: Coupon) -> str:
         """Stackable or not, and its stack group."""
-        return format_html('{} <span class="stack-group">{}</span>',
-                           _yes_no_icon(obj.stackable),
-                           obj.stack_group if obj.stackable else "")
+        return format_html(
+            '{} <span class="stack-group">{}</span>',
+            _yes_no_icon(obj.stackable),
+            obj.stack_group if obj.stackable else "",
+        )
 
     @admin.display(description="window", ordering="valid_from")
     def window(self, obj: Coupon) -> str:
-        return format_html('<span class="coupon-window" title="{} → {}">{}</span>',
-                           _when(obj.valid_from), _when(obj.valid_to),
-                           window_text(obj.valid_from, obj.valid_to))
+        return format_html(
+            '<span class="coupon-window" title="{} → {}">{}</span>',
+            _when(obj.valid_from),
+            _when(obj.valid_to),
+            window_text(obj.valid_from, obj.valid_to),
+        )
 
     @admin.display(description="usage", ordering="uses")
     def usage(self, obj: Coupon) -> str:
@@ -570,8 +741,7 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
     def get_urls(self):
         # Before the defaults: their "<path:object_id>/" catch-all would take "<id>/try/".
         view = self.admin_site.admin_view(self.try_view)
-        return [path("<path:object_id>/try/", view, name="coupons_coupon_try"),
-                *super().get_urls()]
+        return [path("<path:object_id>/try/", view, name="coupons_coupon_try"), *super().get_urls()]
 
     def try_view(self, request, object_id):
         """The cart priced as if this coupon were a live auto promotion, next to the live
@@ -584,16 +754,17 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
         initial = {
             "cart": json.dumps(sample_cart(coupon), indent=2),
             "segments": ", ".join(sorted(coupon.eligible_segments)[:1]),
-            "customer_id": "preview-shopper" if coupon.first_purchase_only
-            or coupon.max_uses_per_user is not None else "",
+            "customer_id": "preview-shopper"
+            if coupon.first_purchase_only or coupon.max_uses_per_user is not None
+            else "",
         }
-        form = TryItForm(request.POST if request.method == "POST" else None,
-                         initial=initial)
+        form = TryItForm(request.POST if request.method == "POST" else None, initial=initial)
         result = None
         if form.is_bound and form.is_valid():
             cart, codes = form.cleaned_data["cart"], form.cleaned_data["codes"]
-            evaluation = services.promotion_preview(coupon=coupon, codes=codes,
-                                                    shopper=form.shopper(), cart=cart)
+            evaluation = services.promotion_preview(
+                coupon=coupon, codes=codes, shopper=form.shopper(), cart=cart
+            )
             typed = [c for c in codes if c != coupon.code]  # promotion_preview drops it
             result = preview_context(evaluation, cart, coupon, typed)
         context = {
@@ -605,7 +776,8 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
             "result": result,
             "not_live": not_live_reasons(coupon),
             "settings_url": reverse("admin:coupons_promotionsettings_changelist")
-            if request.user.has_perm("coupons.view_promotionsettings") else None,
+            if request.user.has_perm("coupons.view_promotionsettings")
+            else None,
         }
         return TemplateResponse(request, "admin/coupons/coupon/try_it.html", context)
 
@@ -616,8 +788,9 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
         if not change:
             return services.coupon_create(fields=form.coupon_fields)
         if form.coupon_changes:
-            return services.coupon_update(coupon_id=obj.pk, fields=form.coupon_changes,
-                                          who=request.user.get_username())
+            return services.coupon_update(
+                coupon_id=obj.pk, fields=form.coupon_changes, who=request.user.get_username()
+            )
         return Coupon.objects.get(pk=obj.pk)
 
     def delete_model(self, request, obj):
@@ -637,21 +810,27 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
     @admin.action(description="Activate selected coupons", permissions=["change"])
     def activate(self, request, queryset):
         changed = services.coupons_set_active(
-            coupon_ids=list(queryset.values_list("pk", flat=True)), active=True,
+            coupon_ids=list(queryset.values_list("pk", flat=True)),
+            active=True,
             reason=f"Activated by {request.user.get_username()}",
-            who=request.user.get_username())
+            who=request.user.get_username(),
+        )
         self.message_user(request, f"Activated {changed} coupon(s).", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected coupons (stop now)", permissions=["change"])
     def deactivate(self, request, queryset):
         changed = services.coupons_set_active(
-            coupon_ids=list(queryset.values_list("pk", flat=True)), active=False,
-            reason=f"Deactivated by {request.user.get_username()}")
-        self.message_user(request, f"Deactivated {changed} coupon(s); they stop applying "
-                                   "now.", messages.SUCCESS)
+            coupon_ids=list(queryset.values_list("pk", flat=True)),
+            active=False,
+            reason=f"Deactivated by {request.user.get_username()}",
+        )
+        self.message_user(
+            request, f"Deactivated {changed} coupon(s); they stop applying now.", messages.SUCCESS
+        )
 
 
 # --- code -------------------------------------------------------------------------------
+
 
 class CodeAdminForm(forms.ModelForm):
     """Codes are stored as the validate path looks them up: stripped and upper case."""
@@ -671,8 +850,8 @@ class CodeAdminForm(forms.ModelForm):
         value = self.cleaned_data.get("max_uses")
         if value is not None and value < self.instance.uses:
             raise ValidationError(
-                f"The code has already been used {self.instance.uses} times; "
-                "deactivate it instead.")
+                f"The code has already been used {self.instance.uses} times; deactivate it instead."
+            )
         return value
 
 
@@ -727,8 +906,9 @@ class CodeAdmin(ServiceSaveMixin, admin.ModelAdmin):
         _forget_codes_on_commit(codes)
 
     def _set_active(self, queryset, active: bool) -> int:
-        return services.codes_set_active(code_ids=list(queryset.values_list("pk", flat=True)),
-                                         active=active)
+        return services.codes_set_active(
+            code_ids=list(queryset.values_list("pk", flat=True)), active=active
+        )
 
     @admin.action(description="Activate selected codes", permissions=["change"])
     def activate(self, request, queryset):
@@ -743,12 +923,22 @@ class CodeAdmin(ServiceSaveMixin, admin.ModelAdmin):
 
 # --- redemption -------------------------------------------------------------------------
 
+
 @admin.register(Redemption)
 class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """A ledger: only the checkout services move a redemption, so nobody edits it here."""
 
-    list_display = ("id", "code", "coupon", "customer", "order_id", "status", "discount",
-                    "created_at", "expires_at")
+    list_display = (
+        "id",
+        "code",
+        "coupon",
+        "customer",
+        "order_id",
+        "status",
+        "discount",
+        "created_at",
+        "expires_at",
+    )
     list_filter = ("status", "created_at")
     search_fields = ["order_id", "code__code", "customer__external_id"]
     list_select_related = ("code", "coupon", "customer")
@@ -761,6 +951,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 # --- customer ---------------------------------------------------------------------------
+
 
 @admin.register(Customer)
 class CustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
@@ -786,18 +977,24 @@ class CustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
 
 # --- promotion settings -----------------------------------------------------------------
 
+
 @admin.register(PromotionSettings)
 class PromotionSettingsAdmin(admin.ModelAdmin):
     """A singleton: the list page opens the one row (created with the deployment's
     STACKING_POLICY, so opening it changes nothing); it is never added twice or deleted.
     Saving refreshes every process's compiled promotions (coupons/apps.py)."""
 
-    fieldsets = ((None, {
-        "fields": ("stacking_policy", "updated_at"),
-        "description": "How typed codes and automatic promotions combine on one order. "
-                       "Within the policy the engine always picks the combination that "
-                       "saves the shopper the most.",
-    }),)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": ("stacking_policy", "updated_at"),
+                "description": "How typed codes and automatic promotions combine on one order. "
+                "Within the policy the engine always picks the combination that "
+                "saves the shopper the most.",
+            },
+        ),
+    )
     readonly_fields = ("updated_at",)
     radio_fields = {"stacking_policy": admin.VERTICAL}  # every choice and its explanation
 
@@ -805,13 +1002,15 @@ class PromotionSettingsAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         PromotionSettings.objects.get_or_create(
-            pk=1, defaults={"stacking_policy": settings.STACKING_POLICY})
-        return HttpResponseRedirect(
-            reverse("admin:coupons_promotionsettings_change", args=[1]))
+            pk=1, defaults={"stacking_policy": settings.STACKING_POLICY}
+        )
+        return HttpResponseRedirect(reverse("admin:coupons_promotionsettings_change", args=[1]))
 
     def has_add_permission(self, request):
-        return (super().has_add_permission(request)
-                and not PromotionSettings.objects.filter(pk=1).exists())
+        return (
+            super().has_add_permission(request)
+            and not PromotionSettings.objects.filter(pk=1).exists()
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -38,13 +38,17 @@ def utc(*args) -> datetime:
 
 # --- coupon list --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("start", "end", "text"), [
-    (utc(2026, 12, 1), utc(2026, 12, 31, 23, 59), f"Dec 1 {EN_DASH} Dec 31, 2026"),
-    (utc(2025, 12, 1), utc(2026, 3, 1), f"Dec 1, 2025 {EN_DASH} Mar 1, 2026"),
-    (utc(2026, 12, 1), None, "From Dec 1, 2026"),
-    (None, utc(2026, 3, 1), "Until Mar 1, 2026"),
-    (None, None, "Always"),
-])
+
+@pytest.mark.parametrize(
+    ("start", "end", "text"),
+    [
+        (utc(2026, 12, 1), utc(2026, 12, 31, 23, 59), f"Dec 1 {EN_DASH} Dec 31, 2026"),
+        (utc(2025, 12, 1), utc(2026, 3, 1), f"Dec 1, 2025 {EN_DASH} Mar 1, 2026"),
+        (utc(2026, 12, 1), None, "From Dec 1, 2026"),
+        (None, utc(2026, 3, 1), "Until Mar 1, 2026"),
+        (None, None, "Always"),
+    ],
+)
 def test_window_is_dates_in_words(start, end, text):
     html = str(window_text(start, end))
     assert html.replace('<span class="nowrap">', "").replace("</span>", "") == text
@@ -53,17 +57,31 @@ def test_window_is_dates_in_words(start, end, text):
 
 
 def test_coupon_list_has_the_compact_columns(marketing_client):
-    CouponFactory(code="XMAS", valid_from=utc(2026, 12, 1), valid_to=utc(2026, 12, 31, 23),
-                  max_uses_total=500, stackable=True, stack_group="seasonal")
+    CouponFactory(
+        code="XMAS",
+        valid_from=utc(2026, 12, 1),
+        valid_to=utc(2026, 12, 31, 23),
+        max_uses_total=500,
+        stackable=True,
+        stack_group="seasonal",
+    )
     CouponFactory(code="TENOFF", type="fixed", percent_bp=None, amount_minor=1000)
 
     page = marketing_client.get(COUPONS)
 
     assert page.status_code == 200
     assert list(page.context["cl"].list_display[1:]) == [
-        "code", "value", "currency", "active", "auto_apply", "stacking", "window", "usage"]
+        "code",
+        "value",
+        "currency",
+        "active",
+        "auto_apply",
+        "stacking",
+        "window",
+        "usage",
+    ]
     html = page.content.decode()
-    assert "Dec 1</span> \u2013 <span class=\"nowrap\">Dec 31, 2026" in html
+    assert 'Dec 1</span> \u2013 <span class="nowrap">Dec 31, 2026' in html
     assert 'title="2026-12-01 00:00 → 2026-12-31 23:00"' in html  # the exact times on hover
     assert "0/500" in html
     assert '<span class="stack-group">seasonal</span>' in html
@@ -81,31 +99,57 @@ def test_value_column_sorts_by_type(marketing_client):
 
 # --- coupon form --------------------------------------------------------------------------
 
+
 def test_coupon_form_loads_the_type_toggle(marketing_client):
     html = marketing_client.get(ADD_COUPON).content.decode()
     assert '<script src="/static/coupons/admin/coupon_form.js"></script>' in html
     assert finders.find("coupons/admin/coupon_form.js")
     assert finders.find("coupons/admin/coupon.css")
     # without JavaScript every value row is on the page, none hidden
-    for name in ("percent", "cap", "amount", "tiers_text", "bogo_buy", "bogo_get",
-                 "bogo_percent_off"):
+    for name in (
+        "percent",
+        "cap",
+        "amount",
+        "tiers_text",
+        "bogo_buy",
+        "bogo_get",
+        "bogo_percent_off",
+    ):
         assert f'class="form-row field-{name}"' in html, name
 
 
 def test_values_typed_for_another_type_are_still_stored_empty(marketing_client):
     """What the toggle hides is what the form discards: the type's own fields only."""
-    response = marketing_client.post(ADD_COUPON, coupon_form(
-        code="FIXED10", type="fixed", amount="10.00", percent="25", cap="50",
-        tiers_text="100:10", bogo_buy="1", bogo_get="1", bogo_percent_off="50"))
+    response = marketing_client.post(
+        ADD_COUPON,
+        coupon_form(
+            code="FIXED10",
+            type="fixed",
+            amount="10.00",
+            percent="25",
+            cap="50",
+            tiers_text="100:10",
+            bogo_buy="1",
+            bogo_get="1",
+            bogo_percent_off="50",
+        ),
+    )
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     coupon = Coupon.objects.get(code="FIXED10")
     assert coupon.amount_minor == 1000
-    assert (coupon.percent_bp, coupon.cap_minor, coupon.tiers, coupon.bogo_buy,
-            coupon.bogo_get, coupon.bogo_percent_bp) == (None, None, [], None, None, None)
+    assert (
+        coupon.percent_bp,
+        coupon.cap_minor,
+        coupon.tiers,
+        coupon.bogo_buy,
+        coupon.bogo_get,
+        coupon.bogo_percent_bp,
+    ) == (None, None, [], None, None, None)
 
 
 # --- header, favicon ----------------------------------------------------------------------
+
 
 def test_admin_header_has_no_view_site_link(marketing_client):
     assert admin.site.site_url is None
@@ -131,6 +175,7 @@ def test_favicon_is_served_and_linked(marketing_client):
 
 
 # --- analytics default range --------------------------------------------------------------
+
 
 @pytest.fixture
 def analyst(client):
@@ -196,6 +241,8 @@ def test_dates_given_are_kept(analyst):
     make_activity(CouponFactory(code="KEPT"))
     today = rollup.today()
     assert default_range(analyst, start=(today - timedelta(days=59)).isoformat()) == (
-        today - timedelta(days=59), today)
+        today - timedelta(days=59),
+        today,
+    )
     # only an end: the start still fits the data before it (none here: 30 days)
     assert default_range(analyst, end="2026-06-30") == (date(2026, 6, 1), date(2026, 6, 30))

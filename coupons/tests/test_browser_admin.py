@@ -33,11 +33,25 @@ PASSWORD = "browser-test-password"  # a throwaway user of the test database
 VIEWPORT = {"width": 1440, "height": 900}
 # What the migrations grant the marketing group on coupons and analytics.
 MARKETING_PERMISSIONS = {
-    "coupons": ("add_coupon", "change_coupon", "view_coupon", "add_code", "change_code",
-                "view_code", "view_redemption", "add_customer", "change_customer",
-                "view_customer"),
-    "analytics": ("view_dailycouponfact", "view_dailysitefact", "view_couponevent",
-                  "view_simulationrun", "add_simulationrun"),
+    "coupons": (
+        "add_coupon",
+        "change_coupon",
+        "view_coupon",
+        "add_code",
+        "change_code",
+        "view_code",
+        "view_redemption",
+        "add_customer",
+        "change_customer",
+        "view_customer",
+    ),
+    "analytics": (
+        "view_dailycouponfact",
+        "view_dailysitefact",
+        "view_couponevent",
+        "view_simulationrun",
+        "add_simulationrun",
+    ),
 }
 VALUE_FIELDS = {
     "percentage": {"percent", "cap"},
@@ -96,7 +110,8 @@ def marketing_user() -> User:
 def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
     assert Path(CHROMIUM).exists(), (
         f"Chromium is not installed at {CHROMIUM}: run scripts/browser.sh (installs Debian's "
-        "chromium package) or set CHROMIUM_PATH.")
+        "chromium package) or set CHROMIUM_PATH."
+    )
     # given: the demo (its coupons, a campaign's coupon, two weeks of history), all rows
     # first (see the module docstring)
     user = marketing_user()  # first: seed_demo adds its demo marketer to the group
@@ -113,17 +128,26 @@ def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
         try:
             context = browser.new_context(viewport=VIEWPORT)
             page = context.new_page()
             problems: list[str] = []
             page.on("pageerror", lambda exc: problems.append(f"error: {exc}"))
-            page.on("console", lambda m: problems.append(f"console: {m.text} {m.location}")
-                    if m.type == "error" else None)
-            page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-                    if r.status >= 400 else None)
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console: {m.text} {m.location}")
+                    if m.type == "error"
+                    else None
+                ),
+            )
+            page.on(
+                "response",
+                lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
 
             # when: she logs in through the admin's form
             page.goto(f"{url}{reverse('admin:login')}?next={reverse('admin:index')}")
@@ -153,8 +177,9 @@ def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
             assert fit["page"][0] <= fit["page"][1], fit
             assert fit["results"][0] <= fit["results"][1], fit
             assert fit["outside"] == [], fit
-            row = page.locator("#result_list tbody tr", has=page.locator(
-                "th.field-code a", has_text="SUMMER25"))
+            row = page.locator(
+                "#result_list tbody tr", has=page.locator("th.field-code a", has_text="SUMMER25")
+            )
             usage = row.locator("td.field-usage")
             assert usage.inner_text() == "0/10000"
             assert usage.is_visible()
@@ -178,13 +203,12 @@ def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
             assert page.evaluate(VISIBLE_VALUE_ROWS_JS, names) == []
             assert page.locator("#coupon-type-note").inner_text().startswith("Choose a type")
             # and: each type shows its own value fields only
-            for kind in ("percentage", "fixed", "bogo", "tiered", "free_shipping",
-                         "percentage"):
+            for kind in ("percentage", "fixed", "bogo", "tiered", "free_shipping", "percentage"):
                 page.select_option("#id_type", kind)
-                assert set(page.evaluate(VISIBLE_VALUE_ROWS_JS, names)) == \
-                    VALUE_FIELDS[kind], kind
-                assert page.locator("#coupon-type-note").is_visible() == \
-                    (kind == "free_shipping"), kind
+                assert set(page.evaluate(VISIBLE_VALUE_ROWS_JS, names)) == VALUE_FIELDS[kind], kind
+                assert page.locator("#coupon-type-note").is_visible() == (
+                    kind == "free_shipping"
+                ), kind
             page.screenshot(path=str(shots / "coupon-add-percentage.png"), full_page=True)
             # and: what was typed for another type is kept on screen but not saved
             page.fill("#id_code", "browser-fixed")
@@ -193,8 +217,10 @@ def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
             page.fill("#id_amount", "10.00")
             page.click("input[name=_save]")
             page.wait_for_url(url + coupons_url)
-            saved = page.locator("#result_list tbody tr", has=page.locator(
-                "th.field-code a", has_text="BROWSER-FIXED"))
+            saved = page.locator(
+                "#result_list tbody tr",
+                has=page.locator("th.field-code a", has_text="BROWSER-FIXED"),
+            )
             assert saved.locator("td.field-value").inner_text() == "$10.00"
 
             # when: she opens the analytics page from the index
@@ -217,8 +243,9 @@ def test_marketing_user_at_1440px(transactional_db, live_server, tmp_path):
             assert problems == []
 
             # and: without JavaScript the form still shows every value field
-            plain = browser.new_context(viewport=VIEWPORT, java_script_enabled=False,
-                                        storage_state=context.storage_state())
+            plain = browser.new_context(
+                viewport=VIEWPORT, java_script_enabled=False, storage_state=context.storage_state()
+            )
             form = plain.new_page()
             form.goto(url + add_url)
             for name in names:
