@@ -252,14 +252,19 @@ def catalog() -> Catalog:
         if version is None and age < FALLBACK_SECONDS:
             return current
     with _lock:
-        if _catalog is current:
+        # Another thread may have rebuilt it while we waited (use theirs), or a change may
+        # have dropped it to None (build). Return the local: `changed()` can set the
+        # global to None again at any moment, without the lock.
+        latest = _catalog
+        if latest is current or latest is None:
             from coupons import selectors
 
             if current is not None and version != current.version:
                 selectors.forget_local()  # typed codes' definitions may have changed too
-            _catalog = _build(version)
+            latest = _build(version)
+            _catalog = latest
             metrics.promotion_catalog_builds.inc()
-        return _catalog  # type: ignore[return-value] # set just above or by another thread
+        return latest
 
 
 def changed() -> None:
