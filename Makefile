@@ -74,7 +74,7 @@ fuzz: venv services
 
 # HTTP load test of the realistic checkout mix (numbers only, like make bench).
 load: migrate
-	bash load/run.sh
+	bash bench/load/run.sh
 
 bench: migrate
 	bash bench/run.sh

@@ -6,10 +6,10 @@ from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from analytics import events
 from core import auth
 from core.models import ApiKey
 from coupons import promotions, selectors
+from coupons.analytics import events
 from tests.support import customer_token
 
 

@@ -54,8 +54,8 @@ def setup(args) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from campaigns import services
-    from campaigns.models import Campaign, Claim
+    from coupons.campaigns import services
+    from coupons.campaigns.models import Campaign, Claim
     from coupons.models import Code, Coupon
 
     with transaction.atomic():
@@ -80,7 +80,7 @@ def setup(args) -> None:
 def check(args) -> None:
     """Exactly `units` distinct claims, one per customer, and the counter agreeing."""
     _django()
-    from campaigns.models import Campaign, Claim
+    from coupons.campaigns.models import Campaign, Claim
 
     campaign = Campaign.objects.get(pk=args.campaign)
     claims = Claim.objects.filter(campaign=campaign)

@@ -43,8 +43,8 @@ from celery import Celery  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from codebatches import codegen  # noqa: E402
-from codebatches.models import CodeBatch  # noqa: E402
+from coupons.codebatches import codegen  # noqa: E402
+from coupons.codebatches.models import CodeBatch  # noqa: E402
 from coupons.models import Code, Coupon  # noqa: E402
 from tests.faults.conftest import children_of  # noqa: E402
 

@@ -32,9 +32,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # codebatches first: its admin/coupons/bulk-generate would else match the coupon detail
-    path("api/v1/", include("codebatches.api.urls")),
-    path("api/v1/", include("campaigns.api.urls")),
-    path("api/v1/", include("analytics.api.urls")),
+    path("api/v1/", include("coupons.codebatches.api.urls")),
+    path("api/v1/", include("coupons.campaigns.api.urls")),
+    path("api/v1/", include("coupons.analytics.api.urls")),
     path("api/v1/", include("coupons.api.urls")),
 ]
 

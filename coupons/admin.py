@@ -27,13 +27,13 @@ from django.utils.html import format_html
 from rest_framework import serializers
 from simple_history.admin import SimpleHistoryAdmin
 
-from codebatches.admin import generate_codes
 from core import money
 from core.admin import ReadOnlyAdminMixin, ServiceSaveMixin, changed_fields
 from coupons import selectors, services
 from coupons.api.admin_serializers import CODE_PATTERN
 from coupons.api.fields import CartField
 from coupons.api.serializers import MAX_CODES
+from coupons.codebatches.admin import generate_codes
 from coupons.engine.pricing import Evaluation, Skipped
 from coupons.engine.types import Cart, CodeTerms, Shopper
 from coupons.models import (

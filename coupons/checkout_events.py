@@ -14,8 +14,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
-from analytics import events
 from core.money import format_amount
+from coupons.analytics import events
 from coupons.engine.pricing import Evaluation
 from coupons.engine.types import Cart, Rejection, Shopper
 from coupons.models import Redemption

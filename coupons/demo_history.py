@@ -9,8 +9,8 @@ from datetime import datetime, time, timedelta
 
 from django.utils import timezone
 
-from analytics import events, rollup
-from analytics.models import CouponEvent
+from coupons.analytics import events, rollup
+from coupons.analytics.models import CouponEvent
 from coupons.models import Coupon
 
 DAYS = 14

@@ -24,11 +24,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from abuse import identity
-from abuse import services as abuse_services
 from core import metrics
 from core.errors import ApiError, Conflict
 from coupons import checkout_events, locks, promotions, selectors
+from coupons.abuse import identity
+from coupons.abuse import services as abuse_services
 from coupons.engine import reasons as r
 from coupons.engine.eligibility import check
 from coupons.engine.pricing import Evaluation, evaluate

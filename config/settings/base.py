@@ -34,10 +34,10 @@ INSTALLED_APPS = [
     "axes",
     "core",
     "coupons",
-    "codebatches",
-    "campaigns",
-    "abuse",
-    "analytics",
+    "coupons.codebatches",
+    "coupons.campaigns",
+    "coupons.abuse",
+    "coupons.analytics",
 ]
 
 MIDDLEWARE = [

@@ -7,12 +7,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from abuse.ratelimit import Guard
 from core import metrics
 from core.auth import HasStorefrontScope, HasStorefrontServerScope, resolve_customer_id
 from core.idempotency import idempotent
 from core.money import MoneyError, parse_amount
 from coupons import services
+from coupons.abuse.ratelimit import Guard
 from coupons.api import presenters
 from coupons.api import serializers as s
 from coupons.engine.reasons import COUPON_NOT_FOUND

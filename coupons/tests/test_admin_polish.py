@@ -15,11 +15,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics import rollup
-from analytics.admin_views import DEFAULT_DAYS, MIN_DAYS
-from analytics.tests.test_admin_analytics import make_activity
 from coupons import demo_history
 from coupons.admin import window_text
+from coupons.analytics import rollup
+from coupons.analytics.admin_views import DEFAULT_DAYS, MIN_DAYS
+from coupons.analytics.tests.test_admin_analytics import make_activity
 from coupons.models import Coupon
 from coupons.tests.factories import CouponFactory
 from coupons.tests.test_admin import coupon_form

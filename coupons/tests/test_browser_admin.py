@@ -23,8 +23,8 @@ from django.core.management import call_command
 from django.db.models import Q
 from django.urls import reverse
 
-from analytics import rollup
 from coupons import demo_history
+from coupons.analytics import rollup
 
 pytestmark = pytest.mark.browser
 

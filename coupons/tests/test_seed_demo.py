@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from analytics.models import CouponEvent, DailyCouponFact
+from coupons.analytics.models import CouponEvent, DailyCouponFact
 from coupons.models import Coupon
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from analytics.models import CouponEvent
 from core.errors import Conflict
 from coupons import services
+from coupons.analytics.models import CouponEvent
 from coupons.engine.types import Cart, Line, Shopper
 from coupons.models import HOLDING, Coupon, Redemption, RedemptionStatus
 from coupons.tests.factories import CouponFactory

@@ -9,10 +9,10 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from campaigns import services as campaign_services
-from campaigns.models import Campaign
 from core.models import ApiKey
 from coupons import demo_history, services
+from coupons.campaigns import services as campaign_services
+from coupons.campaigns.models import Campaign
 from coupons.models import Coupon
 
 DEMO_CAMPAIGN = "Demo flash sale"

@@ -1,9 +1,0 @@
-from django.urls import path
-
-from analytics.api import views
-
-urlpatterns = [
-    path(
-        "admin/coupons/<str:code>/stats", views.CouponStatsApi.as_view(), name="admin-coupon-stats"
-    ),
-]

@@ -1,6 +1,0 @@
-from django.apps import AppConfig
-
-
-class CampaignsConfig(AppConfig):
-    name = "campaigns"
-    verbose_name = "Flash-sale campaigns"
