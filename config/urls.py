@@ -38,7 +38,7 @@ urlpatterns = [
     path("api/v1/", include("coupons.api.urls")),
 ]
 
-handler400 = "core.errors.handler400"
-handler403 = "core.errors.handler403"
-handler404 = "core.errors.handler404"
-handler500 = "core.errors.handler500"
+handler400 = "core.api.errors.handler400"
+handler403 = "core.api.errors.handler403"
+handler404 = "core.api.errors.handler404"
+handler500 = "core.api.errors.handler500"

@@ -8,7 +8,7 @@ from django.http import HttpResponseRedirect
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from core.errors import ApiError
+from core.errors import DomainError
 from core.models import ApiKey, IdempotencyRecord, Scope
 
 admin.site.site_header = "Growth engine"
@@ -34,7 +34,7 @@ class ReadOnlyAdminMixin:
 
 
 def error_text(exc: Exception) -> str:
-    if isinstance(exc, ApiError):
+    if isinstance(exc, DomainError):
         return exc.message
     if isinstance(exc, ValidationError):
         return " ".join(exc.messages)
@@ -56,7 +56,7 @@ class ServiceSaveMixin:
     def save_model(self, request, obj, form, change):
         try:
             saved = self.save_via_service(request, obj, form, change)
-        except (ApiError, ValidationError) as exc:
+        except (DomainError, ValidationError) as exc:
             obj._service_error = error_text(exc)
             messages.error(
                 request, f"The {self.opts.verbose_name} was not saved: {obj._service_error}"

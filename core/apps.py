@@ -6,4 +6,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core import schema  # noqa: F401 - registers the OpenAPI auth extensions
+        from core.api import schema  # noqa: F401 - registers the OpenAPI auth extensions

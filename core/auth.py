@@ -15,7 +15,7 @@ import jwt
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
-from core.errors import ApiError
+from core.errors import Forbidden
 from core.models import ApiKey, Scope
 
 if TYPE_CHECKING:
@@ -170,10 +170,8 @@ def resolve_customer_id(principal: Principal, body_customer_id: str | None) -> s
     """The customer a call is about: a JWT's `sub`, or the body's id under an API key."""
     if principal.kind == "customer":
         if body_customer_id is not None and body_customer_id != principal.customer_id:
-            raise ApiError(
-                "customer_mismatch",
-                "The customer in the body is not the token's subject.",
-                status_code=403,
+            raise Forbidden(
+                "customer_mismatch", "The customer in the body is not the token's subject."
             )
         return principal.customer_id
     return body_customer_id

@@ -6,7 +6,7 @@ A duplicate that arrives while the first is still running waits for it (up to
 IDEMPOTENCY_WAIT_SECONDS) and then replays, or gets `409 idempotency_in_progress`.
 Every response below 500 is stored, including deliberate 4xx errors, except answers
 that a plain retry may change: server errors, 429s and retryable conflicts (a lost race
-such as `promotions_changed`; ApiError.retryable) run again on retry. The services behind
+such as `promotions_changed`; DomainError.retryable) run again on retry. The services behind
 these views are themselves protected by unique constraints (coupon + order), so even a
 crash between the service's commit and the record's update cannot apply anything twice.
 """
@@ -26,7 +26,7 @@ from django.utils import timezone
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
-from core.errors import ApiError, Conflict
+from core.errors import Conflict, DomainError, Invalid
 from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -47,14 +47,14 @@ def idempotent(*, required: bool):
             key = request.headers.get(HEADER, "").strip()
             if not key:
                 if required:
-                    raise ApiError(
+                    raise Invalid(
                         "idempotency_key_required",
                         f"The {HEADER} header is required for this call.",
                         fields={HEADER: ["This header is required."]},
                     )
                 return view_method(self, request, *args, **kwargs)
             if len(key) > 255:
-                raise ApiError(
+                raise Invalid(
                     "invalid_request",
                     f"{HEADER} is too long.",
                     fields={HEADER: ["At most 255 characters."]},
@@ -64,7 +64,7 @@ def idempotent(*, required: bool):
                 return replay
             try:
                 response = view_method(self, request, *args, **kwargs)
-            except APIException as exc:
+            except (APIException, DomainError) as exc:
                 # A deliberate 4xx (bad input, a conflict, a 404) is the first response too,
                 # unless it says a plain retry may succeed.
                 response = self.handle_exception(exc)
@@ -107,7 +107,8 @@ def _begin(request, key: str) -> tuple[IdempotencyRecord, Response | None]:
             raise Conflict(
                 "idempotency_in_progress",
                 "A request with this Idempotency-Key is still being processed.",
-                headers={"Retry-After": "1"},
+                retryable=True,
+                retry_after=1,
             )
         time.sleep(0.05)
         try:

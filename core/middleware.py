@@ -5,7 +5,7 @@ import logging
 
 from django.db import InterfaceError, OperationalError
 
-from core.errors import database_unavailable
+from core.api.errors import database_unavailable
 
 try:  # the pool raises its own timeout when no connection can be had
     from psycopg_pool import PoolTimeout
@@ -23,7 +23,7 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     # Django turns a view's exception into a response before it reaches __call__, so the
-    # view's exceptions are caught here; DRF views have core.errors' handler as well.
+    # view's exceptions are caught here; DRF views have core.api.errors' handler as well.
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError, PoolTimeout)):
             logger.warning("database unavailable: %s", exception)

@@ -8,13 +8,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsing import parse
+from core.api.schema import OPTIONAL_IDEMPOTENCY_HEADER, ErrorOut
 from core.auth import HasAdminScope
 from core.errors import database_input_errors
 from core.idempotency import idempotent
 from coupons import services
 from coupons.api import admin_serializers as a
-from coupons.api.serializers import ErrorOut
-from coupons.api.views import OPTIONAL_IDEMPOTENCY_HEADER, parse
 from coupons.models import Coupon
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}

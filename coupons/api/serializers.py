@@ -225,19 +225,3 @@ class OrderOut(serializers.Serializer):
 
     class Meta:
         ref_name = "OrderCoupons"
-
-
-class ErrorDetailOut(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField()  # type: ignore[assignment] # a declared field
-
-    class Meta:
-        ref_name = "ErrorDetail"
-
-
-class ErrorOut(serializers.Serializer):
-    error = ErrorDetailOut()
-
-    class Meta:
-        ref_name = "Error"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import metrics
+from core.api.parsing import parse
+from core.api.schema import ERRORS, IDEMPOTENCY_HEADER, OPTIONAL_IDEMPOTENCY_HEADER, ErrorOut
 from core.auth import HasStorefrontScope, HasStorefrontServerScope, resolve_customer_id
 from core.idempotency import idempotent
 from core.money import MoneyError, parse_amount
@@ -17,38 +19,6 @@ from coupons.api import presenters
 from coupons.api import serializers as s
 from coupons.engine.reasons import COUPON_NOT_FOUND
 from coupons.engine.types import Shopper
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=True,
-    description="Replays return the first response; the same key with another body is 409.",
-)
-OPTIONAL_IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Optional: replays return the first response.",
-)
-ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 429: s.ErrorOut, 503: s.ErrorOut}
-
-
-_parsers: dict[type, object] = {}
-
-
-def parse(serializer_class, data):
-    """Validate `data` with one reused serializer instance per class.
-
-    Instantiating a DRF serializer deep-copies all its fields (about half of the validate
-    budget); `run_validation` keeps no per-call state on the instance, so one instance per
-    class serves every request and raises the same ValidationError as `is_valid`.
-    """
-    serializer = _parsers.get(serializer_class)
-    if serializer is None:
-        serializer = _parsers.setdefault(serializer_class, serializer_class())
-    return serializer.run_validation(data)
 
 
 def shopper_from(request, data) -> Shopper:
@@ -129,7 +99,7 @@ class CouponApplyApi(APIView):
         operation_id="coupons_apply",
         request=s.CouponApplyIn,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: s.CouponApplyOut, 409: s.ErrorOut, 422: s.CouponRejectedOut, **ERRORS},
+        responses={200: s.CouponApplyOut, 409: ErrorOut, 422: s.CouponRejectedOut, **ERRORS},
         tags=["coupons"],
     )
     @idempotent(required=True)
@@ -155,7 +125,7 @@ class CouponApplyApi(APIView):
         )
 
 
-_ORDER_RESPONSES = {200: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut, **ERRORS}
+_ORDER_RESPONSES = {200: s.OrderOut, 404: ErrorOut, 409: ErrorOut, **ERRORS}
 
 
 class OrderConfirmApi(APIView):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from core import money
 from core.admin import ReadOnlyAdminMixin
-from core.errors import ApiError
+from core.errors import DomainError
 from coupons.campaigns import services
 from coupons.campaigns.models import Campaign, CampaignStatus, Claim
 
@@ -197,7 +197,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except (ValidationError, ApiError) as exc:  # a rule the form could not see
+        except (ValidationError, DomainError) as exc:  # a rule the form could not see
             text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else exc.message
             self.message_user(request, f"The campaign was not saved: {text}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())

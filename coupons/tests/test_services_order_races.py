@@ -79,7 +79,7 @@ def test_racing_applies_of_two_sets_leave_one_set_per_order(two_coupons, who):
     sets = held_sets()
     assert sorted(sets) == [f"o-{t}" for t in range(TRIES)]
     assert all(s in ({"ALPHA"}, {"BRAVO"}) for s in sets.values()), sets
-    codes = Counter(o.error.error_code for o in outcomes if o.error is not None)
+    codes = Counter(o.error.code for o in outcomes if o.error is not None)
     assert set(codes) <= {"order_has_coupons"}, codes
     fresh = [o.value for o in outcomes if o.error is None and not o.value.replayed]
     assert len(fresh) == TRIES  # one winner per order; the rest replayed or were refused

@@ -193,7 +193,7 @@ def test_release_under_load_gives_each_use_back_exactly_once():
 
     # then nothing failed except releasing confirmed orders, which is refused
     assert not unexpected(outcomes, allowed=(Conflict,)), unexpected(outcomes, (Conflict,))
-    refused = [(j, o.error.error_code) for j, o in zip(jobs, outcomes, strict=True) if o.error]
+    refused = [(j, o.error.code) for j, o in zip(jobs, outcomes, strict=True) if o.error]
     assert sorted(refused) == sorted((("release", o), "order_confirmed") for o in confirmed)
     for (kind, order_id), o in zip(jobs, outcomes, strict=True):
         if kind == "release" and o.error is None:
@@ -299,7 +299,7 @@ def test_confirm_and_release_racing_on_the_same_orders_settle_each_once():
         if o.error is None:
             assert end[order_id] == expect_ok, (kind, order_id)
         else:
-            assert o.error.error_code == refusal, (kind, order_id)
+            assert o.error.code == refusal, (kind, order_id)
             assert end[order_id] != expect_ok, (kind, order_id)
     final = Counter(end.values())
     assert set(final) <= {RedemptionStatus.CONFIRMED, RedemptionStatus.RELEASED}

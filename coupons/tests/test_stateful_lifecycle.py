@@ -47,7 +47,7 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
-from core.errors import ApiError
+from core.errors import DomainError
 from core.models import ApiKey, IdempotencyRecord
 from coupons import selectors, services
 from coupons.engine import reasons as r
@@ -286,8 +286,8 @@ class Lifecycle(RuleBasedStateMachine):
             result = services.redemption_apply(
                 codes=entered, shopper=Shopper(id=customer), cart=CART, order_id=order
             )
-        except ApiError as exc:
-            assert (kind, expected) == ("conflict", exc.error_code)
+        except DomainError as exc:
+            assert (kind, expected) == ("conflict", exc.code)
             return
         if result.rejection is not None:
             assert kind == "rejected"
@@ -319,9 +319,9 @@ class Lifecycle(RuleBasedStateMachine):
                 cart=CART,
                 order_id=order,
             )
-        except ApiError as exc:
+        except DomainError as exc:
             assert customer != holder
-            assert exc.error_code == "order_has_coupons"
+            assert exc.code == "order_has_coupons"
             return
         assert customer == holder, "another customer's apply replayed this order's coupons"
         assert result.replayed
@@ -377,11 +377,11 @@ class Lifecycle(RuleBasedStateMachine):
         ids = self.order_rows(order)
         try:
             result = services.order_confirm(order_id=order)
-        except ApiError as exc:
+        except DomainError as exc:
             if not ids:
-                assert exc.error_code == "order_not_found"
+                assert exc.code == "order_not_found"
             else:
-                assert exc.error_code == "reservation_expired"
+                assert exc.code == "reservation_expired"
                 assert all(self.rows[pk].status in (RELEASED, EXPIRED) for pk in ids)
             return
         for pk in ids:
@@ -398,11 +398,11 @@ class Lifecycle(RuleBasedStateMachine):
                 self.rows[pk].status = RELEASED
         try:
             result = services.order_release(order_id=order)
-        except ApiError as exc:
+        except DomainError as exc:
             if not ids:
-                assert exc.error_code == "order_not_found"
+                assert exc.code == "order_not_found"
             else:
-                assert exc.error_code == "order_confirmed"
+                assert exc.code == "order_confirmed"
                 assert any(self.rows[pk].status == CONFIRMED for pk in ids)
             return
         assert not any(self.rows[pk].status == CONFIRMED for pk in ids)
@@ -413,11 +413,11 @@ class Lifecycle(RuleBasedStateMachine):
         ids = self.order_rows(order)
         try:
             services.order_return(order_id=order, amount_minor=amount)
-        except ApiError as exc:
+        except DomainError as exc:
             if not ids:
-                assert exc.error_code == "order_not_found"
+                assert exc.code == "order_not_found"
             else:
-                assert exc.error_code == "order_not_confirmed"
+                assert exc.code == "order_not_confirmed"
                 assert not any(self.rows[pk].status == CONFIRMED for pk in ids)
             return
         confirmed = [pk for pk in ids if self.rows[pk].status == CONFIRMED]

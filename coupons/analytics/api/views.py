@@ -6,12 +6,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsing import parse
+from core.api.schema import ErrorOut
 from core.auth import HasAdminScope
-from core.errors import ApiError
+from core.errors import NotFound
 from coupons.analytics import selectors
 from coupons.analytics.api import serializers as s
-from coupons.api.serializers import ErrorOut
-from coupons.api.views import parse
 
 
 class CouponStatsApi(APIView):
@@ -33,5 +33,5 @@ class CouponStatsApi(APIView):
         query = parse(s.CouponStatsQuery, request.query_params.dict())
         coupon = selectors.coupon_by_code(code)
         if coupon is None:
-            raise ApiError("coupon_not_found", f"No coupon '{code}'.", status_code=404)
+            raise NotFound("coupon_not_found", f"No coupon '{code}'.")
         return Response(selectors.coupon_stats(coupon, start=query["start"], end=query["end"]))

@@ -8,13 +8,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsing import parse
+from core.api.schema import IDEMPOTENCY_HEADER, OPTIONAL_IDEMPOTENCY_HEADER, ErrorOut
 from core.auth import HasAdminScope, HasStorefrontScope, resolve_customer_id
 from core.errors import database_input_errors
 from core.idempotency import HEADER, fingerprint, idempotent
 from coupons.api import admin_views as coupon_admin_views
 from coupons.api.admin_serializers import definition_to_fields
-from coupons.api.serializers import ErrorOut
-from coupons.api.views import IDEMPOTENCY_HEADER, OPTIONAL_IDEMPOTENCY_HEADER, parse
 from coupons.campaigns import selectors, services
 from coupons.campaigns.api import serializers as s
 from coupons.campaigns.models import Campaign

@@ -12,11 +12,11 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsing import parse
+from core.api.schema import IDEMPOTENCY_HEADER, ErrorOut
 from core.auth import HasAdminScope
-from core.errors import ApiError, database_input_errors
+from core.errors import NotFound, database_input_errors
 from core.idempotency import HEADER, fingerprint, idempotent
-from coupons.api.serializers import ErrorOut
-from coupons.api.views import IDEMPOTENCY_HEADER, parse
 from coupons.codebatches import selectors, services
 from coupons.codebatches.api import serializers as s
 
@@ -38,7 +38,7 @@ class CSVRenderer(BaseRenderer):
 def _batch_or_404(batch_id):
     batch = selectors.batch_get(batch_id)
     if batch is None:
-        raise ApiError("batch_not_found", "No code batch with this id.", status_code=404)
+        raise NotFound("batch_not_found", "No code batch with this id.")
     return batch
 
 
@@ -60,10 +60,9 @@ class CodeBatchCreateApi(APIView):
         data = parse(s.BulkGenerateIn, request.data)
         coupon = selectors.coupon_get_by_code(data["coupon"])
         if coupon is None:
-            raise ApiError(
+            raise NotFound(
                 "coupon_not_found",
                 "No coupon with this code.",
-                status_code=404,
                 fields={"coupon": ["Unknown coupon."]},
             )
         try:
