@@ -163,35 +163,34 @@ def test_database_lost_mid_run_then_back(gunicorn, private_redis, db_proxy):
     # then the service resumes by itself, and nothing was counted during the outage
     wait_until(
         lambda: web.call("GET", "/health/ready").status == 200,
-        timeout=30,
+        timeout=120,
         what="readiness to recover",
         interval=0.5,
     )
-    wait_until(
-        lambda: all(
-            web.call("POST", VALIDATE, BODY, headers=api_auth).status == 200 for _ in range(4)
-        ),
-        timeout=30,
-        what="validate to answer 200 on every worker",
-        interval=0.5,
-    )
-    for i in range(3):
+
+    # Each worker's pool reconnects on its own schedule: psycopg_pool retries a failed
+    # connection with exponential backoff (1 s, 2 s, 4 s, ...), so a worker can answer 503
+    # for up to about the outage's length again after the database is back. A cached
+    # validate touches no table and proves nothing here: wait for applies to succeed.
+    def apply_once_back(order: str):
         reply = web.call(
             "POST",
             APPLY,
-            {**BODY, "order_id": f"after-{i}"},
-            headers={**api_auth, "Idempotency-Key": f"k-after-{i}"},
+            {**BODY, "order_id": order},
+            headers={**api_auth, "Idempotency-Key": f"k-{order}"},
         )
-        assert reply.status == 200, reply.body
-        applied_ok += 1
+        assert reply.status in (200, 503), reply.body  # nothing else, ever
+        return reply if reply.status == 200 else None
+
     # the keys used during the outage were not burnt: a retry now succeeds
-    retry = web.call(
-        "POST",
-        APPLY,
-        {**BODY, "order_id": "during-0"},
-        headers={**api_auth, "Idempotency-Key": "k-during-0"},
-    )
-    assert retry.status == 200, retry.body
-    applied_ok += 1
+    for order in ("after-0", "after-1", "after-2", "during-0"):
+        wait_until(
+            lambda order=order: apply_once_back(order),
+            timeout=120,
+            what=f"apply {order} to succeed after the database came back",
+            interval=0.5,
+        )
+        applied_ok += 1
+    assert web.call("POST", VALIDATE, BODY, headers=api_auth).status == 200
     assert Coupon.objects.get(pk=coupon.pk).uses == applied_ok == 10
     assert Redemption.objects.filter(coupon=coupon).count() == applied_ok
