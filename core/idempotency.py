@@ -17,17 +17,21 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
-from core.errors import Conflict, DomainError, Invalid
-from core.models import IdempotencyRecord
+from core.errors import Conflict, DomainError, Invalid, violated_constraint
+from core.models import IdempotencyRecord, IdempotentCreation
+
+M = TypeVar("M", bound=IdempotentCreation)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -167,3 +171,60 @@ def purge_expired() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# --- rows created once per key (core.models.IdempotentCreation) ------------------------
+
+
+def _reused() -> Conflict:
+    return Conflict(
+        "idempotency_key_reused", "This Idempotency-Key was used with a different request."
+    )
+
+
+def _created_for_key(queryset: models.QuerySet[M], scope: dict, fingerprint: str) -> M | None:
+    row = queryset.filter(**scope).first()
+    if row is not None and row.idempotency_fingerprint != fingerprint:
+        raise _reused()
+    return row
+
+
+def create_once(
+    queryset: models.QuerySet[M],
+    *,
+    principal: str,
+    key: str,
+    fingerprint: str,
+    create: Callable[[dict], M],
+) -> tuple[M, bool]:
+    """Create a row of an IdempotentCreation model at most once per (principal, key):
+    (the row, whether this call created it).
+
+    With a `key`, the row this caller already created with it is returned, found through
+    `queryset` (its model's manager, or a narrower queryset such as one deferring big
+    columns) before anything else runs, so a retry gets its row even where the request
+    would no longer validate; the same key with another request (`fingerprint`) is 409
+    idempotency_key_reused. Otherwise `create(fields)` runs in a savepoint, with `fields`
+    the idempotency columns to write with the row (it validates, then saves); the unique
+    constraint "<model>_idempotency_key_unique" decides between concurrent first
+    attempts: the loser's savepoint (the row and whatever `create` wrote with it) is
+    rolled back and the winner's row returned. Without a key every call creates.
+
+    Call it inside the caller's transaction (the services are @transaction.atomic)."""
+    scope = {"idempotency_principal": principal, "idempotency_key": key}
+    if key:
+        earlier = _created_for_key(queryset, scope, fingerprint)
+        if earlier is not None:
+            return earlier, False
+    fields = {**scope, "idempotency_fingerprint": fingerprint if key else ""}
+    constraint = f"{queryset.model._meta.model_name}_idempotency_key_unique"
+    try:
+        with transaction.atomic():
+            return create(fields), True
+    except IntegrityError as exc:  # a concurrent first attempt with this key committed
+        if violated_constraint(exc) != constraint:
+            raise
+        existing = _created_for_key(queryset, scope, fingerprint)
+        if existing is None:  # the committed row the insert collided with was deleted since
+            raise
+        return existing, False

@@ -1,5 +1,6 @@
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import Q
 from rest_framework_api_key.models import AbstractAPIKey
 
 
@@ -48,3 +49,35 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal}:{self.key}"
+
+
+class IdempotentCreation(models.Model):
+    """A row an API call creates at most once per `Idempotency-Key` (campaigns, code
+    batches): the key, scoped by its caller, and the request's fingerprint
+    (core.idempotency) are written with the row, so a retry whose stored response was lost
+    (a crash between this commit and the response) finds this row, never makes another.
+    core.idempotency.create_once does the lookup and settles concurrent first attempts.
+
+    A concrete model's own Meta must list `*IdempotentCreation.Meta.constraints` with its
+    other constraints (a Meta that sets `constraints` replaces the inherited list); the
+    unique constraint is named "<model>_idempotency_key_unique"."""
+
+    idempotency_principal = models.CharField(
+        max_length=200, blank=True, default="", db_default="", editable=False
+    )
+    idempotency_key = models.CharField(
+        max_length=255, blank=True, default="", db_default="", editable=False
+    )
+    idempotency_fingerprint = models.CharField(
+        max_length=64, blank=True, default="", db_default="", editable=False
+    )
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_principal", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="%(class)s_idempotency_key_unique",
+            ),
+        ]

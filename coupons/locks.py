@@ -58,6 +58,20 @@ def codes_lock(ids: Iterable[int]) -> dict[int, Code]:
     return {c.pk: c for c in Code.objects.raw(_CODES_LOCK_SQL, [sorted(set(ids))])}
 
 
+# NO KEY: the codes' keys never change, and claim inserts pointing at them must not wait.
+_CODES_LOCK_BARE_SQL = (
+    "SELECT id FROM coupons_code WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+)
+
+
+def codes_lock_bare(ids: Iterable[int]) -> None:
+    """Lock codes (NO KEY, by pk) without reading them: the claims expiry's step 2, which
+    waits here for an apply holding one of its tokens (apply locks coupon, then code).
+    Inside the caller's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CODES_LOCK_BARE_SQL, [sorted(set(ids))])
+
+
 def customers_lock(ids: Iterable[int]) -> dict[int, Customer]:
     return {
         c.pk: c

@@ -31,9 +31,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import metrics, redis_guard
+from coupons import localcache
 from coupons.engine.combine import rank_key
 from coupons.engine.types import Cart, CodeTerms
 from coupons.models import Coupon, PromotionSettings
+from coupons.rules import rule_from_coupon
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +119,6 @@ _catalog: Catalog | None = None
 
 
 def _build(version: str | None) -> Catalog:
-    from coupons.selectors import rule_from_coupon
-
     policy_row = (
         PromotionSettings.objects.filter(pk=1).values_list("stacking_policy", flat=True).first()
     )
@@ -257,10 +257,8 @@ def catalog() -> Catalog:
         # global to None again at any moment, without the lock.
         latest = _catalog
         if latest is current or latest is None:
-            from coupons import selectors
-
             if current is not None and version != current.version:
-                selectors.forget_local()  # typed codes' definitions may have changed too
+                localcache.forget_all()  # typed codes' definitions may have changed too
             latest = _build(version)
             _catalog = latest
             metrics.promotion_catalog_builds.inc()

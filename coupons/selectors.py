@@ -9,22 +9,28 @@ cache miss (django-redis IGNORE_EXCEPTIONS), so reads fall back to PostgreSQL.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
 from core import crockford
-from coupons.engine.types import CodeTerms, Rule, Shopper, Tier, Usage
+from coupons import localcache, promotions
+from coupons.engine.types import CodeTerms, Rule, Shopper, Usage
 from coupons.models import HOLDING, Code, Coupon, Redemption
+from coupons.rules import rule_from_coupon
 
 CACHE_VERSION = "v3"  # bump when the cached Rule/row shapes change
 _MISSING = "__missing__"  # cached marker for "no such code" (guessing costs no query)
 _MISSING_TTL = 60
-_local: dict[str, tuple[float, object]] = {}
+_local = localcache.entries  # the same dict (tests clear it between cases)
+_local_get = localcache.get
+_local_put = localcache.put
+# The longest code a coupon can have (a CharField: max_length is always set, the stubs
+# type it as int | None).
+CODE_MAX_LENGTH = cast(int, Code._meta.get_field("code").max_length)
 
 
 def normalize_code(raw: str) -> str:
@@ -55,57 +61,9 @@ def _rule_key(coupon_id: int) -> str:
     return f"{CACHE_VERSION}:rule:{coupon_id}"
 
 
-def rule_from_coupon(c: Coupon) -> Rule:
-    return Rule(
-        coupon_id=c.pk,
-        code=c.code,
-        type=c.type,
-        currency=c.currency,
-        percent_bp=c.percent_bp,
-        amount=c.amount_minor,
-        cap=c.cap_minor,
-        tiers=tuple(Tier(t["threshold_minor"], t["discount_minor"]) for t in c.tiers or ()),
-        bogo_buy=c.bogo_buy,
-        bogo_get=c.bogo_get,
-        bogo_percent_bp=c.bogo_percent_bp,
-        min_cart=c.min_cart_minor,
-        eligible_categories=frozenset(c.eligible_categories),
-        eligible_skus=frozenset(c.eligible_skus),
-        excluded_skus=frozenset(c.excluded_skus),
-        eligible_segments=frozenset(c.eligible_segments),
-        first_purchase_only=c.first_purchase_only,
-        max_uses_total=c.max_uses_total,
-        max_uses_per_user=c.max_uses_per_user,
-        valid_from=c.valid_from,
-        valid_to=c.valid_to,
-        active=c.active,
-        stackable=c.stackable,
-        stack_group=c.stack_group,
-        auto_apply=c.auto_apply,
-        priority=c.priority,
-        name=c.description or c.code,
-        budget=c.budget_minor,
-    )
-
-
 def _code_row(code: Code) -> tuple:
     bound = code.customer.external_id if code.customer is not None else None
     return (code.pk, code.code, code.coupon_id, code.max_uses, code.expires_at, bound, code.active)
-
-
-def _local_get(key: str):
-    hit = _local.get(key)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
-    return None
-
-
-def _local_put(key: str, value: object) -> None:
-    ttl = settings.COUPON_LOCAL_CACHE_SECONDS
-    if ttl > 0:
-        if len(_local) > 50_000:
-            _local.clear()
-        _local[key] = (time.monotonic() + ttl, value)
 
 
 def _cached_many(keys: list[str]) -> dict[str, Any]:
@@ -198,19 +156,11 @@ def rules_get_many(coupon_ids: Iterable[int]) -> dict[int, Rule]:
 def cache_forget(*, coupon_ids: Iterable[int] = (), codes: Iterable[str] = ()) -> None:
     """Drop cached definitions after a change (called from transaction.on_commit), and
     tell every process to rebuild its compiled promotions."""
-    from coupons import promotions
-
     keys = [_rule_key(i) for i in coupon_ids] + [_code_key(c) for c in codes]
-    for key in keys:
-        _local.pop(key, None)
+    localcache.drop(keys)
     if keys:
         cache.delete_many(keys)
         promotions.changed()
-
-
-def forget_local() -> None:
-    """Drop this process's copies of definitions (another process changed something)."""
-    _local.clear()
 
 
 _LIVE_SQL = """
@@ -309,3 +259,114 @@ def redemptions_for_order(order_id: str) -> list[Redemption]:
     return list(
         Redemption.objects.select_related("code").filter(order_id=order_id).order_by("created_at")
     )
+
+
+def public_code_ids_for_coupons(coupon_ids: Iterable[int]) -> list[int]:
+    """The coupons' public codes (bound to no customer, from no batch): the codes whose
+    unique customers the leak detector counts."""
+    return list(
+        Code.objects.filter(
+            coupon_id__in=list(coupon_ids), customer__isnull=True, batch__isnull=True
+        ).values_list("pk", flat=True)
+    )
+
+
+# --- reads for the sub-domains ----------------------------------------------------------
+# One statement each, as the sub-domain ran it before (same plan, same round trips);
+# here because they read coupon tables, which only this app queries. Some also read the
+# calling sub-domain's own tables (named in the SQL only: nothing here imports them).
+
+_SHARED_SQL = """
+SELECT i.kind, i.digest, cu.external_id, r.id
+  FROM abuse_identityuse i
+  JOIN coupons_redemption r ON r.id = i.redemption_id
+  LEFT JOIN coupons_customer cu ON cu.id = i.customer_id
+ WHERE i.coupon_id = %s AND i.digest = ANY(%s)
+   AND r.status IN ('reserved', 'confirmed')
+   AND i.customer_id IS DISTINCT FROM %s
+"""
+
+
+def redemptions_sharing_identity(
+    *, coupon_id: int, digests: list[str], customer_pk: int | None
+) -> list[tuple]:
+    """coupons.abuse (farming): live redemptions of this coupon by OTHER customers whose
+    recorded identities (abuse_identityuse) include one of these digests:
+    [(kind, digest, their customer id, redemption id)]. Called under the coupon's lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SHARED_SQL, [coupon_id, digests, customer_pk])
+        return cursor.fetchall()
+
+
+_RETURN_RATE_SQL = """
+SELECT count(*) FILTER (WHERE status = 'confirmed'),
+       count(*) FILTER (WHERE status = 'confirmed' AND returned_at IS NOT NULL)
+  FROM coupons_redemption WHERE coupon_id = %s
+"""
+
+
+def redemption_return_counts(coupon_id: int) -> tuple[int, int]:
+    """coupons.abuse (return rate): (confirmed redemptions, of which returned)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_RETURN_RATE_SQL, [coupon_id])
+        confirmed, returned = cursor.fetchone()
+    return confirmed, returned
+
+
+_CLAIM_STATE_SQL = """
+SELECT c.coupon_id, c.inventory, c.claimed, c.starts_at, c.ends_at, c.stopped_at,
+       c.claim_hold_minutes, cl.id, cl.status, cl.expires_at, k.code, k.uses
+  FROM campaigns_campaign c
+  LEFT JOIN coupons_customer cu ON cu.external_id = %s
+  LEFT JOIN campaigns_claim cl ON cl.campaign_id = c.id AND cl.customer_id = cu.id
+  LEFT JOIN coupons_code k ON k.id = cl.code_id
+ WHERE c.id = %s
+"""
+
+
+def campaign_claim_state(campaign_id, customer_external_id: str) -> tuple | None:
+    """coupons.campaigns (the claim's one read): the campaign's state and this
+    customer's claim with its token's text and uses, or None for no such campaign:
+    (coupon_id, inventory, claimed, starts_at, ends_at, stopped_at, claim_hold_minutes,
+    claim id, claim status, claim expires_at, token, token uses)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_STATE_SQL, [customer_external_id, campaign_id])
+        return cursor.fetchone()
+
+
+_CODE_HOLDS_SQL = """
+SELECT code_id, bool_or(status = 'confirmed')
+  FROM coupons_redemption
+ WHERE code_id = ANY(%s) AND status IN ('reserved', 'confirmed')
+ GROUP BY code_id
+"""
+
+
+def code_holds_get(code_ids: list[int]) -> dict[int, bool]:
+    """coupons.campaigns (claims expiry): code id -> whether it holds a confirmed use,
+    for the codes with a live (reserved or confirmed) redemption; the others are absent.
+    Read under the codes' locks (locks.codes_lock_bare) in the caller's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CODE_HOLDS_SQL, [code_ids])
+        return dict(cursor.fetchall())
+
+
+# Customers of the batch who do not hold one of its codes yet.
+_BATCH_CUSTOMERS_WAITING_SQL = """
+SELECT c.id
+  FROM codebatches_codebatch b CROSS JOIN LATERAL unnest(b.customer_ids) AS t(external_id)
+  JOIN coupons_customer c ON c.external_id = t.external_id
+ WHERE b.id = %s
+   AND NOT EXISTS (SELECT 1 FROM coupons_code k
+                    WHERE k.customer_id = c.id AND k.batch_id = b.id)
+ LIMIT %s
+"""
+
+
+def batch_customers_waiting(batch_id, limit: int) -> list[int]:
+    """coupons.codebatches (a targeted batch's chunk): up to `limit` customer pks among
+    the batch's customer ids (read in PostgreSQL, never loaded here) that hold none of
+    its codes yet."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BATCH_CUSTOMERS_WAITING_SQL, [batch_id, limit])
+        return [row[0] for row in cursor.fetchall()]

@@ -1,5 +1,6 @@
 """Coupon writes and the checkout operations: validate, apply, confirm, release, return,
-expire. Each public function owns its transaction.
+expire. Each public function owns its transaction, except the writes for the sub-domains
+at the end (claim tokens, code batches), which run inside their caller's.
 
 Apply is the guarded one (SPEC rule 1): under `select_for_update` on the coupon, code and
 customer rows (locks.py order), it re-runs every check on fresh rows, then moves each
@@ -12,6 +13,7 @@ decrements the counters in the same transaction, so a use is returned exactly on
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -20,13 +22,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core import metrics
 from core.errors import ApiError, Conflict
-from coupons import checkout_events, locks, promotions, selectors
+from coupons import activation, checkout_events, locks, promotions, selectors
 from coupons.abuse import identity
 from coupons.abuse import services as abuse_services
 from coupons.engine import reasons as r
@@ -34,6 +36,7 @@ from coupons.engine.eligibility import check
 from coupons.engine.pricing import Evaluation, evaluate
 from coupons.engine.types import Cart, CodeTerms, Rejection, Shopper, Usage
 from coupons.models import Code, Coupon, Customer, Redemption, RedemptionStatus
+from coupons.rules import rule_from_coupon
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +163,7 @@ def promotion_preview(
     auto-applied (whatever its saved active/auto/window state), next to the promotions
     that are live now. Read-only; nothing is reserved."""
     rule = replace(
-        selectors.rule_from_coupon(coupon),
+        rule_from_coupon(coupon),
         active=True,
         auto_apply=True,
         valid_from=None,
@@ -311,7 +314,7 @@ def _reserve(
         fresh = CodeTerms(
             code_id=code.pk,
             code=code.code,
-            rule=selectors.rule_from_coupon(coupon),
+            rule=rule_from_coupon(coupon),
             max_uses=code.max_uses,
             expires_at=code.expires_at,
             bound_customer=code.bound_external_id,  # type: ignore[attr-defined]
@@ -741,29 +744,16 @@ def coupons_set_active(
     disabled_reason: str = "",
     who: str = "",
 ) -> int:
-    """Activate or stop coupons (admin action, the "stop a leaked code" button, the leak
-    detector). Saved row by row under lock so each change lands in the coupon's history
-    with `reason`. `disabled_reason` (automatic disables) is shown on the coupon until it
-    is re-enabled."""
+    """Activate or stop coupons (admin action, the "stop a leaked code" button). Saved row
+    by row under lock so each change lands in the coupon's history with `reason`
+    (coupons/activation.py, which the leak detector calls directly to disable).
+    `disabled_reason` (automatic disables) is shown on the coupon until it is re-enabled;
+    turning such a coupon back on also tells the abuse module (alerts reviewed, leak
+    counts reset)."""
     with transaction.atomic():
-        changed = 0
-        reenabled = []
-        for coupon in locks.coupons_lock(coupon_ids).values():
-            if coupon.active == active:
-                continue
-            if active and coupon.disabled_reason:
-                reenabled.append(coupon.pk)
-            coupon.active = active
-            coupon.version += 1
-            coupon.disabled_reason = "" if active else disabled_reason[:300]
-            coupon.disabled_at = timezone.now() if coupon.disabled_reason else None
-            # simple-history keeps 100 characters; the full reason is on the coupon/alert.
-            change_reason = reason or ("Activated" if active else "Deactivated")
-            coupon._change_reason = change_reason[:100]  # type: ignore[attr-defined] # simple-history
-            coupon.save(
-                update_fields=["active", "version", "disabled_reason", "disabled_at", "updated_at"]
-            )
-            changed += 1
+        changed, reenabled = activation.coupons_active_write(
+            coupon_ids=coupon_ids, active=active, reason=reason, disabled_reason=disabled_reason
+        )
         if reenabled:
             abuse_services.reenabled(coupon_ids=reenabled, who=who)
         transaction.on_commit(lambda: selectors.cache_forget(coupon_ids=coupon_ids))
@@ -866,3 +856,87 @@ def customer_update(*, customer_id: int, fields: dict) -> Customer:
     # Cached live state (segments) is read per request from PostgreSQL; bound codes are
     # cached with the external id, which never changes.
     return customer
+
+
+# --- writes for the sub-domains ---------------------------------------------------------
+# The statements the flash-sale claims and the code batches run on coupon tables, moved
+# here unchanged (same SQL, same round trips). None opens a transaction: each runs in the
+# caller's, whose boundaries (durable claim, one transaction per 50,000-code chunk) and
+# lock order (coupons/locks.py) stay the caller's.
+
+_CLAIM_CODE_INSERT_SQL = """
+INSERT INTO coupons_code (coupon_id, code, max_uses, uses, expires_at, customer_id, active,
+                          created_at)
+VALUES (%s, %s, 1, 0, %s, %s, true, %s)
+RETURNING id
+"""
+
+
+def code_create_for_claim(*, coupon_id: int, code: str, expires_at, customer_pk: int, now) -> int:
+    """coupons.campaigns: a claim's token, a single-use code bound to the customer and
+    expiring with the claim's hold; its id. A new row nobody else can see yet (it locks
+    nothing that matters). Plain function: runs in the claim's durable transaction, no
+    savepoint (the claim path is hot)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_CODE_INSERT_SQL, [coupon_id, code, expires_at, customer_pk, now])
+        return cursor.fetchone()[0]
+
+
+_CODES_DEACTIVATE_SQL = "UPDATE coupons_code SET active = false WHERE id = ANY(%s) RETURNING code"
+
+
+def codes_deactivate(*, code_ids: list[int]) -> list[str]:
+    """coupons.campaigns (claims expiry): stop these codes, already locked by the caller
+    (locks.codes_lock_bare); the texts of the codes it stopped. Their cached terms are
+    dropped after the caller's commit. Runs in the caller's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CODES_DEACTIVATE_SQL, [code_ids])
+        codes = [row[0] for row in cursor.fetchall()]
+    if codes:  # cached code terms would still say "active"
+        _forget_codes_on_commit(codes)
+    return codes
+
+
+_BATCH_CUSTOMERS_ENSURE_SQL = """
+INSERT INTO coupons_customer (external_id, segments, orders_count, created_at)
+SELECT DISTINCT t.external_id, '{}'::varchar[], 0, now()
+  FROM codebatches_codebatch b CROSS JOIN LATERAL unnest(b.customer_ids) AS t(external_id)
+ WHERE b.id = %s
+ON CONFLICT (external_id) DO NOTHING
+"""
+
+
+def customers_ensure_for_batch(*, batch_id) -> None:
+    """coupons.codebatches: every customer id of a targeted batch as a Customer row,
+    set-wise in one statement (the ids are read in PostgreSQL, never loaded here;
+    existing customers untouched). Runs in the caller's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BATCH_CUSTOMERS_ENSURE_SQL, [batch_id])
+
+
+_STAGING_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_CODES_FROM_STAGING_SQL = """
+INSERT INTO coupons_code (coupon_id, code, max_uses, uses, expires_at, customer_id, active,
+                          created_at, batch_id)
+SELECT %s, s.code, %s, 0, %s, s.customer_id, true, now(), %s
+  FROM {staging} s
+ON CONFLICT (code) DO NOTHING
+"""
+
+
+def codes_insert_from_staging(
+    *, staging_table: str, coupon_id: int, max_uses: int | None, expires_at, batch_id
+) -> int:
+    """coupons.codebatches: move a chunk of staged codes into coupons_code in ONE
+    set-based statement; a code that clashes with any existing code is skipped. Returns
+    how many went in.
+
+    `staging_table`: a table the caller created in this session (a temporary one) with
+    columns `code` and `customer_id`; only a plain lower-case identifier is accepted, as
+    it is written into the statement. Runs in the caller's (chunk's) transaction."""
+    if not _STAGING_TABLE.fullmatch(staging_table):
+        raise ValueError(f"Not a staging table name: {staging_table!r}")
+    sql = _CODES_FROM_STAGING_SQL.format(staging=staging_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [coupon_id, max_uses, expires_at, batch_id])
+        return cursor.rowcount

@@ -1,8 +1,13 @@
 """Automatic abuse actions: leaked public codes, multi-account farming, return rates.
 
 Each finding becomes an AbuseAlert (the audit trail marketing reviews in the admin);
-disabling a coupon also goes through coupons.services.coupons_set_active, so it lands in
-the coupon's history next to staff edits, with the reason.
+disabling a coupon goes through coupons.activation (the lock-and-save behind
+coupons.services.coupons_set_active), so it lands in the coupon's history next to staff
+edits, with the reason.
+
+Dependencies run one way: coupons.services calls this module (identities, farming, leaks,
+return rates, re-enables); this module reaches coupon data only through
+coupons.selectors and coupons.activation, and never imports coupons.services.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import time
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django_redis import get_redis_connection
 
 from core import metrics, redis_guard
+from coupons import activation
+from coupons import selectors as coupon_selectors
 from coupons.abuse.models import AbuseAlert, AlertKind, IdentityUse
 
 logger = logging.getLogger(__name__)
@@ -104,12 +111,9 @@ def leak_note(
 def coupon_auto_disable(*, coupon_id: int, kind: str, reason: str, details: dict) -> bool:
     """Stop a coupon automatically, say why on the coupon, alert and email marketing.
     Only the first caller acts (a leak keeps counting while the disable commits)."""
-    from coupons import services as coupon_services
-
     with transaction.atomic():
-        changed = coupon_services.coupons_set_active(
+        changed = activation.coupons_disable(
             coupon_ids=[coupon_id],
-            active=False,
             reason=f"Automatic: {reason}",
             disabled_reason=reason,
         )
@@ -144,11 +148,7 @@ def reenabled(*, coupon_ids: list[int], who: str = "") -> None:
 
 
 def _leak_reset(coupon_ids: list[int]) -> None:
-    from coupons.models import Code
-
-    code_ids = Code.objects.filter(
-        coupon_id__in=coupon_ids, customer__isnull=True, batch__isnull=True
-    ).values_list("pk", flat=True)
+    code_ids = coupon_selectors.public_code_ids_for_coupons(coupon_ids)
     try:
         get_redis_connection("default").delete(*[_leak_key(k) for k in code_ids] or ["-"])
     except Exception:  # the window ends by itself within the hour
@@ -197,16 +197,6 @@ def alert_email(*, alert_id: int, occurrence: int) -> bool:
 
 # --- multi-account farming --------------------------------------------------------------
 
-_SHARED_SQL = """
-SELECT i.kind, i.digest, cu.external_id, r.id
-  FROM abuse_identityuse i
-  JOIN coupons_redemption r ON r.id = i.redemption_id
-  LEFT JOIN coupons_customer cu ON cu.id = i.customer_id
- WHERE i.coupon_id = %s AND i.digest = ANY(%s)
-   AND r.status IN ('reserved', 'confirmed')
-   AND i.customer_id IS DISTINCT FROM %s
-"""
-
 
 def identity_shared(
     *, coupon_id: int, digests: dict[str, str], customer_pk: int | None
@@ -215,9 +205,9 @@ def identity_shared(
     [(kind, digest, their customer id, redemption id)]."""
     if not digests:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(_SHARED_SQL, [coupon_id, list(digests.values()), customer_pk])
-        return cursor.fetchall()
+    return coupon_selectors.redemptions_sharing_identity(
+        coupon_id=coupon_id, digests=list(digests.values()), customer_pk=customer_pk
+    )
 
 
 def identity_record(*, redemptions, digests: dict[str, str]) -> None:
@@ -255,12 +245,6 @@ def farming_flag(*, coupon_id: int, customer_id: str | None, shared: list) -> No
 
 # --- return rate ------------------------------------------------------------------------
 
-_RETURN_RATE_SQL = """
-SELECT count(*) FILTER (WHERE status = 'confirmed'),
-       count(*) FILTER (WHERE status = 'confirmed' AND returned_at IS NOT NULL)
-  FROM coupons_redemption WHERE coupon_id = %s
-"""
-
 
 def return_rate_check(*, coupon_ids) -> list[int]:
     """After returns were recorded: flag each coupon whose return rate (returned /
@@ -268,9 +252,7 @@ def return_rate_check(*, coupon_ids) -> list[int]:
     ABUSE_RETURN_MIN_ORDERS confirmed orders. Returns the coupons flagged."""
     flagged = []
     for coupon_id in sorted(set(coupon_ids)):
-        with connection.cursor() as cursor:
-            cursor.execute(_RETURN_RATE_SQL, [coupon_id])
-            confirmed, returned = cursor.fetchone()
+        confirmed, returned = coupon_selectors.redemption_return_counts(coupon_id)
         if confirmed < settings.ABUSE_RETURN_MIN_ORDERS:
             continue
         rate = returned / confirmed

@@ -26,7 +26,7 @@ from coupons.api.fields import CartField
 from coupons.engine.pricing import price
 from coupons.engine.types import Cart, CodeTerms, Shopper, Usage
 from coupons.models import StackingPolicy
-from coupons.selectors import rule_from_coupon
+from coupons.rules import rule_from_coupon
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.models import IdempotentCreation
+
 
 class CampaignStatus(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
@@ -39,7 +41,7 @@ def campaign_status(
     return CampaignStatus.LIVE
 
 
-class Campaign(models.Model):
+class Campaign(IdempotentCreation):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     coupon = models.ForeignKey(
@@ -69,18 +71,7 @@ class Campaign(models.Model):
         editable=False,
         help_text="Set by the admin's stop button: no new claims from then on.",
     )
-    # The API call's Idempotency-Key, scoped by its caller, and the request's fingerprint
-    # (core.idempotency), written with the row: a retry whose stored response was lost (a
-    # crash between this commit and the response) finds this campaign, never makes another.
-    idempotency_principal = models.CharField(
-        max_length=200, blank=True, default="", db_default="", editable=False
-    )
-    idempotency_key = models.CharField(
-        max_length=255, blank=True, default="", db_default="", editable=False
-    )
-    idempotency_fingerprint = models.CharField(
-        max_length=64, blank=True, default="", db_default="", editable=False
-    )
+    # idempotency_principal, _key and _fingerprint: core.models.IdempotentCreation.
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -101,11 +92,7 @@ class Campaign(models.Model):
                 condition=Q(claim_hold_minutes__gte=1) & Q(claim_hold_minutes__lte=1440),
                 name="campaign_hold_minutes_range",
             ),
-            models.UniqueConstraint(
-                fields=["idempotency_principal", "idempotency_key"],
-                condition=~Q(idempotency_key=""),
-                name="campaign_idempotency_key_unique",
-            ),
+            *IdempotentCreation.Meta.constraints,  # "<model>_idempotency_key_unique"
         ]
 
     def __str__(self) -> str:

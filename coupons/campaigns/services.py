@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core import crockford
-from core.errors import ApiError, Conflict, violated_constraint
+from core.errors import ApiError
+from core.idempotency import create_once
+from coupons import locks as coupon_locks
 from coupons import selectors as coupon_selectors
 from coupons import services as coupon_services
 from coupons.engine import reasons as r
@@ -115,54 +117,41 @@ def campaign_create(
     unique constraint decides between concurrent first attempts (the loser's coupon is
     rolled back with its savepoint). The same key with another request
     (`request_fingerprint`) is 409 idempotency_key_reused."""
-    scope = {"idempotency_principal": idempotency_principal, "idempotency_key": idempotency_key}
-    if idempotency_key:
-        earlier = _campaign_for_key(scope, request_fingerprint)
-        if earlier is not None:
-            return earlier
-    _check_window(
-        starts_at=starts_at,
-        ends_at=ends_at,
-        inventory=inventory,
-        claim_hold_minutes=claim_hold_minutes,
-    )
-    campaign_id = uuid.uuid4()
-    fields = {k: v for k, v in discount.items() if k not in ("code", "auto_apply")}
-    fields["code"] = f"FLASH-{campaign_id.hex[:16].upper()}"
-    fields.setdefault("description", name[:200])
-    try:
-        with transaction.atomic():
-            coupon = coupon_services.coupon_create(fields=fields, with_public_code=False)
-            campaign = Campaign(
-                id=campaign_id,
-                name=name,
-                coupon=coupon,
-                inventory=inventory,
-                starts_at=starts_at,
-                ends_at=ends_at,
-                claim_hold_minutes=claim_hold_minutes,
-                idempotency_fingerprint=request_fingerprint if idempotency_key else "",
-                **scope,
-            )
-            # The key's uniqueness is the insert's to decide (a concurrent first attempt).
-            campaign.full_clean(exclude=["coupon", "idempotency_key"])
-            campaign.save(force_insert=True)
-    except IntegrityError as exc:
-        if violated_constraint(exc) != "campaign_idempotency_key_unique":
-            raise
-        existing = _campaign_for_key(scope, request_fingerprint)
-        if existing is None:  # the committed row the insert collided with was deleted since
-            raise
-        return existing
-    return campaign
 
-
-def _campaign_for_key(scope: dict, request_fingerprint: str) -> Campaign | None:
-    campaign = Campaign.objects.filter(**scope).first()
-    if campaign is not None and campaign.idempotency_fingerprint != request_fingerprint:
-        raise Conflict(
-            "idempotency_key_reused", "This Idempotency-Key was used with a different request."
+    def create(idempotency: dict) -> Campaign:
+        _check_window(
+            starts_at=starts_at,
+            ends_at=ends_at,
+            inventory=inventory,
+            claim_hold_minutes=claim_hold_minutes,
         )
+        campaign_id = uuid.uuid4()
+        fields = {k: v for k, v in discount.items() if k not in ("code", "auto_apply")}
+        fields["code"] = f"FLASH-{campaign_id.hex[:16].upper()}"
+        fields.setdefault("description", name[:200])
+        coupon = coupon_services.coupon_create(fields=fields, with_public_code=False)
+        campaign = Campaign(
+            id=campaign_id,
+            name=name,
+            coupon=coupon,
+            inventory=inventory,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            claim_hold_minutes=claim_hold_minutes,
+            **idempotency,
+        )
+        # The key's uniqueness is the insert's to decide (a concurrent first attempt).
+        campaign.full_clean(exclude=["coupon", "idempotency_key"])
+        campaign.save(force_insert=True)
+        return campaign
+
+    campaign, _ = create_once(
+        Campaign.objects.all(),
+        principal=idempotency_principal,
+        key=idempotency_key,
+        fingerprint=request_fingerprint,
+        create=create,
+    )
     return campaign
 
 
@@ -207,23 +196,6 @@ def campaigns_stop(*, campaign_ids: list) -> int:
 
 # --- claim --------------------------------------------------------------------------------
 
-_STATE_SQL = """
-SELECT c.coupon_id, c.inventory, c.claimed, c.starts_at, c.ends_at, c.stopped_at,
-       c.claim_hold_minutes, cl.id, cl.status, cl.expires_at, k.code, k.uses
-  FROM campaigns_campaign c
-  LEFT JOIN coupons_customer cu ON cu.external_id = %s
-  LEFT JOIN campaigns_claim cl ON cl.campaign_id = c.id AND cl.customer_id = cu.id
-  LEFT JOIN coupons_code k ON k.id = cl.code_id
- WHERE c.id = %s
-"""
-
-_CODE_INSERT_SQL = """
-INSERT INTO coupons_code (coupon_id, code, max_uses, uses, expires_at, customer_id, active,
-                          created_at)
-VALUES (%s, %s, 1, 0, %s, %s, true, %s)
-RETURNING id
-"""
-
 # The insert decides; the counter moves only when a claim row was inserted.
 _CLAIM_SQL = """
 WITH ins AS (
@@ -258,9 +230,7 @@ def _view(claim_id, status, expires_at, token, uses, *, created=False) -> ClaimV
 
 
 def _state(campaign_id, customer_id: str):
-    with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, [customer_id, campaign_id])
-        row = cursor.fetchone()
+    row = coupon_selectors.campaign_claim_state(campaign_id, customer_id)
     if row is None:
         raise CampaignNotFoundError(campaign_id)
     return row
@@ -340,9 +310,10 @@ def campaign_claim(*, campaign_id, customer_id: str) -> ClaimView:
 def _claim_insert(
     *, campaign_id, coupon_id: int, customer_pk: int, claim_id, token: str, expires_at, now
 ) -> None:
+    code_id = coupon_services.code_create_for_claim(
+        coupon_id=coupon_id, code=token, expires_at=expires_at, customer_pk=customer_pk, now=now
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_CODE_INSERT_SQL, [coupon_id, token, expires_at, customer_pk, now])
-        code_id = cursor.fetchone()[0]
         cursor.execute(
             _CLAIM_SQL,
             {
@@ -368,14 +339,6 @@ SELECT cl.id, cl.campaign_id, cl.code_id
  ORDER BY cl.id
  LIMIT %s
    FOR UPDATE SKIP LOCKED
-"""
-# NO KEY: the codes' keys never change, and claim inserts pointing at them must not wait.
-_CODES_LOCK_SQL = "SELECT id FROM coupons_code WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
-_HELD_SQL = """
-SELECT code_id, bool_or(status = 'confirmed')
-  FROM coupons_redemption
- WHERE code_id = ANY(%s) AND status IN ('reserved', 'confirmed')
- GROUP BY code_id
 """
 _FLIP_SQL = """
 UPDATE campaigns_claim SET status = %s, released_at = %s
@@ -412,9 +375,8 @@ def _expire_batch(*, after, batch_size: int, now) -> tuple[int, uuid.UUID | None
         if not picked:
             return 0, None
         code_ids = sorted(code_id for _, _, code_id in picked)
-        cursor.execute(_CODES_LOCK_SQL, [code_ids])  # 2. codes: waits for a running apply
-        cursor.execute(_HELD_SQL, [code_ids])
-        held = dict(cursor.fetchall())  # code id -> confirmed?
+        coupon_locks.codes_lock_bare(code_ids)  # 2. codes: waits for a running apply
+        held = coupon_selectors.code_holds_get(code_ids)  # code id -> confirmed?
         redeemed = [cid for cid, _, code_id in picked if held.get(code_id) is True]
         expired = [cid for cid, _, code_id in picked if code_id not in held]
         if redeemed:
@@ -423,13 +385,9 @@ def _expire_batch(*, after, batch_size: int, now) -> tuple[int, uuid.UUID | None
         if expired:
             cursor.execute(_FLIP_SQL, [ClaimStatus.EXPIRED.value, now, expired])
             flipped = cursor.fetchall()
-        tokens: list[str] = []
         if flipped:
-            cursor.execute(
-                "UPDATE coupons_code SET active = false WHERE id = ANY(%s) RETURNING code",
-                [[code_id for _, _, code_id in flipped]],
-            )
-            tokens = [row[0] for row in cursor.fetchall()]
+            # The tokens stop; their cached terms are dropped after the commit.
+            coupon_services.codes_deactivate(code_ids=[code_id for _, _, code_id in flipped])
             per_campaign = Counter(campaign_id for _, campaign_id, _ in flipped)
             for campaign_id in sorted(per_campaign):  # 3. the campaign(s), by pk
                 cursor.execute(
@@ -437,6 +395,4 @@ def _expire_batch(*, after, batch_size: int, now) -> tuple[int, uuid.UUID | None
                     " updated_at = %s WHERE id = %s",
                     [per_campaign[campaign_id], now, campaign_id],
                 )
-    if tokens:  # cached code terms would still say "active"
-        transaction.on_commit(lambda: coupon_selectors.cache_forget(codes=tokens))
     return len(flipped), max(cid for cid, _, _ in picked)

@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Func, IntegerField, Q
 
+from core.models import IdempotentCreation
+
 MAX_COUNT = 1_000_000
 MIN_CODE_LENGTH = 12  # 12 Crockford symbols = 60 bits from the CSPRNG
 MAX_CODE_LENGTH = 24
@@ -30,7 +32,7 @@ class CodeBatchQuerySet(models.QuerySet):
         )
 
 
-class CodeBatch(models.Model):
+class CodeBatch(IdempotentCreation):
     class Status(models.TextChoices):
         GENERATING = "generating", "Generating"
         DONE = "done", "Done"
@@ -62,18 +64,7 @@ class CodeBatch(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # The API call's Idempotency-Key, scoped by its caller, and the request's fingerprint
-    # (core.idempotency), written with the row: a retry whose stored response was lost (a
-    # crash between this commit and the response) finds this batch, never makes another.
-    idempotency_principal = models.CharField(
-        max_length=200, blank=True, default="", db_default="", editable=False
-    )
-    idempotency_key = models.CharField(
-        max_length=255, blank=True, default="", db_default="", editable=False
-    )
-    idempotency_fingerprint = models.CharField(
-        max_length=64, blank=True, default="", db_default="", editable=False
-    )
+    # idempotency_principal, _key and _fingerprint: core.models.IdempotentCreation.
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -101,11 +92,7 @@ class CodeBatch(models.Model):
                 condition=Q(requested__gte=1) & Q(requested__lte=MAX_COUNT),
                 name="codebatch_requested_in_range",
             ),
-            models.UniqueConstraint(
-                fields=["idempotency_principal", "idempotency_key"],
-                condition=~Q(idempotency_key=""),
-                name="codebatch_idempotency_key_unique",
-            ),
+            *IdempotentCreation.Meta.constraints,  # "<model>_idempotency_key_unique"
         ]
 
     def __str__(self) -> str:

@@ -2,12 +2,13 @@
 codes (the Celery task's body), resume the stalled ones.
 
 Generation, per chunk and in one transaction: fresh random codes are COPYed into a
-temporary staging table, moved into coupons_code with `INSERT ... SELECT ... ON CONFLICT
-(code) DO NOTHING`, and the batch's `generated` is set from the rows that really went
-in. A clash (with any code, from any batch) simply does not insert; the loop asks for
-what is still missing until the exact count exists. A crash loses at most the chunk in
-flight (its transaction rolls back), and a re-run starts from `count(*)` of the batch's
-codes, so no count is ever trusted that the database does not hold.
+temporary staging table, moved into the coupon's codes in one `INSERT ... SELECT ... ON
+CONFLICT (code) DO NOTHING` (coupons.services.codes_insert_from_staging: every statement
+on a coupon table is the coupons app's), and the batch's `generated` is set from the rows
+that really went in. A clash (with any code, from any batch) simply does not insert; the
+loop asks for what is still missing until the exact count exists. A crash loses at most
+the chunk in flight (its transaction rolls back), and a re-run starts from `count(*)` of
+the batch's codes, so no count is ever trusted that the database does not hold.
 
 One worker per batch: a session-level PostgreSQL advisory lock keyed by the batch id.
 A second task for the same batch (a redelivery, a beat resume, a double click) waits a
@@ -26,14 +27,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import (
     DatabaseError,
-    IntegrityError,
     InterfaceError,
     OperationalError,
     connection,
@@ -43,11 +43,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.crockford import ALPHABET
-from core.errors import Conflict, violated_constraint
-from coupons.models import Code, Coupon
+from core.idempotency import create_once
+from coupons import selectors as coupon_selectors
+from coupons import services as coupon_services
 
-from . import codegen
+from . import codegen, selectors
 from .models import MAX_CODE_LENGTH, MAX_COUNT, MAX_PREFIX_LENGTH, MIN_CODE_LENGTH, CodeBatch
+
+if TYPE_CHECKING:
+    from coupons.models import Coupon
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +66,8 @@ MAX_IDLE_ROUNDS = 20
 LOCK_WAIT_SECONDS = 15.0
 ADVISORY_NAMESPACE = 0x43420000  # "CB": keeps these keys apart from other lock users
 FORBIDDEN = "ILO"
-# A CharField: max_length is always set (the stubs type it as int | None).
-CODE_MAX_LENGTH = cast(int, Code._meta.get_field("code").max_length)
+CODE_MAX_LENGTH = coupon_selectors.CODE_MAX_LENGTH
+STAGING_TABLE = "codebatch_staging"  # a chunk's temporary table (this session's own)
 
 Status = CodeBatch.Status
 
@@ -193,45 +197,29 @@ def batch_create(
     passed still gets its batch); the key is stored with the row, and its unique
     constraint decides between concurrent first attempts. The same key with another
     request (`request_fingerprint`) is 409 idempotency_key_reused."""
-    scope = {"idempotency_principal": idempotency_principal, "idempotency_key": idempotency_key}
-    if idempotency_key:
-        earlier = _batch_for_key(scope, request_fingerprint)
-        if earlier is not None:
-            return earlier
-    fields = batch_check(
-        prefix=prefix,
-        count=count,
-        code_length=code_length,
-        max_uses_per_code=max_uses_per_code,
-        expires_at=expires_at,
-        customer_ids=customer_ids_clean(customer_ids),
-    )
-    try:
-        with transaction.atomic():
-            batch = CodeBatch.objects.create(
-                coupon=coupon,
-                created_by=created_by,
-                idempotency_fingerprint=request_fingerprint if idempotency_key else "",
-                **scope,
-                **fields,
-            )
-    except IntegrityError as exc:  # a concurrent first attempt with this key committed
-        if violated_constraint(exc) != "codebatch_idempotency_key_unique":
-            raise
-        existing = _batch_for_key(scope, request_fingerprint)
-        if existing is None:  # the committed row the insert collided with was deleted since
-            raise
-        return existing
-    batch_enqueue_on_commit(batch.pk)
-    return batch
 
-
-def _batch_for_key(scope: dict, request_fingerprint: str) -> CodeBatch | None:
-    batch = CodeBatch.objects.without_customer_ids().filter(**scope).first()
-    if batch is not None and batch.idempotency_fingerprint != request_fingerprint:
-        raise Conflict(
-            "idempotency_key_reused", "This Idempotency-Key was used with a different request."
+    def create(idempotency: dict) -> CodeBatch:
+        fields = batch_check(
+            prefix=prefix,
+            count=count,
+            code_length=code_length,
+            max_uses_per_code=max_uses_per_code,
+            expires_at=expires_at,
+            customer_ids=customer_ids_clean(customer_ids),
         )
+        return CodeBatch.objects.create(
+            coupon=coupon, created_by=created_by, **idempotency, **fields
+        )
+
+    batch, created = create_once(
+        CodeBatch.objects.without_customer_ids(),
+        principal=idempotency_principal,
+        key=idempotency_key,
+        fingerprint=request_fingerprint,
+        create=create,
+    )
+    if created:
+        batch_enqueue_on_commit(batch.pk)
     return batch
 
 
@@ -435,7 +423,7 @@ def _generate(
     # UPDATE, so wait for the row before counting, or its codes would be made twice.
     with transaction.atomic():
         list(CodeBatch.objects.select_for_update().filter(pk=batch.pk).values_list("pk", flat=True))
-        have = Code.objects.filter(batch_id=batch.pk).count()
+        have = selectors.batch_codes_count(batch.pk)
         CodeBatch.objects.filter(pk=batch.pk).update(generated=have, updated_at=timezone.now())
     if batch.targeted:
         _customers_ensure(batch.pk)
@@ -457,7 +445,7 @@ def _generate(
         return  # stopped after max_chunks: still `generating`
     # Done: the count once more from the rows themselves (we hold the lock, so it is
     # final), and the batch closed with it.
-    have = Code.objects.filter(batch_id=batch.pk).count()
+    have = selectors.batch_codes_count(batch.pk)
     CodeBatch.objects.filter(pk=batch.pk).update(
         status=Status.DONE,
         generated=have,
@@ -503,55 +491,26 @@ def _work_in_threads(
         raise errors[0]
 
 
-_CUSTOMERS_ENSURE_SQL = """
-INSERT INTO coupons_customer (external_id, segments, orders_count, created_at)
-SELECT DISTINCT t.external_id, '{}'::varchar[], 0, now()
-  FROM codebatches_codebatch b CROSS JOIN LATERAL unnest(b.customer_ids) AS t(external_id)
- WHERE b.id = %s
-ON CONFLICT (external_id) DO NOTHING
-"""
-
-# Customers of the batch who do not hold one of its codes yet.
-_CUSTOMERS_WAITING_SQL = """
-SELECT c.id
-  FROM codebatches_codebatch b CROSS JOIN LATERAL unnest(b.customer_ids) AS t(external_id)
-  JOIN coupons_customer c ON c.external_id = t.external_id
- WHERE b.id = %s
-   AND NOT EXISTS (SELECT 1 FROM coupons_code k
-                    WHERE k.customer_id = c.id AND k.batch_id = b.id)
- LIMIT %s
-"""
-
-_MOVE_SQL = """
-INSERT INTO coupons_code (coupon_id, code, max_uses, uses, expires_at, customer_id, active,
-                          created_at, batch_id)
-SELECT %s, s.code, %s, 0, %s, s.customer_id, true, now(), %s
-  FROM codebatch_staging s
-ON CONFLICT (code) DO NOTHING
-"""
-
-
 def _customers_ensure(batch_id) -> None:
     """Every targeted customer as a Customer row, set-wise (existing ones untouched)."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_CUSTOMERS_ENSURE_SQL, [batch_id])
+    with transaction.atomic():
+        coupon_services.customers_ensure_for_batch(batch_id=batch_id)
 
 
 def _chunk_insert(batch: CodeBatch, want: int) -> int:
     """One chunk (inside the caller's transaction): stage `want` random codes with COPY
     and move the ones that clash with nothing. Returns how many went in."""
+    customers: list[int] = []
+    if batch.targeted:
+        customers = coupon_selectors.batch_customers_waiting(batch.pk, want)
+        want = len(customers)
+        if not want:
+            return 0
+    codes = codegen.random_codes(batch.prefix, batch.code_length, want)
     with connection.cursor() as cursor:
-        customers: list[int] = []
-        if batch.targeted:
-            cursor.execute(_CUSTOMERS_WAITING_SQL, [batch.pk, want])
-            customers = [row[0] for row in cursor.fetchall()]
-            want = len(customers)
-            if not want:
-                return 0
-        codes = codegen.random_codes(batch.prefix, batch.code_length, want)
         # A temporary table: no WAL, private to this session, dropped with the chunk.
         cursor.execute(
-            "CREATE TEMP TABLE codebatch_staging (code varchar(64) NOT NULL, "
+            f"CREATE TEMP TABLE {STAGING_TABLE} (code varchar(64) NOT NULL, "
             "customer_id bigint) ON COMMIT DROP"
         )
         if customers:
@@ -560,13 +519,16 @@ def _chunk_insert(batch: CodeBatch, want: int) -> int:
         else:
             payload = "\n".join(codes) + "\n"
             columns = "code"
-        with cursor.copy(f"COPY codebatch_staging ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {STAGING_TABLE} ({columns}) FROM STDIN") as copy:
             copy.write(payload.encode())
-        cursor.execute(
-            _MOVE_SQL, [batch.coupon_id, batch.max_uses_per_code, batch.expires_at, batch.pk]
+        inserted = coupon_services.codes_insert_from_staging(
+            staging_table=STAGING_TABLE,
+            coupon_id=batch.coupon_id,
+            max_uses=batch.max_uses_per_code,
+            expires_at=batch.expires_at,
+            batch_id=batch.pk,
         )
-        inserted = cursor.rowcount
         # Dropped here as well as on commit: inside an outer transaction (tests, a
         # caller's atomic block) the commit is not ours.
-        cursor.execute("DROP TABLE codebatch_staging")
+        cursor.execute(f"DROP TABLE {STAGING_TABLE}")
     return inserted
