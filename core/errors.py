@@ -123,19 +123,3 @@ def database_input_errors(fields: Mapping[str, str] | None = None) -> Iterator[N
             "Invalid input.",
             fields={"non_field_errors": ["A value is out of range or too long."]},
         ) from None
-
-
-class ApiError(DomainError):
-    """Transitional: the old (code, message, status_code=) form, while callers move to the
-    families above. Removed once nothing raises it."""
-
-    _KINDS: ClassVar[dict[int, str]] = {
-        400: "invalid",
-        403: "forbidden",
-        404: "not_found",
-        409: "conflict",
-    }
-
-    def __init__(self, code: str, message: str, *, status_code: int = 400, **kw):
-        super().__init__(code, message, **kw)
-        self.kind = self._KINDS[status_code]  # type: ignore[misc]

@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core import metrics
-from core.errors import ApiError, Conflict
+from core.errors import Conflict, NotFound
 from coupons import activation, checkout_events, locks, promotions, selectors
 from coupons.abuse import identity
 from coupons.abuse import services as abuse_services
@@ -51,11 +51,9 @@ class RejectedError(Exception):
         self.findings = findings or []
 
 
-class OrderNotFoundError(ApiError):
+class OrderNotFoundError(NotFound):
     def __init__(self, order_id: str):
-        super().__init__(
-            "order_not_found", f"No coupon was applied to order '{order_id}'.", status_code=404
-        )
+        super().__init__("order_not_found", f"No coupon was applied to order '{order_id}'.")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import crockford
-from core.errors import ApiError
+from core.errors import NotFound
 from core.idempotency import create_once
 from coupons import locks as coupon_locks
 from coupons import selectors as coupon_selectors
@@ -46,19 +46,20 @@ TOKEN_PREFIX = "FS"  # noqa: S105 - a label, not a secret
 TOKEN_SYMBOLS = 26  # 130 random bits from the CSPRNG (core/crockford.py)
 
 
-class CampaignNotFoundError(ApiError):
+class CampaignNotFoundError(NotFound):
     def __init__(self, campaign_id):
-        super().__init__("campaign_not_found", f"No campaign '{campaign_id}'.", status_code=404)
+        super().__init__("campaign_not_found", f"No campaign '{campaign_id}'.")
 
 
 class ClaimRejectedError(Exception):
-    """A business rejection of a claim: 409 sold_out or 422 campaign_not_live."""
+    """A business rejection of a claim (sold_out, campaign_not_live): not an error body
+    but the claim endpoint's own `{"claimed": false, "reason"}` answer, which the view
+    shapes and gives its status."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
         self.message = r.MESSAGES[reason]
-        self.status_code = 409 if reason == r.SOLD_OUT else 422
 
 
 @dataclass(frozen=True)

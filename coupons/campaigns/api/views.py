@@ -18,8 +18,10 @@ from coupons.api.admin_serializers import definition_to_fields
 from coupons.campaigns import selectors, services
 from coupons.campaigns.api import serializers as s
 from coupons.campaigns.models import Campaign
+from coupons.engine import reasons as r
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
+CLAIM_REJECTION_STATUS = {r.SOLD_OUT: 409, r.CAMPAIGN_NOT_LIVE: 422}  # API.md's claim answers
 CONSTRAINT_FIELDS = {
     "campaign_window_ordered": "ends_at",
     "campaign_inventory_positive": "inventory",
@@ -155,7 +157,7 @@ class CampaignClaimApi(APIView):
         except services.ClaimRejectedError as exc:
             return Response(
                 {"claimed": False, "reason": exc.reason, "message": exc.message},
-                status=exc.status_code,
+                status=CLAIM_REJECTION_STATUS[exc.reason],
             )
         return Response(
             {
