@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 TESTENV := DJANGO_SETTINGS_MODULE=config.settings.test
+TEST_WORKERS ?= 2
 
 .PHONY: venv services migrate run demo test lint lock bench fuzz load clean
 
@@ -60,7 +61,9 @@ test: venv services
 	  SECRET_KEY=check-deploy-only-not-a-secret-4f9c2e7a1b8d6053e9a7c4b2d1f08e6a \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 	$(TESTENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
-	$(TESTENV) $(VENV)/bin/pytest -q -m "not faults"
+	# Two processes, each with its own test database and Redis database (config/settings/
+	# test.py); --dist load keeps pytest-django's order (transactional tests last) per worker.
+	$(TESTENV) $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist load -m "not faults"
 	$(TESTENV) $(VENV)/bin/pytest -q -m faults
 
 # API fuzzing with many more examples than make test (schemathesis, every endpoint, every

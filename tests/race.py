@@ -10,6 +10,7 @@ transaction.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import traceback
@@ -24,8 +25,9 @@ from rest_framework.test import APIClient
 
 from core.models import ApiKey
 
-# The database allows 100 connections and other runs share it: never more than this.
-MAX_WORKERS = 40
+# The database allows 100 connections and other runs share it: never more than this, and
+# under `pytest -n 2` (make test) two races may overlap, so each takes at most 30.
+MAX_WORKERS = 40 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) < 2 else 30
 
 
 @dataclass(frozen=True)

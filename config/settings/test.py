@@ -3,8 +3,14 @@ from .base import *
 DEBUG = False
 JWT_SIGNING_KEY = "test-jwt-signing-key-of-enough-length"
 JWT_ALGORITHM = "HS256"
-# Tests use their own Redis database so flushing it never touches a running demo.
-CACHES["default"]["LOCATION"] = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/2")
+# Tests use their own Redis database so flushing it never touches a running demo. Under
+# `pytest -n N` (make test) each xdist worker flushes its own: worker gwK uses the base
+# database + 3K (2, 5, 8, ...; 0-1 are the demo's, 3-4 the benchmarks').
+XDIST_WORKER = int(env("PYTEST_XDIST_WORKER", default="gw0").removeprefix("gw") or 0)
+_test_redis, _, _test_redis_db = env(
+    "TEST_REDIS_URL", default="redis://127.0.0.1:6379/2"
+).rpartition("/")
+CACHES["default"]["LOCATION"] = f"{_test_redis}/{int(_test_redis_db) + 3 * XDIST_WORKER}"
 CACHES["default"]["KEY_PREFIX"] = "ge-test"
 CELERY_TASK_ALWAYS_EAGER = True
 API_KEY_CACHE_SECONDS = 0
