@@ -187,8 +187,8 @@ def _dec(value) -> Decimal:
         return Decimal(0)
 
 
-def _ratio(part, whole) -> float | None:
-    return float(part) / float(whole) if whole else None
+def _ratio(part, whole) -> Decimal | None:
+    return _dec(part) / _dec(whole) if whole else None
 
 
 def money_text(value, currency: str) -> str:
@@ -203,7 +203,7 @@ def money_text(value, currency: str) -> str:
 
 
 def percent_text(rate) -> str:
-    return DASH if rate is None else f"{float(rate) * 100:.1f}%"
+    return DASH if rate is None else f"{_dec(rate) * 100:.1f}%"
 
 
 def count_text(value) -> str:
@@ -320,7 +320,9 @@ def budget_box(stats: dict) -> dict | None:
 
 
 def chart_series(daily: list[dict]) -> dict:
-    """The charts' data, for `json_script`: one entry per day, numbers not strings."""
+    """The charts' data, for `json_script`: one entry per day, numbers not strings. The
+    discount becomes a float here only as a point to draw (Chart.js plots JSON numbers);
+    every figure shown as text is formatted from the Decimal (money_text)."""
     return {
         "labels": [d["day"] for d in daily],
         "validations": [int(d["validations"]) for d in daily],
@@ -497,7 +499,7 @@ def simulation_result(run) -> dict | None:
         "average_discount": money_text(result.get("average_discount"), cur),
         "budget": money_text(result.get("budget"), cur),
         "budget_burn": percent_text(burn),
-        "budget_burn_value": min(float(burn), 1.0) if burn is not None else None,
+        "budget_burn_value": min(_dec(burn), Decimal(1)) if burn is not None else None,
         "budget_exhausted_on": result.get("budget_exhausted_on"),
         "rejections": sorted(
             (result.get("rejections") or {}).items(), key=lambda item: (-item[1], item[0])
