@@ -1,3 +1,5 @@
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *
 
 DEBUG = False
@@ -10,7 +12,10 @@ XDIST_WORKER = int(env("PYTEST_XDIST_WORKER", default="gw0").removeprefix("gw") 
 _test_redis, _, _test_redis_db = env(
     "TEST_REDIS_URL", default="redis://127.0.0.1:6379/2"
 ).rpartition("/")
-CACHES["default"]["LOCATION"] = f"{_test_redis}/{int(_test_redis_db) + 3 * XDIST_WORKER}"
+_test_redis_db_n = int(_test_redis_db) + 3 * XDIST_WORKER
+if _test_redis_db_n > 13:  # 14 is the worker tests' broker; Redis stops at 15
+    raise ImproperlyConfigured(f"No Redis database {_test_redis_db_n}: fewer TEST_WORKERS")
+CACHES["default"]["LOCATION"] = f"{_test_redis}/{_test_redis_db_n}"
 CACHES["default"]["KEY_PREFIX"] = "ge-test"
 CELERY_TASK_ALWAYS_EAGER = True
 API_KEY_CACHE_SECONDS = 0
