@@ -30,7 +30,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from core import money
 from core.admin import ReadOnlyAdminMixin, ServiceSaveMixin, changed_fields
 from coupons import selectors, services
-from coupons.api.admin_serializers import CODE_PATTERN
+from coupons.api.admin_serializers import CODE_PATTERN, duration_errors
 from coupons.api.fields import CartField
 from coupons.api.serializers import MAX_CODES
 from coupons.codebatches.admin import generate_codes
@@ -216,11 +216,15 @@ class CouponAdminForm(forms.ModelForm):
             "leak_threshold",
             "farming_action",
             "limit_by_identity",
+            "duration",
+            "duration_invoices",
         ]
+        labels = {"duration_invoices": "Number of invoices"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["farming_action"].required = False  # blank keeps the default (flag)
+        self.fields["duration"].required = False  # blank keeps the coupon's (new: once)
         self.coupon_fields: dict = {}
         self.coupon_changes: dict = {}
         c = self.instance
@@ -260,6 +264,9 @@ class CouponAdminForm(forms.ModelForm):
     def clean_farming_action(self) -> str:
         return self.cleaned_data.get("farming_action") or "flag"
 
+    def clean_duration(self) -> str:
+        return self.cleaned_data.get("duration") or self.instance.duration
+
     def clean(self):
         cleaned = super().clean()
         currency = cleaned.get("currency") or self.instance.currency
@@ -271,6 +278,11 @@ class CouponAdminForm(forms.ModelForm):
         fields.update(self._converted(cleaned, currency, kind))
         if kind != DiscountType.BOGO:
             fields["bogo_buy"] = fields["bogo_get"] = None
+        if "duration" in cleaned and "duration_invoices" not in self._errors:
+            for name, errors in duration_errors(
+                cleaned["duration"], cleaned.get("duration_invoices")
+            ).items():
+                self.add_error(name, errors)
         self.coupon_fields = fields
         if self._errors:  # a field is already wrong: the business check would mislead
             return cleaned
@@ -649,6 +661,14 @@ class CouponAdmin(ServiceSaveMixin, SimpleHistoryAdmin):
             {"fields": ("max_uses_total", "max_uses_per_user", "valid_from", "valid_to")},
         ),
         ("Stacking", {"fields": ("stackable", "stack_group")}),
+        (
+            "Subscriptions",
+            {
+                "fields": ("duration", "duration_invoices"),
+                "description": "When the coupon is given to a subscription (billing): which "
+                "of its invoices with something to charge it discounts.",
+            },
+        ),
         ("Budget", {"fields": ("budget", "budget_status")}),
         (
             "Abuse protection",

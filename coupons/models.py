@@ -32,6 +32,14 @@ class DiscountType(models.TextChoices):
     FREE_SHIPPING = "free_shipping", "Free shipping"
 
 
+class Duration(models.TextChoices):
+    """How many of a subscription's invoices a coupon discounts (billing)."""
+
+    ONCE = "once", "Once (the first invoice)"
+    REPEATING = "repeating", "Repeating (the first N invoices)"
+    FOREVER = "forever", "Forever (every invoice)"
+
+
 class Customer(models.Model):
     """A shopper as the engine knows them; `external_id` is the storefront's user id."""
 
@@ -87,6 +95,22 @@ class Coupon(models.Model):
     stack_group = models.CharField(max_length=40, blank=True)
     auto_apply = models.BooleanField(default=False)
     priority = models.IntegerField(default=0)
+
+    # Billing: a subscription's coupon discounts its first `duration_invoices` invoices
+    # with something to charge (repeating), only the first (once) or every one (forever).
+    # db_default: the raw-SQL inserts (bench seeds) do not name these columns.
+    duration = models.CharField(
+        max_length=10,
+        choices=Duration.choices,
+        default=Duration.ONCE,
+        db_default=Duration.ONCE,
+        help_text="For subscriptions: which invoices the coupon discounts.",
+    )
+    duration_invoices = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Repeating coupons: how many invoices (at least 1); empty otherwise.",
+    )
 
     # Budget guard: discount (merchandise + shipping) held by reserved and confirmed
     # redemptions, moved with `uses` by the same conditional updates.
@@ -165,6 +189,18 @@ class Coupon(models.Model):
                 | Q(valid_to__isnull=True)
                 | Q(valid_from__lt=F("valid_to")),
                 name="coupon_window_ordered",
+            ),
+            models.CheckConstraint(
+                # isnull=False spelled out: NULL >= 1 is NULL, which a CHECK lets pass.
+                condition=Q(
+                    duration=Duration.REPEATING,
+                    duration_invoices__isnull=False,
+                    duration_invoices__gte=1,
+                )
+                | (~Q(duration=Duration.REPEATING) & Q(duration_invoices__isnull=True)),
+                name="coupon_duration_invoices_matches",
+                violation_error_message="A repeating coupon needs its number of invoices "
+                "(at least 1); other durations take none.",
             ),
         ]
 

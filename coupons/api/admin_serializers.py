@@ -14,7 +14,7 @@ from rest_framework.fields import empty
 
 from core import money
 from coupons.engine.types import DISCOUNT_TYPES, PERCENTAGE
-from coupons.models import Coupon
+from coupons.models import Coupon, Duration
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # The largest value of a PositiveIntegerField column: input beyond it is a 400 here, never
@@ -139,6 +139,16 @@ class BogoIn(WholeOnPatch, serializers.Serializer):
         ref_name = "CouponBogo"
 
 
+def duration_errors(duration: str, invoices: int | None) -> dict:
+    """The coupon_duration_invoices_matches rule, by field: a repeating coupon needs its
+    number of invoices, the other durations take none."""
+    if duration == Duration.REPEATING and (invoices is None or invoices < 1):
+        return {"duration_invoices": ["Required when duration is repeating (at least 1)."]}
+    if duration != Duration.REPEATING and invoices is not None:
+        return {"duration_invoices": ["Only a repeating coupon takes a number of invoices."]}
+    return {}
+
+
 class CouponDefinitionIn(serializers.Serializer):
     coupon_id = serializers.RegexField(CODE_PATTERN, required=False)
     code = serializers.RegexField(CODE_PATTERN, required=False)
@@ -182,6 +192,22 @@ class CouponDefinitionIn(serializers.Serializer):
         help_text="The per-customer limit also counts uses by the same "
         "device, IP, email or payment fingerprint.",
     )
+    duration = serializers.ChoiceField(
+        choices=Duration.values,
+        required=False,
+        help_text="Subscriptions (billing): the coupon discounts the first invoice with "
+        "something to charge (once, the default), the first duration_invoices of them "
+        "(repeating) or every one (forever). On PATCH, duration without duration_invoices "
+        "means none.",
+    )
+    duration_invoices = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_POSITIVE_INT,
+        help_text="Repeating coupons: how many invoices (required, at least 1); null for "
+        "the other durations.",
+    )
 
     class Meta:
         ref_name = "CouponDefinition"
@@ -201,6 +227,16 @@ class CouponDefinitionIn(serializers.Serializer):
             and attrs["coupon_id"].upper() != attrs["code"].upper()
         ):
             raise serializers.ValidationError({"code": ["coupon_id and code differ."]})
+        # duration and duration_invoices are one setting: given a duration (or creating,
+        # where it defaults to once), the pair is checked as sent, as a nested object is
+        # (WholeOnPatch). duration_invoices alone on a PATCH meets the stored duration in
+        # definition_to_fields.
+        if "duration" in attrs or not self.partial:
+            errors = duration_errors(
+                attrs.get("duration", Duration.ONCE), attrs.get("duration_invoices")
+            )
+            if errors:
+                raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -286,6 +322,13 @@ def definition_to_fields(data: dict, *, instance: Coupon | None = None) -> dict:
             fields[target] = conditions[source]
     if "min_cart_value" in conditions:
         fields["min_cart_minor"] = minor(conditions["min_cart_value"], "min_cart_value")
+    if "duration" in data:  # the pair as sent: no duration_invoices means none
+        fields["duration"] = data["duration"]
+        fields["duration_invoices"] = data.get("duration_invoices")
+    elif "duration_invoices" in data:  # PATCH: the number alone, on the stored duration
+        fields["duration_invoices"] = data["duration_invoices"]
+        stored = instance.duration if instance is not None else Duration.ONCE
+        errors.update(duration_errors(stored, data["duration_invoices"]))
     if errors:
         raise serializers.ValidationError(errors)
     return fields
@@ -354,6 +397,8 @@ def coupon_body(c: Coupon) -> dict:
         "leak_threshold": c.leak_threshold,
         "farming_action": c.farming_action,
         "limit_by_identity": c.limit_by_identity,
+        "duration": c.duration,
+        "duration_invoices": c.duration_invoices,
         "disabled_reason": c.disabled_reason,
         "disabled_at": c.disabled_at.isoformat() if c.disabled_at else None,
         "created_at": c.created_at.isoformat(),
@@ -386,6 +431,10 @@ class CouponOut(serializers.Serializer):
     leak_threshold = serializers.IntegerField(allow_null=True)
     farming_action = serializers.ChoiceField(choices=["flag", "block"])
     limit_by_identity = serializers.BooleanField()
+    duration = serializers.ChoiceField(choices=Duration.values)
+    duration_invoices = serializers.IntegerField(
+        allow_null=True, help_text="Repeating coupons: how many invoices it discounts."
+    )
     disabled_reason = serializers.CharField(help_text="Why it was disabled automatically.")
     disabled_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()

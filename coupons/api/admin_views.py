@@ -27,6 +27,7 @@ CONSTRAINT_FIELDS = {
     "coupon_bogo_percent_at_most_100": "bogo",
     "coupon_money_non_negative": "value",
     "coupon_window_ordered": "valid_to",
+    "coupon_duration_invoices_matches": "duration_invoices",
 }
 
 
