@@ -53,7 +53,7 @@ COPY . .
 # build-only placeholders are given here and never end up in the image's environment.
 RUN SECRET_KEY=build-only-not-a-secret \
     DATABASE_URL=postgres://build@127.0.0.1:5432/build \
-    ALLOWED_HOSTS=localhost \
+    ALLOWED_HOSTS=localhost BILLING_GATEWAY=test \
     python manage.py collectstatic --noinput -v 0
 
 USER app

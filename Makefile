@@ -57,7 +57,7 @@ test: venv services
 	$(TESTENV) $(PY) manage.py check
 	# Production settings must pass the deployment checklist; dummy values, not secrets.
 	DJANGO_SETTINGS_MODULE=config.settings.production ALLOWED_HOSTS=example.com \
-	  DATABASE_URL=postgres://check-deploy@127.0.0.1:5432/unused \
+	  DATABASE_URL=postgres://check-deploy@127.0.0.1:5432/unused BILLING_GATEWAY=test \
 	  SECRET_KEY=check-deploy-only-not-a-secret-4f9c2e7a1b8d6053e9a7c4b2d1f08e6a \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 	$(TESTENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null

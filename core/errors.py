@@ -75,6 +75,25 @@ class Conflict(DomainError):
     kind = "conflict"
 
 
+class Unprocessable(DomainError):
+    """A business rule refuses a well-formed call (422): billing's and referrals' reasons,
+    a coupon reason when billing redeems a coupon."""
+
+    kind = "unprocessable"
+
+
+class PaymentRequired(DomainError):
+    """The charge the call needed was declined (402 payment_declined)."""
+
+    kind = "payment_required"
+
+
+class Unavailable(DomainError):
+    """A dependency did not answer; the outcome is settled later (503, retryable)."""
+
+    kind = "unavailable"
+
+
 UNIQUE_VIOLATION = "23505"
 CHECK_VIOLATION = "23514"
 

@@ -18,7 +18,9 @@ from django.db import connection
 
 from core import crockford
 from coupons import localcache, promotions
-from coupons.engine.types import CodeTerms, Rule, Shopper, Usage
+from coupons.engine.combine import standalone
+from coupons.engine.discounts import describe
+from coupons.engine.types import Cart, CodeTerms, Line, Rule, Shopper, Usage
 from coupons.models import HOLDING, Code, Coupon, Redemption
 from coupons.rules import rule_from_coupon
 
@@ -370,3 +372,25 @@ def batch_customers_waiting(batch_id, limit: int) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(_BATCH_CUSTOMERS_WAITING_SQL, [batch_id, limit])
         return [row[0] for row in cursor.fetchall()]
+
+
+# --- coupons at billing -----------------------------------------------------------------
+
+
+def billing_cart(sku: str, amount_minor: int, currency: str) -> Cart:
+    """A subscription invoice as the pricing engine sees it: one line, the plan's price."""
+    return Cart(currency=currency, lines=(Line(sku, "subscription", amount_minor, 1),))
+
+
+def subscription_discount(
+    *, coupon_id: int, sku: str, amount_minor: int, currency: str
+) -> tuple[int, str]:
+    """(discount in minor units, line description) of a subscription's coupon on one
+    invoice of `amount_minor`, by the pricing engine on the coupon's rule. A redeemed
+    coupon keeps discounting its invoices after its own validity ends (as Stripe's)."""
+    rule = rules_get_many([coupon_id]).get(coupon_id)
+    if rule is None or rule.currency != currency or amount_minor <= 0:
+        return 0, ""
+    terms = CodeTerms(code_id=0, code=rule.code, rule=rule)
+    discount = standalone(terms, billing_cart(sku, amount_minor, currency))
+    return min(discount, amount_minor), f"{rule.code}: {describe(rule, currency)}"

@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core import metrics
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, Unprocessable
 from coupons import activation, checkout_events, locks, promotions, selectors
 from coupons.abuse import identity
 from coupons.abuse import services as abuse_services
@@ -938,3 +938,68 @@ def codes_insert_from_staging(
     with connection.cursor() as cursor:
         cursor.execute(sql, [coupon_id, max_uses, expires_at, batch_id])
         return cursor.rowcount
+
+
+# --- coupons at billing (API.md "Promotions at billing") --------------------------------
+# A subscription's coupon is one redemption, taken by the same apply as a checkout on an
+# order of its own (chosen by billing); billing confirms it once the subscription holds
+# and releases it when the subscribe fails. Each invoice's discount is priced by
+# selectors.subscription_discount.
+
+BILLING_CATEGORY = "subscription"
+
+
+@dataclass(frozen=True)
+class SubscriptionCoupon:
+    coupon_id: int
+    code: str
+    duration: str  # once | repeating | forever
+    duration_invoices: int | None
+
+    @property
+    def invoices(self) -> int | None:
+        """How many invoices with something to charge it discounts; None: every one."""
+        if self.duration == "forever":
+            return None
+        if self.duration == "repeating":
+            return self.duration_invoices or 1
+        return 1
+
+
+def subscription_coupon_redeem(
+    *, code: str, customer_id: str, order_id: str, sku: str, amount_minor: int, currency: str
+) -> SubscriptionCoupon:
+    """Reserve one use of the coupon behind `code` for a subscription (`order_id`), or
+    raise Unprocessable with the coupon's reason code (API.md's order of checks)."""
+    result = redemption_apply(
+        codes=[code],
+        shopper=Shopper(id=customer_id),
+        cart=selectors.billing_cart(sku, amount_minor, currency),
+        order_id=order_id,
+    )
+    if result.rejection is not None:
+        raise Unprocessable(result.rejection.reason, result.rejection.message)
+    if not result.redemptions:  # valid, but takes nothing off this price
+        raise Unprocessable(r.NO_ELIGIBLE_ITEMS, r.MESSAGES[r.NO_ELIGIBLE_ITEMS])
+    redemption = result.redemptions[0]
+    coupon = Coupon.objects.only("duration", "duration_invoices").get(pk=redemption.coupon_id)
+    return SubscriptionCoupon(
+        coupon_id=redemption.coupon_id,
+        code=redemption.code.code,
+        duration=coupon.duration,
+        duration_invoices=coupon.duration_invoices,
+    )
+
+
+def subscription_coupon_confirm(*, order_id: str) -> None:
+    """The subscription holds: its reserved use becomes confirmed (idempotent)."""
+    order_confirm(order_id=order_id)
+
+
+def subscription_coupon_release(*, order_id: str) -> None:
+    """The subscribe failed: give its reserved use back (idempotent; a confirmed use
+    stays spent)."""
+    try:
+        order_release(order_id=order_id)
+    except (OrderNotFoundError, Conflict):
+        logger.info("subscription coupon %s: nothing reserved to release", order_id)

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "coupons.campaigns",
     "coupons.abuse",
     "coupons.analytics",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -315,6 +316,31 @@ AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
 ANALYTICS_ENABLED = env.bool("ANALYTICS_ENABLED", default=True)
 ANALYTICS_FLUSH_SECONDS = env.float("ANALYTICS_FLUSH_SECONDS", default=1.0)
 ANALYTICS_BUFFER_MAX = env.int("ANALYTICS_BUFFER_MAX", default=50_000)
+
+# --- Billing (billing/, docs/billing.md) ------------------------------------------------
+# Dunning: retries on these days counted from the first failure (five attempts in all
+# with the default), then the invoice is uncollectible and the subscription cancelled.
+BILLING_DUNNING_RETRY_DAYS = [
+    int(x) for x in env.list("BILLING_DUNNING_RETRY_DAYS", default=["1", "3", "5", "7"])
+]
+# A past_due customer keeps the plan's features this long after the first failure.
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=3)
+BILLING_TEST_CLOCKS_ENABLED = env.bool("BILLING_TEST_CLOCKS_ENABLED", default=True)
+# The payment gateway: "test" is the built-in deterministic one (billing/payments).
+BILLING_GATEWAY = env("BILLING_GATEWAY", default="test")
+BILLING_TEST_GATEWAY_LATENCY_MS = env.int("BILLING_TEST_GATEWAY_LATENCY_MS", default=0)
+BILLING_TEST_GATEWAY_FAILURE = env("BILLING_TEST_GATEWAY_FAILURE", default="none")
+BILLING_TEST_GATEWAY_HANG_SECONDS = env.float("BILLING_TEST_GATEWAY_HANG_SECONDS", default=30.0)
+# A payment attempt with no answer for this long is settled by asking the gateway.
+BILLING_ATTEMPT_STALE_SECONDS = env.int("BILLING_ATTEMPT_STALE_SECONDS", default=120)
+# Where the dunning email sends the customer to update the card ({customer_id} filled in).
+BILLING_UPDATE_CARD_URL = env(
+    "BILLING_UPDATE_CARD_URL", default="http://127.0.0.1:8000/billing/{customer_id}/payment-method"
+)
+BILLING_INVOICE_PREFIX = env("BILLING_INVOICE_PREFIX", default="INV")
+BILLING_RENEWAL_BATCH = env.int("BILLING_RENEWAL_BATCH", default=200)
+# A test clock advance answers 200 "ready" when done within this, else 202 "advancing".
+BILLING_CLOCK_SYNC_SECONDS = env.float("BILLING_CLOCK_SYNC_SECONDS", default=10.0)
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -22,3 +22,8 @@ SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+
+# Test clocks move billing's time: never in production (API.md: 404 when off).
+BILLING_TEST_CLOCKS_ENABLED = env.bool("BILLING_TEST_CLOCKS_ENABLED", default=False)
+# No default gateway in production: the operator names it (only "test" ships today).
+BILLING_GATEWAY = env("BILLING_GATEWAY")

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 _STATUS_CODES = {
     400: "invalid_request",
     401: "unauthorized",
+    402: "payment_required",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -35,7 +36,15 @@ _STATUS_CODES = {
 }
 
 # A domain error's family -> its HTTP status.
-KIND_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
+KIND_STATUS = {
+    "invalid": 400,
+    "payment_required": 402,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "unprocessable": 422,
+    "unavailable": 503,
+}
 
 
 def domain_error_response(exc: DomainError) -> Response:

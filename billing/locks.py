@@ -1,0 +1,42 @@
+"""Row locks for the billing services, always in one order so two transactions never
+deadlock: the customer, then its subscription, then invoices (by pk), then the invoice
+counter last (held only for the few statements of a finalisation).
+
+Customer and subscription rows are locked `FOR NO KEY UPDATE` (their keys never change;
+inserts of invoices and transitions pointing at them need not wait)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from billing.models import BillingCustomer, Invoice, InvoiceCounter, Subscription
+
+
+def customer_lock(pk: int) -> BillingCustomer:
+    return BillingCustomer.objects.select_for_update(no_key=True).get(pk=pk)
+
+
+def subscription_lock(pk) -> Subscription:
+    return (
+        Subscription.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("plan", "customer", "pending_plan")
+        .get(pk=pk)
+    )
+
+
+def invoices_lock(ids: Iterable) -> list[Invoice]:
+    return list(Invoice.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk"))
+
+
+def invoice_lock(pk) -> Invoice:
+    return Invoice.objects.select_for_update(no_key=True).get(pk=pk)
+
+
+def counter_take(name: str, count: int = 1) -> int:
+    """Take `count` consecutive numbers; returns the first. The counter row stays locked
+    until the caller's transaction ends, so a rollback gives the numbers back (gapless)."""
+    InvoiceCounter.objects.get_or_create(name=name)
+    counter = InvoiceCounter.objects.select_for_update().get(name=name)
+    first = counter.last_number + 1
+    InvoiceCounter.objects.filter(name=name).update(last_number=counter.last_number + count)
+    return first

@@ -1,0 +1,125 @@
+"""Billing reads, for the API and for other apps (entitlements asks `access_plan`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+
+from billing import clock
+from billing.models import (
+    BillingCustomer,
+    Invoice,
+    InvoiceLine,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+)
+from core.errors import NotFound
+
+
+def plans_active() -> QuerySet[Plan]:
+    return Plan.objects.filter(active=True).order_by("amount_minor", "code")
+
+
+def plan_get(code: str) -> Plan:
+    try:
+        return Plan.objects.get(code=code)
+    except Plan.DoesNotExist:
+        raise NotFound("plan_not_found", f"No plan {code!r}.") from None
+
+
+def plan_default() -> Plan | None:
+    return Plan.objects.filter(is_default=True).first()
+
+
+def customer_get(customer_id: str) -> BillingCustomer:
+    try:
+        return BillingCustomer.objects.select_related("test_clock").get(customer_id=customer_id)
+    except BillingCustomer.DoesNotExist:
+        raise NotFound("customer_not_found", f"No billing customer {customer_id!r}.") from None
+
+
+def _subscriptions() -> QuerySet[Subscription]:
+    return Subscription.objects.select_related("plan", "customer", "pending_plan")
+
+
+def subscription_get(sub_id) -> Subscription:
+    try:
+        return _subscriptions().get(pk=sub_id)
+    except (Subscription.DoesNotExist, ValueError):
+        raise NotFound("subscription_not_found", "No such subscription.") from None
+
+
+def subscriptions_for_customer(customer_id: str) -> QuerySet[Subscription]:
+    return _subscriptions().filter(customer__customer_id=customer_id).order_by("-created_at")
+
+
+def latest_invoice_ids(sub_ids: list) -> dict:
+    """Subscription id -> its newest invoice id (one query)."""
+    rows = (
+        Invoice.objects.filter(subscription_id__in=sub_ids)
+        .order_by("subscription_id", "-created_at", "-number")
+        .distinct("subscription_id")
+        .values_list("subscription_id", "pk")
+    )
+    return dict(rows)
+
+
+def _invoices() -> QuerySet[Invoice]:
+    return Invoice.objects.select_related("customer").prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.order_by("position"))
+    )
+
+
+def invoice_get(invoice_id) -> Invoice:
+    try:
+        return _invoices().get(pk=invoice_id)
+    except (Invoice.DoesNotExist, ValueError):
+        raise NotFound("invoice_not_found", "No such invoice.") from None
+
+
+def invoices_for_customer(customer_id: str) -> QuerySet[Invoice]:
+    return _invoices().filter(customer__customer_id=customer_id).order_by("-created_at", "-number")
+
+
+@dataclass(frozen=True)
+class Access:
+    """Which plan gives a customer features now, and why: `subscription` (trialing,
+    active), `grace` (past due, inside BILLING_GRACE_DAYS of the first failure),
+    `default` (nothing live, or past due beyond the grace). `until`: when this answer
+    changes by time alone (a trial's or grace's end), if it does."""
+
+    plan: Plan | None
+    source: str
+    status: str | None
+    until: datetime | None
+    trial: bool
+
+
+def access_plan(customer_id: str) -> Access:
+    sub = (
+        _subscriptions()
+        .filter(
+            customer__customer_id=customer_id,
+            status__in=(
+                SubscriptionStatus.TRIALING,
+                SubscriptionStatus.ACTIVE,
+                SubscriptionStatus.PAST_DUE,
+            ),
+        )
+        .first()
+    )
+    if sub is not None:
+        now = clock.now_for(sub.customer)
+        if sub.status == SubscriptionStatus.TRIALING:
+            return Access(sub.plan, "subscription", sub.status, sub.trial_end, True)
+        if sub.status == SubscriptionStatus.ACTIVE:
+            return Access(sub.plan, "subscription", sub.status, None, False)
+        grace_end = (sub.past_due_since or now) + timedelta(days=settings.BILLING_GRACE_DAYS)
+        if now < grace_end:
+            return Access(sub.plan, "grace", sub.status, grace_end, False)
+        return Access(plan_default(), "default", sub.status, None, False)
+    return Access(plan_default(), "default", None, None, False)

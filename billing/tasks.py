@@ -1,0 +1,68 @@
+"""Thin Celery tasks: load by id, call a service. Beat rows: migration 0002."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+logger = logging.getLogger(__name__)
+
+
+def queue(task, *args) -> None:
+    """`task.delay(*args)` from an on_commit hook: a broker outage is logged, never
+    raised into the request that already committed (a sweeper or beat job catches up)."""
+    try:
+        task.delay(*args)
+    except Exception:
+        logger.warning("billing: %s%r not queued (broker down?)", task.name, args)
+
+
+@shared_task(name="billing.deliver_event", ignore_result=True, max_retries=5)
+def deliver_event(event_id: int) -> None:
+    from billing import events
+
+    events.deliver(event_id)
+
+
+@shared_task(name="billing.sweep_outbox", ignore_result=True)
+def sweep_outbox() -> int:
+    from billing import events
+
+    return events.sweep()
+
+
+@shared_task(name="billing.run_due", ignore_result=True)
+def run_due() -> int:
+    """Renewals, trial ends, scheduled changes, period-end cancels and dunning retries
+    of customers on the wall clock (beat, every minute)."""
+    from billing import renewals
+
+    return renewals.run_due()
+
+
+@shared_task(name="billing.reconcile_attempts", ignore_result=True)
+def reconcile_attempts() -> int:
+    from billing.payments import services
+
+    return services.attempts_reconcile()
+
+
+@shared_task(name="billing.advance_clock", ignore_result=True)
+def advance_clock(clock_id: str) -> None:
+    from billing import testclocks
+
+    testclocks.clock_advance_continue(clock_id=clock_id)
+
+
+@shared_task(
+    name="billing.send_dunning_email",
+    ignore_result=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def send_dunning_email(invoice_id: str, attempt: int, final: bool) -> None:
+    from billing.dunning import emails
+
+    emails.dunning_email_send(invoice_id=invoice_id, attempt=attempt, final=final)

@@ -1,0 +1,78 @@
+"""Helpers for billing tests: plans, customers on test clocks, and API calls."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from billing import events
+from billing.models import BillingCustomer, Plan, TestClock
+
+_keys = itertools.count()
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def plan(code="pro", amount=2900, interval="month", trial_days=0, currency="USD", **kw) -> Plan:
+    return Plan.objects.create(
+        code=code,
+        name=kw.pop("name", code.title()),
+        amount_minor=amount,
+        currency=currency,
+        interval=interval,
+        trial_days=trial_days,
+        **kw,
+    )
+
+
+def clock(frozen="2026-01-31T12:00:00+00:00") -> TestClock:
+    return TestClock.objects.create(frozen_time=at(frozen))
+
+
+def customer(customer_id="u-1", card="pm_card_visa", test_clock=None, **kw) -> BillingCustomer:
+    return BillingCustomer.objects.create(
+        customer_id=customer_id,
+        payment_method=card,
+        test_clock=test_clock,
+        email=kw.pop("email", f"{customer_id}@example.com"),
+        **kw,
+    )
+
+
+def subscribe(client, key=None, **body):
+    key = key or f"sub-{next(_keys)}"
+    return client.post(
+        "/api/v1/billing/subscriptions", body, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+
+
+def advance(admin_api, clock_id, frozen: str):
+    response = admin_api.post(
+        f"/api/v1/admin/billing/test-clocks/{clock_id}/advance",
+        {"frozen_time": frozen},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    return response
+
+
+def change(client, sub_id, key=None, **body):
+    key = key or f"chg-{next(_keys)}"
+    return client.post(
+        f"/api/v1/billing/subscriptions/{sub_id}/change",
+        body,
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+def invoices(client, customer_id="u-1") -> list[dict]:
+    response = client.get(f"/api/v1/billing/invoices?customer_id={customer_id}")
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+def drain_events() -> None:
+    events.deliver_pending_now()
