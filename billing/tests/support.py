@@ -76,3 +76,35 @@ def invoices(client, customer_id="u-1") -> list[dict]:
 
 def drain_events() -> None:
     events.deliver_pending_now()
+
+
+def due_subscriptions(n: int, plan_row: Plan, *, card="pm_card_visa", prefix="due") -> list:
+    """`n` wall-clock customers with an active monthly subscription whose first period
+    ended an hour ago: each is due for exactly one renewal (the next period ends in about
+    a month). Bulk-inserted, no invoices of their own."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.engine import periods
+    from billing.models import Subscription
+
+    now = timezone.now()
+    anchor = periods.add_months(now - timedelta(hours=1), -1)
+    start, end = periods.bounds(anchor, plan_row.interval, 0)
+    customers = BillingCustomer.objects.bulk_create(
+        BillingCustomer(customer_id=f"{prefix}-{i}", payment_method=card) for i in range(n)
+    )
+    return Subscription.objects.bulk_create(
+        Subscription(
+            customer=c,
+            plan=plan_row,
+            status="active",
+            anchor=anchor,
+            period_index=0,
+            current_period_start=start,
+            current_period_end=end,
+            created_at=start,
+        )
+        for c in customers
+    )
