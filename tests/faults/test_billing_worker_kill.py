@@ -35,9 +35,7 @@ def paid_renewals() -> int:
     return Invoice.objects.filter(billing_reason="subscription_cycle", status="paid").count()
 
 
-def test_renewal_worker_killed_mid_batch_loses_and_duplicates_nothing(
-    private_redis, celery_worker
-):
+def test_renewal_worker_killed_mid_batch_loses_and_duplicates_nothing(private_redis, celery_worker):
     # given 600 subscriptions due for renewal and a real worker on a private broker
     subs = t.due_subscriptions(SUBSCRIPTIONS, t.plan("pro", 2900))
     redis = private_redis()
@@ -94,7 +92,8 @@ def test_renewal_worker_killed_mid_batch_loses_and_duplicates_nothing(
     # every period invoiced once, charged once, numbered without gaps
     cycles = Invoice.objects.filter(billing_reason="subscription_cycle")
     per_sub = Counter(cycles.values_list("subscription_id", flat=True))
-    assert len(per_sub) == len(subs) and set(per_sub.values()) == {1}
+    assert len(per_sub) == len(subs)
+    assert set(per_sub.values()) == {1}
     assert TestGatewayCharge.objects.count() == SUBSCRIPTIONS
     assert not PaymentAttempt.objects.filter(status="pending").exists()
     assert PaymentAttempt.objects.filter(status="succeeded").count() == SUBSCRIPTIONS

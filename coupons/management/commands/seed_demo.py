@@ -4,6 +4,7 @@ fresh API keys, all printed. Safe to run again (existing coupons are left alone)
 import secrets
 from datetime import timedelta
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -131,6 +132,11 @@ def demo_coupons(now):
     ]
 
 
+def _demo_lines(app) -> list[str]:
+    hook = getattr(app, "demo_load", None)
+    return list(hook()) if callable(hook) else []
+
+
 class Command(BaseCommand):
     help = "Load demo coupons, create demo logins and API keys, and print them."
 
@@ -156,6 +162,8 @@ class Command(BaseCommand):
                 },
             )
         history = demo_history.load()
+        # Other apps' demo data (billing ...), through their AppConfig: coupons imports none.
+        extra = [line for app in apps.get_app_configs() for line in _demo_lines(app)]
         User = get_user_model()
         admin_password = secrets.token_urlsafe(9)
         admin, _ = User.objects.get_or_create(
@@ -172,6 +180,16 @@ class Command(BaseCommand):
         marketer.set_password(marketing_password)
         marketer.save()
         marketer.groups.add(Group.objects.get(name="marketing"))
+        finance_password = secrets.token_urlsafe(9)
+        finance, _ = User.objects.get_or_create(
+            username="finance", defaults={"email": "finance@example.com"}
+        )
+        finance.is_staff = True
+        finance.set_password(finance_password)
+        finance.save()
+        finance_group = Group.objects.filter(name="finance").first()
+        if finance_group is not None:
+            finance.groups.add(finance_group)
         _, storefront_key = ApiKey.objects.create_key(name="demo-storefront", scopes=["storefront"])
         _, admin_key = ApiKey.objects.create_key(name="demo-admin", scopes=["admin"])
         out = self.stdout.write
@@ -181,6 +199,7 @@ class Command(BaseCommand):
         out("Admin:            http://127.0.0.1:8000/admin/")
         out(f"  superuser       admin / {admin_password}")
         out(f"  marketing user  marketing / {marketing_password}")
+        out(f"  finance user    finance / {finance_password}")
         out(f"Storefront key:   {storefront_key}")
         out(f"Admin API key:    {admin_key}")
         out(f"Flash sale:       {DEMO_CAMPAIGN} -> POST /api/v1/campaigns/{campaign.pk}/claim")
@@ -189,6 +208,8 @@ class Command(BaseCommand):
                 f"Analytics:        {history:,} demo checkout events over two weeks -> "
                 "/admin/analytics/dailycouponfact/"
             )
+        for line in extra:
+            out(line)
         out("API docs:         http://127.0.0.1:8000/api/docs/")
         out(f"Try it:           export KEY={storefront_key}   (then see README.md)")
         out("=" * 72)
