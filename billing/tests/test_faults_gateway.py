@@ -30,9 +30,7 @@ def _renew_with(fault_mode, fault, settings):
 
 
 @pytest.mark.parametrize("mode", ["error", "hang", "error_after_charge"])
-def test_a_lost_gateway_call_leaves_a_consistent_invoice_and_is_charged_once(
-    mode, fault, settings
-):
+def test_a_lost_gateway_call_leaves_a_consistent_invoice_and_is_charged_once(mode, fault, settings):
     # given a renewal whose gateway call failed, hung, or charged and lost its answer
     sub = _renew_with(mode, fault, settings)
     invoice = Invoice.objects.get(subscription=sub, billing_reason="subscription_cycle")
