@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing.models import OutboxEvent
@@ -65,10 +66,30 @@ def emit(event_type: str, payload: dict, *, at: datetime) -> OutboxEvent:
     return event
 
 
+def emit_many(items: list[tuple[str, dict]], *, at: datetime) -> list[OutboxEvent]:
+    """emit() for a batch (bulk renewals): one insert, one delivery task for them all."""
+    for event_type, _ in items:
+        if event_type not in TYPES:
+            raise ValueError(f"unknown billing event {event_type!r}")
+    created = OutboxEvent.objects.bulk_create(
+        OutboxEvent(type=t, payload=p, occurred_at=at) for t, p in items
+    )
+    ids = [event.pk for event in created]
+    if ids:
+        transaction.on_commit(lambda: _queue_many(ids))
+    return created
+
+
 def _queue(event_id: int) -> None:
     from billing import tasks  # the tasks module imports this one
 
     tasks.queue(tasks.deliver_event, event_id)  # a broker outage: the sweeper delivers it
+
+
+def _queue_many(ids: list[int]) -> None:
+    from billing import tasks
+
+    tasks.queue(tasks.deliver_events, ids)
 
 
 def deliver(event_id: int) -> bool:
@@ -97,6 +118,20 @@ def deliver(event_id: int) -> bool:
             delivered_at=timezone.now(), attempts=event.attempts + 1, last_error=""
         )
         return True
+
+
+def deliver_many(ids: list[int]) -> int:
+    """Deliver a batch: events with no consumer (the common case for most types) are
+    marked in one statement; the others one by one through deliver()."""
+    plain = [t for t in TYPES if not _consumers.get(t)]
+    now = timezone.now()
+    marked = OutboxEvent.objects.filter(
+        pk__in=ids, delivered_at__isnull=True, type__in=plain
+    ).update(delivered_at=now, attempts=F("attempts") + 1)
+    rest = OutboxEvent.objects.filter(pk__in=ids, delivered_at__isnull=True).values_list(
+        "pk", flat=True
+    )
+    return marked + sum(1 for pk in rest if deliver(pk))
 
 
 def sweep(*, older_than_seconds: int = 30, limit: int = 500) -> int:

@@ -159,11 +159,14 @@ def invoice_create(
     return invoice
 
 
+def number_text(number: int) -> str:
+    return f"{settings.BILLING_INVOICE_PREFIX}-{number:06d}"
+
+
 def _finalise(invoice: Invoice, at: datetime) -> None:
     """draft -> open with the next number. The counter is locked last and held to the
     commit: gapless, at the cost of finalisations taking turns (docs/decisions.md)."""
-    number = locks.counter_take(COUNTER)
-    invoice.number = f"{settings.BILLING_INVOICE_PREFIX}-{number:06d}"
+    invoice.number = number_text(locks.counter_take(COUNTER))
     invoice.status = InvoiceStatus.OPEN
     invoice.finalized_at = at
     Invoice.objects.filter(pk=invoice.pk).update(

@@ -25,6 +25,13 @@ def deliver_event(event_id: int) -> None:
     events.deliver(event_id)
 
 
+@shared_task(name="billing.deliver_events", ignore_result=True)
+def deliver_events(event_ids: list[int]) -> None:
+    from billing import events
+
+    events.deliver_many(event_ids)
+
+
 @shared_task(name="billing.sweep_outbox", ignore_result=True)
 def sweep_outbox() -> int:
     from billing import events
@@ -34,8 +41,22 @@ def sweep_outbox() -> int:
 
 @shared_task(name="billing.run_due", ignore_result=True)
 def run_due() -> int:
-    """Renewals, trial ends, scheduled changes, period-end cancels and dunning retries
-    of customers on the wall clock (beat, every minute)."""
+    """Beat, every minute: renewals, trial ends, scheduled changes, period-end cancels
+    and dunning retries of customers on the wall clock. Runs the due work itself and
+    fans out BILLING_RENEWAL_PARALLELISM - 1 more runners, so several workers share a
+    large due set (SKIP LOCKED keeps them apart); each returns when nothing is due."""
+    from django.conf import settings
+
+    from billing import renewals
+
+    for _ in range(max(0, settings.BILLING_RENEWAL_PARALLELISM - 1)):
+        queue(run_due_worker)
+    return renewals.run_due()
+
+
+@shared_task(name="billing.run_due_worker", ignore_result=True)
+def run_due_worker() -> int:
+    """One more runner of the due work (queued by run_due)."""
     from billing import renewals
 
     return renewals.run_due()

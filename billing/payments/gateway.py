@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 
 from billing.models import TestGatewayCharge
 
@@ -99,28 +99,23 @@ class TestGateway:
         if fault == "hang":
             time.sleep(settings.BILLING_TEST_GATEWAY_HANG_SECONDS)
             raise GatewayError("test gateway: injected hang")
-        earlier = self.lookup(idempotency_key=idempotency_key)
-        if earlier is not None:
-            return earlier
         code = "" if payment_method in SUCCEEDING else DECLINES.get(payment_method, "card_declined")
-        try:
-            with transaction.atomic():
-                row = TestGatewayCharge.objects.create(
-                    idempotency_key=idempotency_key,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                    payment_method=payment_method,
-                    succeeded=not code,
-                    failure_code=code,
-                )
-        except IntegrityError:  # the same key at the same time: the first answer stands
+        # One statement: a new key is charged; a known key (a retry, or the same key at
+        # the same time) gets the first answer.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CHARGE_SQL,
+                [idempotency_key, amount_minor, currency, payment_method, not code, code],
+            )
+            row = cursor.fetchone()
+        if row is None:
             result = self.lookup(idempotency_key=idempotency_key)
             if result is None:  # never: the row that collided is committed
-                raise GatewayError("test gateway: lost a charge record") from None
+                raise GatewayError("test gateway: lost a charge record")
             return result
         if fault == "error_after_charge":
             raise GatewayError("test gateway: injected lost answer")
-        return _result(row)
+        return _result_of(row[0], not code, code)
 
     def lookup(self, *, idempotency_key: str) -> ChargeResult | None:
         row = TestGatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
@@ -139,15 +134,29 @@ class TestGateway:
         return f"re_test_{row.pk}"
 
 
-def _result(row: TestGatewayCharge) -> ChargeResult:
-    if row.succeeded:
-        return ChargeResult(succeeded=True, provider_ref=f"ch_test_{row.pk}")
+_CHARGE_SQL = """
+INSERT INTO billing_testgatewaycharge
+    (idempotency_key, kind, amount_minor, currency, payment_method, succeeded, failure_code,
+     created_at)
+VALUES (%s, 'charge', %s, %s, %s, %s, %s, now())
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id
+"""
+
+
+def _result_of(pk: int, succeeded: bool, code: str) -> ChargeResult:
+    if succeeded:
+        return ChargeResult(succeeded=True, provider_ref=f"ch_test_{pk}")
     return ChargeResult(
         succeeded=False,
-        provider_ref=f"ch_test_{row.pk}",
-        failure_code=row.failure_code,
-        failure_message=failure_message(row.failure_code),
+        provider_ref=f"ch_test_{pk}",
+        failure_code=code,
+        failure_message=failure_message(code),
     )
+
+
+def _result(row: TestGatewayCharge) -> ChargeResult:
+    return _result_of(row.pk, row.succeeded, row.failure_code)
 
 
 def get_gateway() -> Gateway:

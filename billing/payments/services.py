@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing import clock, invoicing, locks
+from billing import clock, events, invoicing, locks
 from billing.models import Invoice, InvoiceStatus, PaymentAttempt
 from billing.payments.gateway import ChargeResult, GatewayError, get_gateway
 
@@ -80,7 +80,7 @@ def in_transaction() -> bool:
     return any(not getattr(block, "_from_testcase", False) for block in blocks)
 
 
-def _call(attempt: PaymentAttempt) -> ChargeResult | None:
+def attempt_call(attempt: PaymentAttempt) -> ChargeResult | None:
     """Step 2: never inside a transaction (asserted) and never under a lock."""
     if in_transaction():
         raise RuntimeError("the gateway is never called inside a transaction")
@@ -137,6 +137,76 @@ def attempt_record(*, attempt_id, result: ChargeResult) -> Outcome:
         return Outcome("declined", result.failure_code, result.failure_message, effect)
 
 
+_ATTEMPTS_PAID_SQL = """
+UPDATE billing_paymentattempt a SET status = 'succeeded', provider_ref = v.ref, completed_at = %s
+  FROM unnest(%s::uuid[], %s::text[]) AS v(id, ref)
+ WHERE a.id = v.id
+"""
+_INVOICES_PAID_SQL = """
+UPDATE billing_invoice SET status = 'paid', amount_paid_minor = total_minor, paid_at = %s,
+       next_attempt_at = NULL
+ WHERE id = ANY(%s::uuid[])
+"""
+
+
+def attempts_record_paid(paid: list[tuple[PaymentAttempt, ChargeResult]]) -> None:
+    """Step 3 for a batch of successful renewal charges, in one transaction: the attempts
+    and invoices locked together (invoices first, by pk, as billing.locks orders them),
+    moved in bulk, one invoice.paid event each. Anything that is not the plain case (an
+    attempt settled meanwhile, an invoice no longer open, a subscription whose status
+    the payment moves) goes through attempt_record one by one."""
+    by_invoice = {attempt.invoice_id: (attempt, result) for attempt, result in paid}
+    rest: list[tuple[PaymentAttempt, ChargeResult]] = []
+    with transaction.atomic():
+        invoices = list(
+            Invoice.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("customer", "plan", "subscription")
+            .filter(pk__in=list(by_invoice))
+            .order_by("pk")
+        )
+        pending = set(
+            PaymentAttempt.objects.select_for_update()
+            .filter(pk__in=[a.pk for a, _ in paid], status=PaymentAttempt.Status.PENDING)
+            .values_list("pk", flat=True)
+        )
+        now = timezone.now()
+        moved_attempts, moved_invoices = [], []
+        for invoice in invoices:
+            attempt, result = by_invoice[invoice.pk]
+            plain = (
+                attempt.pk in pending
+                and invoice.status == InvoiceStatus.OPEN
+                and invoice.customer.test_clock_id is None
+                and invoice.subscription is not None
+                and invoice.subscription.status == "active"
+                and invoice.billing_reason == "subscription_cycle"
+                and attempt.amount_minor == invoice.total_minor - invoice.amount_paid_minor
+            )
+            if not plain:
+                rest.append((attempt, result))
+                continue
+            attempt.status = PaymentAttempt.Status.SUCCEEDED
+            attempt.provider_ref = result.provider_ref
+            attempt.completed_at = now
+            moved_attempts.append(attempt)
+            invoice.status = InvoiceStatus.PAID
+            invoice.amount_paid_minor = invoice.total_minor
+            invoice.paid_at = now
+            invoice.next_attempt_at = None
+            moved_invoices.append(invoice)
+        with connection.cursor() as cursor:  # two statements for the batch
+            cursor.execute(
+                _ATTEMPTS_PAID_SQL,
+                [now, [a.pk for a in moved_attempts], [a.provider_ref for a in moved_attempts]],
+            )
+            cursor.execute(_INVOICES_PAID_SQL, [now, [x.pk for x in moved_invoices]])
+        events.emit_many(
+            [(events.INVOICE_PAID, invoicing.invoice_payload(x)) for x in moved_invoices], at=now
+        )
+    for attempt, result in rest:
+        attempt_record(attempt_id=attempt.pk, result=result)
+
+
 def _settled(attempt: PaymentAttempt) -> Outcome:
     if attempt.status == PaymentAttempt.Status.SUCCEEDED:
         return Outcome("paid")
@@ -163,7 +233,7 @@ def attempt_settle(attempt: PaymentAttempt) -> Outcome:
                 failure_message="No payment method on file.",
             ),
         )
-    result = _call(attempt)
+    result = attempt_call(attempt)
     if result is None:
         return Outcome("pending")
     return attempt_record(attempt_id=attempt.pk, result=result)

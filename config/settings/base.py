@@ -339,6 +339,8 @@ BILLING_UPDATE_CARD_URL = env(
 )
 BILLING_INVOICE_PREFIX = env("BILLING_INVOICE_PREFIX", default="INV")
 BILLING_RENEWAL_BATCH = env.int("BILLING_RENEWAL_BATCH", default=200)
+# How many workers the beat job spreads a due set over (itself plus N - 1 queued runners).
+BILLING_RENEWAL_PARALLELISM = env.int("BILLING_RENEWAL_PARALLELISM", default=2)
 # A test clock advance answers 200 "ready" when done within this, else 202 "advancing".
 BILLING_CLOCK_SYNC_SECONDS = env.float("BILLING_CLOCK_SYNC_SECONDS", default=10.0)
 
