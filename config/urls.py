@@ -36,6 +36,7 @@ urlpatterns = [
     path("api/v1/", include("coupons.campaigns.api.urls")),
     path("api/v1/", include("coupons.analytics.api.urls")),
     path("api/v1/", include("coupons.api.urls")),
+    path("api/v1/", include("billing.webhooks.urls")),
     path("api/v1/", include("billing.api.urls")),
 ]
 

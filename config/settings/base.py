@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "coupons.abuse",
     "coupons.analytics",
     "billing",
+    "billing.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -343,6 +344,7 @@ BILLING_RENEWAL_BATCH = env.int("BILLING_RENEWAL_BATCH", default=200)
 BILLING_RENEWAL_PARALLELISM = env.int("BILLING_RENEWAL_PARALLELISM", default=2)
 # A test clock advance answers 200 "ready" when done within this, else 202 "advancing".
 BILLING_CLOCK_SYNC_SECONDS = env.float("BILLING_CLOCK_SYNC_SECONDS", default=10.0)
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
