@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from billing import services, testclocks
 from billing.models import Plan, Subscription, TestClock
+from coupons import selectors as coupon_selectors
 from coupons import services as coupon_services
-from coupons.models import Coupon
 
 CLOCK_NAME = "Demo: a year of billing"
 PROMO = "PRO20X3"
@@ -62,7 +62,7 @@ def _plans() -> None:
 
 
 def _promo() -> None:
-    if not Coupon.objects.filter(code=PROMO).exists():
+    if not coupon_selectors.coupon_exists(PROMO):
         coupon_services.coupon_create(
             fields=dict(
                 code=PROMO,

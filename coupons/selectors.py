@@ -377,6 +377,10 @@ def batch_customers_waiting(batch_id, limit: int) -> list[int]:
 # --- coupons at billing -----------------------------------------------------------------
 
 
+def coupon_exists(code: str) -> bool:
+    return Coupon.objects.filter(code=code).exists()
+
+
 def billing_cart(sku: str, amount_minor: int, currency: str) -> Cart:
     """A subscription invoice as the pricing engine sees it: one line, the plan's price."""
     return Cart(currency=currency, lines=(Line(sku, "subscription", amount_minor, 1),))

@@ -7,7 +7,9 @@
     promotions (and the small modules those are built from), and coupons imports a
     sub-domain only along the edges listed below, each with its reason;
 (b) the sub-domains reach coupon tables only through coupons: no SQL naming a coupon
-    table in their string literals, and no ORM write or lock on a coupons model.
+    table in their string literals, and no ORM write or lock on a coupons model;
+(c) the top-level apps (coupons, billing) use each other only through the other's
+    services and selectors (APP_ENTRY_POINTS), and core imports no app (issue 13).
 
 The checkers take the source root as an argument, so the last tests run them on small
 synthetic trees that break each rule: a rule that cannot fail proves nothing.
@@ -22,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "coupons")
+PACKAGES = ("core", "coupons", "billing")
+APPS = ("coupons", "billing")
+# Which app may import which other app, and only through what (STYLE: services/selectors).
+APP_ENTRY_POINTS: dict[tuple[str, str], tuple[str, ...]] = {
+    # billing redeems coupons for subscriptions and prices each invoice's discount
+    ("billing", "coupons"): ("coupons.services", "coupons.selectors"),
+}
 SKIPPED_DIRS = {"tests", "migrations", "__pycache__"}
 SUBDOMAINS = ("coupons.abuse", "coupons.campaigns", "coupons.codebatches", "coupons.analytics")
 
@@ -80,6 +88,10 @@ COUPONS_TO_SUBDOMAIN = {
 LAZY_TASK_IMPORTS = {
     ("coupons.abuse.services", "coupons.abuse.tasks"),
     ("coupons.codebatches.services", "coupons.codebatches.tasks"),
+    # billing queues its tasks from on_commit hooks (events, dunning emails, long clocks)
+    ("billing.events", "billing.tasks"),
+    ("billing.invoicing", "billing.tasks"),
+    ("billing.testclocks", "billing.tasks"),
 }
 
 COUPON_TABLES = re.compile(r"\bcoupons_(code|customer|redemption|coupon)\b", re.IGNORECASE)
@@ -262,10 +274,31 @@ def layering_violations(edges: Iterable[Import]) -> list[str]:
             and (e.source, e.target) not in COUPONS_TO_SUBDOMAIN
         ):
             problems.append(f"coupons imports a sub-domain (not listed): {where}")
-        if _within(e.source, "core") and _within(e.target, "coupons"):
+        if _within(e.source, "core") and any(_within(e.target, app) for app in APPS):
             problems.append(f"core is what every app shares: it imports no app: {where}")
     for component in cycles(Import(a, b, True, 0) for a, b in package_edges):
         problems.append(f"sub-domains import each other in a cycle: {component}")
+    return problems
+
+
+def _app_of(module: str) -> str | None:
+    top = module.split(".", 1)[0]
+    return top if top in APPS else None
+
+
+def app_violations(edges: Iterable[Import]) -> list[str]:
+    """Imports from one top-level app into another past its services and selectors."""
+    problems = []
+    for e in edges:
+        source, target = _app_of(e.source), _app_of(e.target)
+        if source is None or target is None or source == target:
+            continue
+        allowed = APP_ENTRY_POINTS.get((source, target), ())
+        if not any(_within(e.target, ok) for ok in allowed):
+            problems.append(
+                f"{source} uses {target} past its services/selectors: "
+                f"{e.source} -> {e.target} (line {e.line})"
+            )
     return problems
 
 
@@ -377,6 +410,33 @@ def test_every_listed_edge_into_a_subdomain_still_exists():
 
 def test_subdomains_reach_coupon_tables_only_through_coupons():
     assert coupon_table_violations(ROOT) == []
+
+
+def test_apps_use_each_other_only_through_services_and_selectors():
+    assert app_violations(import_graph(ROOT)) == []
+
+
+def test_the_app_checker_catches_a_reach_past_services_and_a_way_back(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "billing/__init__.py": "",
+            "billing/services.py": (
+                "from coupons import services\nfrom coupons.models import Coupon\n"
+            ),
+            "coupons/services.py": "def f():\n    from billing import services\n",
+            "coupons/models.py": "",
+            "core/money.py": "from billing import services\n",
+        },
+    )
+    edges = import_graph(root, ("core", "coupons", "billing"))
+    assert sorted(app_violations(edges)) == [
+        "billing uses coupons past its services/selectors: "
+        "billing.services -> coupons.models (line 2)",
+        "coupons uses billing past its services/selectors: "
+        "coupons.services -> billing.services (line 2)",
+    ]
+    assert "core is what every app shares" in " ".join(layering_violations(edges))
 
 
 # --- the checkers fail where they must ------------------------------------------------------
