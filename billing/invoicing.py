@@ -196,6 +196,9 @@ def invoice_paid(*, invoice: Invoice, sub: Subscription | None, at: datetime) ->
     if invoice.billing_reason == BillingReason.SUBSCRIPTION_UPDATE and invoice.plan is not None:
         plan_switch(sub, invoice.plan, at, "upgrade_paid")
     if sub.status in ("incomplete", "past_due", "trialing"):
+        if sub.status == "past_due":
+            sub.past_due_since = sub.grace_ended_at = None
+            Subscription.objects.filter(pk=sub.pk).update(past_due_since=None, grace_ended_at=None)
         lifecycle_log.transition(sub, "active", "payment_succeeded", at)
         if sub.coupon_order_id and invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
             order_id = sub.coupon_order_id

@@ -184,6 +184,9 @@ class Subscription(IdempotentCreation):
         null=True, blank=True, help_text="Invoices still discounted; empty: forever."
     )
     past_due_since = models.DateTimeField(null=True, blank=True)
+    grace_ended_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a past-due grace ran out (features fell back)."
+    )
     cancelled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing import invoicing, lifecycle_log, locks
+from billing import events, invoicing, lifecycle_log, locks
 from billing.engine import invoices as composer
 from billing.engine import periods
 from billing.invoicing import Charge
@@ -71,7 +71,47 @@ def run_due(*, clock_id=None, now: datetime | None = None, batch: int | None = N
         handled += count
         if count < size:
             break
+    while True:
+        count = _grace_batch(clock_id, now, size)
+        handled += count
+        if count < size:
+            break
     return handled
+
+
+def grace_ends_before(now: datetime):
+    """Past-due subscriptions whose grace ran out by `now` (first failure + GRACE_DAYS)."""
+    return Q(
+        status=SubscriptionStatus.PAST_DUE,
+        grace_ended_at__isnull=True,
+        past_due_since__lte=now - timedelta(days=settings.BILLING_GRACE_DAYS),
+    )
+
+
+def _grace_batch(clock_id, now: datetime, size: int) -> int:
+    """A grace's end changes no status, but access falls back to the default plan: it is
+    recorded, and told to the other apps (subscription.updated, `access: default`), so
+    entitlements can drop their cached answer at the right moment."""
+    with transaction.atomic():
+        rows = list(
+            Subscription.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
+            .select_related("plan", "customer")
+            .filter(_scope(clock_id), grace_ends_before(now))
+            .order_by("past_due_since")[:size]
+        )
+        for sub in rows:
+            if sub.past_due_since is None:  # excluded by the filter; narrowed for mypy
+                continue
+            at = sub.past_due_since + timedelta(days=settings.BILLING_GRACE_DAYS)
+            sub.grace_ended_at = at
+            Subscription.objects.filter(pk=sub.pk).update(grace_ended_at=at)
+            lifecycle_log.record(sub, sub.status, "grace_ended", at)
+            events.emit(
+                events.SUBSCRIPTION_UPDATED,
+                {**lifecycle_log.payload(sub), "access": "default"},
+                at=at,
+            )
+    return len(rows)
 
 
 def _charge(attempts: list[PaymentAttempt]) -> None:
@@ -163,7 +203,9 @@ def _renew_plain(subs: list[Subscription]) -> list[PaymentAttempt]:
                 [s.current_period_end for s in subs],
             ],
         )
-    invoices, lines, attempts = [], [], []
+    invoices: list[Invoice] = []
+    lines: list[InvoiceLine] = []
+    attempts: list[PaymentAttempt] = []
     first = locks.counter_take(invoicing.COUNTER, len(rows))
     for offset, (sub, at) in enumerate(rows):
         plan = sub.plan

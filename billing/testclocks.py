@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -56,7 +56,11 @@ def clock_create(*, frozen_time: datetime, name: str = "") -> TestClock:
 
 def _next_due(clock_id, after: datetime, until: datetime) -> datetime | None:
     subs = Subscription.objects.filter(customer__test_clock_id=clock_id)
+    grace = subs.filter(status=SubscriptionStatus.PAST_DUE, grace_ended_at__isnull=True).aggregate(
+        m=Min("past_due_since")
+    )["m"]
     candidates = [
+        grace + timedelta(days=settings.BILLING_GRACE_DAYS) if grace else None,
         subs.filter(status=SubscriptionStatus.TRIALING).aggregate(m=Min("trial_end"))["m"],
         subs.filter(status=SubscriptionStatus.ACTIVE).aggregate(m=Min("current_period_end"))["m"],
         Invoice.objects.filter(

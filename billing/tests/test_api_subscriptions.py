@@ -275,3 +275,34 @@ def test_test_clocks_are_404_when_off(admin_api, settings):
         "/api/v1/admin/billing/test-clocks", {"frozen_time": "2026-01-01T00:00:00Z"}, format="json"
     )
     assert response.status_code == 404
+
+
+def test_grace_keeps_features_for_three_days_then_the_default_plan(storefront, admin_api, db):
+    from billing import selectors
+    from billing.models import OutboxEvent
+
+    t.plan("free", 0, is_default=True)
+    t.plan("pro", 2900)
+    clock = t.clock("2026-01-10T00:00:00+00:00")
+    t.customer("u-1", test_clock=clock)
+    t.subscribe(storefront, customer_id="u-1", plan="pro")
+    storefront.put(
+        "/api/v1/billing/customers/u-1", {"payment_method": "pm_card_chargeDeclined"}, format="json"
+    )
+    t.advance(admin_api, clock.pk, "2026-02-10T00:00:00+00:00")
+    access = selectors.access_plan("u-1")
+    assert (access.plan.code, access.source) == ("pro", "grace")
+    assert access.until.isoformat().startswith("2026-02-13")
+    t.advance(admin_api, clock.pk, "2026-02-13T00:00:01+00:00")
+    access = selectors.access_plan("u-1")
+    assert (access.plan.code, access.source) == ("free", "default")
+    assert SubscriptionTransition.objects.filter(reason="grace_ended").count() == 1
+    ended = OutboxEvent.objects.filter(type="subscription.updated", payload__access="default")
+    assert ended.count() == 1
+    assert ended.get().occurred_at.isoformat().startswith("2026-02-13T00:00:00")
+    # paying again gives the plan back
+    storefront.put(
+        "/api/v1/billing/customers/u-1", {"payment_method": "pm_card_visa"}, format="json"
+    )
+    access = selectors.access_plan("u-1")
+    assert (access.plan.code, access.source) == ("pro", "subscription")
