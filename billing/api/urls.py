@@ -1,5 +1,6 @@
 from django.urls import path
 
+from billing.api import document_views
 from billing.api import views as v
 
 urlpatterns = [
@@ -43,6 +44,11 @@ urlpatterns = [
     ),
     path("billing/invoices", v.InvoiceListApi.as_view(), name="billing-invoices"),
     path("billing/invoices/<str:invoice_id>", v.InvoiceDetailApi.as_view(), name="billing-invoice"),
+    path(
+        "billing/invoices/<str:invoice_id>/pdf",
+        document_views.InvoicePdfApi.as_view(),
+        name="billing-invoice-pdf",
+    ),
     path(
         "admin/billing/invoices/<str:invoice_id>/refund",
         v.InvoiceRefundAdminApi.as_view(),
