@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
 
 from billing import clock
@@ -49,7 +50,7 @@ def _subscriptions() -> QuerySet[Subscription]:
 def subscription_get(sub_id) -> Subscription:
     try:
         return _subscriptions().get(pk=sub_id)
-    except (Subscription.DoesNotExist, ValueError):
+    except (Subscription.DoesNotExist, ValueError, ValidationError):
         raise NotFound("subscription_not_found", "No such subscription.") from None
 
 
@@ -77,7 +78,7 @@ def _invoices() -> QuerySet[Invoice]:
 def invoice_get(invoice_id) -> Invoice:
     try:
         return _invoices().get(pk=invoice_id)
-    except (Invoice.DoesNotExist, ValueError):
+    except (Invoice.DoesNotExist, ValueError, ValidationError):
         raise NotFound("invoice_not_found", "No such invoice.") from None
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
@@ -461,7 +462,7 @@ def subscription_get(sub_id) -> Subscription:
         return Subscription.objects.select_related("plan", "customer", "pending_plan").get(
             pk=sub_id
         )
-    except (Subscription.DoesNotExist, ValueError):
+    except (Subscription.DoesNotExist, ValueError, ValidationError):
         raise NotFound("subscription_not_found", "No such subscription.") from None
 
 
@@ -598,7 +599,7 @@ def invoice_refund(*, invoice_id, amount_minor: int | None = None, reason: str =
     with transaction.atomic():
         try:
             head = Invoice.objects.get(pk=invoice_id)
-        except (Invoice.DoesNotExist, ValueError):
+        except (Invoice.DoesNotExist, ValueError, ValidationError):
             raise NotFound("invoice_not_found", "No such invoice.") from None
         invoice = locks.invoice_lock(head.pk)
         refundable = invoice.amount_paid_minor - invoice.amount_refunded_minor

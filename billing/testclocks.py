@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Min
 
@@ -45,7 +46,7 @@ def clock_get(*, clock_id) -> TestClock:
     _enabled()
     try:
         return TestClock.objects.get(pk=clock_id)
-    except (TestClock.DoesNotExist, ValueError):
+    except (TestClock.DoesNotExist, ValueError, ValidationError):
         raise NotFound("test_clock_not_found", "No such test clock.") from None
 
 

@@ -306,3 +306,22 @@ def test_grace_keeps_features_for_three_days_then_the_default_plan(storefront, a
     )
     access = selectors.access_plan("u-1")
     assert (access.plan.code, access.source) == ("pro", "subscription")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/billing/subscriptions/not-a-uuid",
+        "/api/v1/billing/invoices/not-a-uuid",
+        "/api/v1/billing/subscriptions/00000000-0000-0000-0000-000000000000",
+    ],
+)
+def test_malformed_or_unknown_ids_are_404(storefront, path):
+    response = storefront.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"].endswith("_not_found")
+
+
+def test_malformed_test_clock_id_is_404(admin_api):
+    response = admin_api.get("/api/v1/admin/billing/test-clocks/not-a-uuid")
+    assert response.status_code == 404
