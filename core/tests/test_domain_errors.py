@@ -7,7 +7,16 @@ import pytest
 from rest_framework.exceptions import APIException
 
 from core.api.errors import KIND_STATUS, api_exception_handler
-from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+    Unprocessable,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The layers below the HTTP views: they must not know DRF.
@@ -16,7 +25,15 @@ SERVICE_LAYER = ("services.py", "selectors.py", "locks.py", "promotions.py", "ta
 
 @pytest.mark.parametrize(
     ("error", "status"),
-    [(Invalid, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409)],
+    [
+        (Invalid, 400),
+        (PaymentRequired, 402),
+        (Forbidden, 403),
+        (NotFound, 404),
+        (Conflict, 409),
+        (Unprocessable, 422),
+        (Unavailable, 503),
+    ],
 )
 def test_each_family_has_its_status_and_the_api_body(error, status):
     response = api_exception_handler(error("some_code", "Said why.", fields={"x": ["bad"]}), {})
@@ -36,7 +53,8 @@ def test_a_retry_hint_becomes_retry_after():
 
 def test_domain_errors_are_not_http_exceptions():
     assert not issubclass(DomainError, APIException)
-    assert set(KIND_STATUS) == {cls.kind for cls in (Invalid, Forbidden, NotFound, Conflict)}
+    families = (Invalid, PaymentRequired, Forbidden, NotFound, Conflict, Unprocessable, Unavailable)
+    assert set(KIND_STATUS) == {cls.kind for cls in families}
 
 
 def _imports(path: Path) -> set[str]:
