@@ -214,7 +214,7 @@ class Subscription(IdempotentCreation):
         ]
 
     def __str__(self) -> str:
-        return f"{self.customer_id} on {self.plan_id} ({self.status})"
+        return f"{self.customer.customer_id} on {self.plan.code} ({self.status})"
 
     @property
     def is_live(self) -> bool:

@@ -37,7 +37,7 @@ from billing.payments import services as payments
 from billing.payments.gateway import get_gateway
 from core.errors import Conflict, Invalid, NotFound, PaymentRequired, Unavailable, Unprocessable
 from core.idempotency import create_once
-from core.money import format_amount
+from core.money import display, format_amount
 from coupons import services as coupon_services
 
 logger = logging.getLogger(__name__)
@@ -607,7 +607,7 @@ def invoice_refund(*, invoice_id, amount_minor: int | None = None, reason: str =
         if amount <= 0 or amount > refundable:
             raise Unprocessable(
                 "refund_exceeds_payment",
-                f"At most {format_amount(max(refundable, 0), invoice.currency)} can be refunded.",
+                f"At most {display(max(refundable, 0), invoice.currency)} can be refunded.",
             )
         now = clock.now_for(invoice.customer)
         number = locks.counter_take("credit_note")

@@ -71,6 +71,10 @@ class ServiceSaveMixin:
     def save_related(self, request, form, formsets, change):
         if not getattr(form.instance, "_service_error", None):
             super().save_related(request, form, formsets, change)
+            return
+        # Nothing was saved: the change message the admin builds next reads these.
+        for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
     def log_addition(self, request, obj, message):
         if not getattr(obj, "_service_error", None):

@@ -515,7 +515,7 @@ def test_refund_refusals_are_messages_and_bad_amounts_form_errors(finance_client
     url = reverse("admin:billing_invoice_refund", args=[paid.pk])
     too_much = finance_client.post(url, {"amount": "10.01"})
     assert too_much.status_code == 200
-    assert messages_of(too_much) == ["Not refunded: At most 10.00 can be refunded."]
+    assert messages_of(too_much) == ["Not refunded: At most $10.00 can be refunded."]
     bad = finance_client.post(url, {"amount": "ten"})
     assert bad.status_code == 200
     assert "Enter an amount as a decimal string" in bad.content.decode()
@@ -523,7 +523,7 @@ def test_refund_refusals_are_messages_and_bad_amounts_form_errors(finance_client
     nothing_paid = finance_client.post(
         reverse("admin:billing_invoice_refund", args=[open_.pk]), {"amount": ""}
     )
-    assert messages_of(nothing_paid) == ["Not refunded: At most 0.00 can be refunded."]
+    assert messages_of(nothing_paid) == ["Not refunded: At most $0.00 can be refunded."]
     assert not CreditNote.objects.exists()
     # in full (empty amount) works
     assert finance_client.post(url, {"amount": ""}).status_code == 302
