@@ -208,9 +208,11 @@ def invoice_paid(*, invoice: Invoice, sub: Subscription | None, at: datetime) ->
 
 
 def plan_switch(sub: Subscription, plan: Plan, at: datetime, reason: str) -> None:
+    """The plan changes now (a paid upgrade, a change in a trial); a scheduled change it
+    overrides is dropped."""
     old = sub.plan.code
-    sub.plan = plan
-    Subscription.objects.filter(pk=sub.pk).update(plan=plan)
+    sub.plan, sub.pending_plan = plan, None
+    Subscription.objects.filter(pk=sub.pk).update(plan=plan, pending_plan=None)
     lifecycle_log.record(sub, sub.status, reason, at)
     events.emit(
         events.SUBSCRIPTION_UPDATED,

@@ -431,8 +431,13 @@ def _change_plan_checks(sub: Subscription, plan: Plan) -> None:
 
 def _preview(sub: Subscription, plan: Plan, at: datetime) -> ChangePreview:
     _change_plan_checks(sub, plan)
-    if sub.status == SubscriptionStatus.TRIALING or not _is_upgrade(sub.plan, plan):
-        # A downgrade (or any change during a trial) waits for the period end: nothing now.
+    if (
+        sub.status == SubscriptionStatus.TRIALING
+        or not _is_upgrade(sub.plan, plan)
+        or plan.interval != sub.plan.interval
+    ):
+        # A downgrade, or a move to another interval (a new anchor), waits for the period
+        # end; a change during a trial applies now. Nothing is charged now.
         effective = "now" if sub.status == SubscriptionStatus.TRIALING else "period_end"
         return ChangePreview(plan, effective, [], 0, plan.currency, at)
     if not (sub.current_period_start <= at < sub.current_period_end):
@@ -499,7 +504,8 @@ def subscription_change(
             lifecycle_log.record(sub, sub.status, "downgrade_scheduled", now)
             events.emit(events.SUBSCRIPTION_UPDATED, lifecycle_log.payload(sub), at=now)
         else:
-            Subscription.objects.filter(pk=sub.pk).update(pending_plan=None)
+            # pending_plan is cleared only when the upgrade is paid (invoicing.plan_switch):
+            # a declined upgrade changes nothing, a scheduled downgrade included.
             invoice = invoicing.invoice_create(
                 sub=sub,
                 plan=plan,

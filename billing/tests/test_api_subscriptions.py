@@ -325,3 +325,47 @@ def test_malformed_or_unknown_ids_are_404(storefront, path):
 def test_malformed_test_clock_id_is_404(admin_api):
     response = admin_api.get("/api/v1/admin/billing/test-clocks/not-a-uuid")
     assert response.status_code == 404
+
+
+def test_a_declined_upgrade_keeps_a_scheduled_downgrade(storefront, admin_api, db):
+    t.plan("basic", 1000)
+    t.plan("pro", 2900)
+    t.plan("team", 4000)
+    clock = t.clock("2026-04-01T00:00:00+00:00")
+    t.customer("u-1", test_clock=clock)
+    sub_id = t.subscribe(storefront, customer_id="u-1", plan="pro").json()["id"]
+    assert t.change(storefront, sub_id, plan="basic").json()["pending_plan"] == "basic"
+    storefront.put(
+        "/api/v1/billing/customers/u-1", {"payment_method": "pm_card_chargeDeclined"}, format="json"
+    )
+    declined = t.change(storefront, sub_id, plan="team")
+    assert declined.status_code == 402
+    sub = storefront.get(f"/api/v1/billing/subscriptions/{sub_id}").json()
+    assert (sub["plan"], sub["pending_plan"]) == ("pro", "basic")
+
+
+@pytest.mark.parametrize(("start", "target"), [("monthly", "yearly"), ("yearly", "team")])
+def test_a_change_to_another_interval_waits_for_the_period_end(
+    storefront, admin_api, db, start, target
+):
+    t.plan("monthly", 2900)
+    t.plan("yearly", 49900, interval="year")
+    t.plan("team", 4999)
+    clock = t.clock("2026-01-01T00:00:00+00:00")
+    t.customer("u-1", test_clock=clock)
+    sub_id = t.subscribe(storefront, customer_id="u-1", plan=start).json()["id"]
+    t.advance(admin_api, clock.pk, "2026-03-15T00:00:00+00:00")
+    preview = storefront.post(
+        f"/api/v1/billing/subscriptions/{sub_id}/preview-change", {"plan": target}, format="json"
+    ).json()
+    assert (preview["effective"], preview["amount_due"]) == ("period_end", "0.00")
+    changed = t.change(storefront, sub_id, plan=target)
+    assert changed.status_code == 200, changed.content
+    body = changed.json()
+    assert (body["plan"], body["pending_plan"]) == (start, target)
+    end = body["current_period_end"]
+    t.advance(admin_api, clock.pk, end)
+    sub = storefront.get(f"/api/v1/billing/subscriptions/{sub_id}").json()
+    assert sub["plan"] == target
+    # the new interval counts from the change: its first period starts at the old end
+    assert sub["current_period_start"] == end
