@@ -120,6 +120,9 @@ def _charge(attempts: list[PaymentAttempt]) -> None:
     paid = []
     for attempt in attempts:
         try:
+            if not attempt.payment_method:  # declined as no_payment_method, no gateway call
+                payments.attempt_settle(attempt)
+                continue
             result = payments.attempt_call(attempt)
             if result is not None and result.succeeded:
                 paid.append((attempt, result))
