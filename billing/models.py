@@ -211,6 +211,11 @@ class Subscription(IdempotentCreation):
                 condition=Q(status__in=("active", "trialing")),
                 name="subscription_due_idx",
             ),
+            models.Index(
+                fields=["trial_end"],
+                condition=Q(status="trialing"),
+                name="subscription_trial_end_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -13,6 +13,7 @@ constraint invoice_one_per_period backs it: a period is never invoiced twice.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -46,37 +47,70 @@ def _scope(clock_id) -> Q:
     return Q(customer__test_clock_id=clock_id)
 
 
-def _due_subscriptions(clock_id, now: datetime) -> Q:
-    return _scope(clock_id) & (
-        Q(status=SubscriptionStatus.TRIALING, trial_end__lte=now)
-        | Q(status=SubscriptionStatus.ACTIVE, current_period_end__lte=now)
-    )
+# Two simple filters, each served by its own partial index (subscription_due_idx,
+# subscription_trial_end_idx): one OR of both made PostgreSQL scan and sort every due
+# row for each batch.
+DUE_KINDS = (
+    ("trial_end", lambda now: Q(status=SubscriptionStatus.TRIALING, trial_end__lte=now)),
+    (
+        "current_period_end",
+        lambda now: Q(status=SubscriptionStatus.ACTIVE, current_period_end__lte=now),
+    ),
+)
 
 
-def run_due(*, clock_id=None, now: datetime | None = None, batch: int | None = None) -> int:
+def run_due(
+    *,
+    clock_id=None,
+    now: datetime | None = None,
+    batch: int | None = None,
+    budget_seconds: float | None = None,
+) -> int:
     """Everything due up to `now` (the wall clock, or the clock's time): returns how many
-    subscriptions and retries it handled."""
+    subscriptions and retries it handled. With `budget_seconds`, stops after the batch
+    that passes it (the caller queues a continuation: see `run_due_within`)."""
+    return run_due_within(clock_id=clock_id, now=now, batch=batch, budget_seconds=budget_seconds)[0]
+
+
+def run_due_within(
+    *,
+    clock_id=None,
+    now: datetime | None = None,
+    batch: int | None = None,
+    budget_seconds: float | None = None,
+) -> tuple[int, bool]:
+    """(handled, finished): finished is False when the time budget ran out first."""
     now = now or timezone.now()
     size = batch or settings.BILLING_RENEWAL_BATCH
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     handled = 0
-    while True:
-        attempts, count = _subscriptions_batch(clock_id, now, size)
-        _charge(attempts)
-        handled += count
-        if count < size:
-            break
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    for order, due in DUE_KINDS:
+        while True:
+            attempts, count = _subscriptions_batch(clock_id, now, size, due(now), order)
+            _charge(attempts)
+            handled += count
+            if count < size:
+                break
+            if out_of_time():
+                return handled, False
     while True:
         attempts, count = _retries_batch(clock_id, now, size)
         _charge(attempts)
         handled += count
         if count < size:
             break
+        if out_of_time():
+            return handled, False
     while True:
         count = _grace_batch(clock_id, now, size)
         handled += count
         if count < size:
             break
-    return handled
+    return handled, True
 
 
 def grace_ends_before(now: datetime):
@@ -134,7 +168,9 @@ def _charge(attempts: list[PaymentAttempt]) -> None:
         payments.attempts_record_paid(paid)
 
 
-def _subscriptions_batch(clock_id, now: datetime, size: int) -> tuple[list[PaymentAttempt], int]:
+def _subscriptions_batch(
+    clock_id, now: datetime, size: int, due: Q, order: str
+) -> tuple[list[PaymentAttempt], int]:
     attempts: list[PaymentAttempt] = []
     with transaction.atomic():
         rows = list(
@@ -142,8 +178,8 @@ def _subscriptions_batch(clock_id, now: datetime, size: int) -> tuple[list[Payme
                 skip_locked=True, no_key=True, of=("self", "customer")
             )
             .select_related("plan", "customer", "pending_plan")
-            .filter(_due_subscriptions(clock_id, now))
-            .order_by("current_period_end")[:size]
+            .filter(_scope(clock_id), due)
+            .order_by(order)[:size]
         )
         plain = [sub for sub in rows if clock_id is None and _plain_renewal(sub)]
         if plain:

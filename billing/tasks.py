@@ -47,19 +47,25 @@ def run_due() -> int:
     large due set (SKIP LOCKED keeps them apart); each returns when nothing is due."""
     from django.conf import settings
 
-    from billing import renewals
 
     for _ in range(max(0, settings.BILLING_RENEWAL_PARALLELISM - 1)):
         queue(run_due_worker)
-    return renewals.run_due()
+    return run_due_worker()
 
 
 @shared_task(name="billing.run_due_worker", ignore_result=True)
 def run_due_worker() -> int:
-    """One more runner of the due work (queued by run_due)."""
+    """One runner of the due work. It stops after BILLING_RUN_DUE_SECONDS (well inside
+    the task's soft time limit) and queues its own continuation, so a due set of any
+    size is worked through without a task ever being killed for its length."""
+    from django.conf import settings
+
     from billing import renewals
 
-    return renewals.run_due()
+    handled, finished = renewals.run_due_within(budget_seconds=settings.BILLING_RUN_DUE_SECONDS)
+    if not finished:
+        queue(run_due_worker)
+    return handled
 
 
 @shared_task(name="billing.reconcile_attempts", ignore_result=True)

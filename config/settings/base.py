@@ -342,6 +342,9 @@ BILLING_INVOICE_PREFIX = env("BILLING_INVOICE_PREFIX", default="INV")
 BILLING_RENEWAL_BATCH = env.int("BILLING_RENEWAL_BATCH", default=200)
 # How many workers the beat job spreads a due set over (itself plus N - 1 queued runners).
 BILLING_RENEWAL_PARALLELISM = env.int("BILLING_RENEWAL_PARALLELISM", default=2)
+# A runner of the due work stops after this long and queues its continuation (below the
+# task soft time limit, CELERY_TASK_SOFT_TIME_LIMIT).
+BILLING_RUN_DUE_SECONDS = env.int("BILLING_RUN_DUE_SECONDS", default=120)
 # A test clock advance answers 200 "ready" when done within this, else 202 "advancing".
 BILLING_CLOCK_SYNC_SECONDS = env.float("BILLING_CLOCK_SYNC_SECONDS", default=10.0)
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
