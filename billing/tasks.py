@@ -47,7 +47,6 @@ def run_due() -> int:
     large due set (SKIP LOCKED keeps them apart); each returns when nothing is due."""
     from django.conf import settings
 
-
     for _ in range(max(0, settings.BILLING_RENEWAL_PARALLELISM - 1)):
         queue(run_due_worker)
     return run_due_worker()
