@@ -30,6 +30,12 @@
 #      means);
 #      runs before the summary (BENCH_ONLY=overhead runs steps 1-4 and 11 only;
 #      BENCH_OVERHEAD_WORKERS (4), BENCH_OVERHEAD_CONNS (16), BENCH_DURATION)
+#  12. billing (issue 13, bench/billing.sh): 100,000 due monthly renewals
+#      (BENCH_BILLING_SUBS) through the real beat job billing.run_due sent once to 2 Celery
+#      workers (their own broker, Redis db 10), checked exact, against a plain SQL
+#      INSERT ... SELECT of the same invoice rows; then subscribe over HTTP (2,000 new
+#      customers, 8 client threads: p50/p95/p99); runs before the summary
+#      (BENCH_ONLY=billing runs steps 1-4 and 12 only; the knobs: bench/billing.sh)
 #
 # Knobs (environment): BENCH_PORT (8088), BENCH_WORKERS ("4 5"), BENCH_CONNS ("8 32"),
 # BENCH_DURATION (10 s per wrk run), BENCH_PG_CLIENTS ("4 8 32"), BENCH_PG_DURATION (10),
@@ -40,7 +46,7 @@
 # DB_POOL_MAX / DB_POOL_MIN (the product's pool settings, passed through).
 # BENCH_ONLY=promotions runs steps 1-4 (without wrk, pgbench and the 100,000-coupon seed)
 # and 7 only; BENCH_ONLY=codegen and BENCH_ONLY=claims likewise run only 8 or 9;
-# BENCH_ONLY=checkout runs steps 1-6. Step 7's knobs:
+# BENCH_ONLY=checkout runs steps 1-6; BENCH_ONLY=billing runs step 12. Step 7's knobs:
 # BENCH_PROMO_NS ("10 100 1000 10000"), BENCH_PROMO_CALLS (2000 timed calls per N),
 # BENCH_PROMO_BUDGET (at most 20 s of timed calls per N), BENCH_PROMO_HTTP_N (1000),
 # BENCH_PROMO_RATE (200 requests/s), BENCH_PROMO_DURATION (15 s),
@@ -74,8 +80,8 @@ APPLY_CONCURRENCY=${BENCH_APPLY_CONCURRENCY:-32}
 APPLY_DEADLINE=${BENCH_APPLY_DEADLINE:-60}
 HOT_LIMIT=1000
 ONLY=${BENCH_ONLY:-}
-case "$ONLY" in ""|checkout|promotions|codegen|claims|overhead) ;;
-  *) echo "BENCH_ONLY must be checkout, promotions, codegen, claims or overhead" >&2
+case "$ONLY" in ""|checkout|promotions|codegen|claims|overhead|billing) ;;
+  *) echo "BENCH_ONLY must be checkout, promotions, codegen, claims, overhead or billing" >&2
      exit 2 ;; esac
 PROMO_NS=${BENCH_PROMO_NS:-"10 100 1000 10000"}
 PROMO_CALLS=${BENCH_PROMO_CALLS:-2000}
@@ -395,6 +401,16 @@ if part claims; then
   log "claims: 10,000 requests from 2,000 customers for 1,000 units"
   BENCH_RESULTS="$RESULTS" BENCH_PORT=$((PORT + 1)) bash bench/claims.sh 2>>"$LOG" \
     || log "claims: NOT EXACT or failed (see $LOG)"
+fi
+
+# --- 12. billing (issue 13): due renewals through the real beat job on 2 Celery workers
+# vs a plain SQL insert of the same invoice rows, then subscribe over HTTP
+# (bench/billing.sh; its own port, broker db 10, API key bench-billing) ------------------
+if part billing; then
+  wait_quiet
+  log "billing: ${BENCH_BILLING_SUBS:-100000} renewals through billing.run_due, then subscribe over HTTP"
+  BENCH_PORT=$((PORT + 2)) bash bench/billing.sh "$RESULTS" 2>>"$LOG" \
+    || log "billing: NOT EXACT or failed (see $LOG)"
 fi
 
 # --- 10. summary ------------------------------------------------------------------------

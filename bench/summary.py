@@ -348,6 +348,85 @@ def issue6_section(out: list[str], rows) -> None:
             )
 
 
+def billing_section(out: list[str], rows) -> None:
+    """Step 12: due renewals through the real beat job vs a plain insert; subscribe."""
+    renewals = [r for r in rows if r["kind"] == "billing_renewals"]
+    subscribes = [r for r in rows if r["kind"] == "billing_subscribe"]
+    if not renewals and not subscribes:
+        return
+    add = out.append
+    if renewals:
+        add("")
+        add(
+            "Billing renewals: billing.run_due sent once to Celery workers (test gateway, no "
+            "latency) vs a plain SQL INSERT ... SELECT"
+        )
+        add("of the same invoice rows + lines into scratch tables (LIKE ... INCLUDING ALL)")
+        add(
+            f"{'subs':>8} {'workers':>7} {'job s':>7} {'renew/s':>7} {'plain s':>7} "
+            f"{'ratio':>6} {'wkr cpu s':>10} {'pg cpu s':>8} {'CPU':>4} {'bg':>4}  check"
+        )
+        for r in renewals:
+            add(
+                f"{r['subs']:>8,} {r['workers']:>7} {r['job_s']:>7.1f} "
+                f"{r['renewals_per_s']:>7,.0f} {r['baseline_s']:>7.2f} {num(r.get('ratio')):>5}x "
+                f"{'+'.join(f'{c:.0f}' for c in r.get('worker_cpu_s') or []):>10} "
+                f"{num(r.get('postgres_cpu_s')):>8} {num(r.get('cpu_busy_pct')) + '%':>4} "
+                f"{num(r.get('background_busy_pct')) + '%':>4}  "
+                f"{'EXACT' if r.get('exact') else 'NOT EXACT'}"
+                + (
+                    f" (stalled: {r.get('subs_one_paid', 0):,} renewed by "
+                    f"{num(r.get('last_progress_s'))} s"
+                    + (
+                        f", {r['time_limit_hits']} Celery time-limit hits"
+                        if r.get("time_limit_hits")
+                        else ""
+                    )
+                    + ")"
+                    if r.get("stalled")
+                    else ""
+                )
+            )
+        most = max(r["subs"] for r in renewals)
+        full = [r for r in renewals if r["subs"] == most]
+        done = [r for r in full if r.get("exact")]
+        best = min(done or full, key=lambda r: r["job_s"])
+        met = bool(done) and best["job_s"] < 60 and best["subs"] >= 100_000
+        add(
+            f"  target: {best['subs']:,} renewals with 2 workers in < 60 s: "
+            + (f"{best['job_s']:.1f} s" if done else "no complete run")
+            + f" -> {'met' if met else 'NOT met'}"
+            f"{'' if best['subs'] >= 100_000 else ' (fewer than 100,000 subscriptions)'}; "
+            f"ratio to the plain insert {num(best.get('ratio'))}x"
+        )
+    if subscribes:
+        add("")
+        add(
+            "Billing subscribe over HTTP: POST /api/v1/billing/subscriptions, each a new "
+            "customer (PUT first, its own phase) and Idempotency-Key"
+        )
+        add(
+            f"{'call':<9} {'workers':>7} {'clients':>7} {'req/s':>7} {'p50 ms':>7} "
+            f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU':>4} {'bg':>4}  statuses"
+        )
+        for r in subscribes:
+            for label, p in (("PUT cust", r.get("put") or {}), ("subscribe", r)):
+                if not p:
+                    continue
+                add(
+                    f"{label:<9} {num(r.get('workers')):>7} {r['concurrency']:>7} "
+                    f"{num(p.get('requests_per_s')):>7} {num(p.get('p50_ms'), '.1f'):>7} "
+                    f"{num(p.get('p95_ms'), '.1f'):>7} {num(p.get('p99_ms'), '.1f'):>7} "
+                    f"{num(p.get('max_ms'), '.1f'):>7} {num(p.get('cpu_busy_pct')) + '%':>4} "
+                    f"{num(r.get('background_busy_pct')) + '%':>4}  {p.get('status')}"
+                )
+            add(
+                f"  check: {r['active_subscriptions']:,} active subscriptions, "
+                f"{r['paid_first_invoices']:,} paid first invoices -> "
+                f"{'OK' if r.get('ok') else 'MISMATCH'}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
@@ -384,7 +463,7 @@ def main() -> None:
             else ""
         )
     )
-    if env.get("only") in ("promotions", "codegen", "claims", "overhead"):
+    if env.get("only") in ("promotions", "codegen", "claims", "overhead", "billing"):
         add(f"BENCH_ONLY={env['only']}: checkout steps and the 100,000-coupon seed skipped")
     else:
         add(
@@ -404,6 +483,7 @@ def main() -> None:
     promotion_sections(out, rows)
     issue5_sections(out, rows)
     issue6_section(out, rows)
+    billing_section(out, rows)
     text = "\n".join(out) + "\n"
     print(text, end="")
     if args.latest:
