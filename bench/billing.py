@@ -428,6 +428,15 @@ class Worker:
         self.log.close()
 
 
+def table_scans(cursor) -> dict[str, tuple[int, int]]:
+    """(seq_scan, seq_tup_read) of billing's tables, from pg_stat_user_tables."""
+    cursor.execute(
+        "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables "
+        "WHERE relname LIKE 'billing%%'"
+    )
+    return {name: (scans, rows) for name, scans, rows in cursor.fetchall()}
+
+
 def _counter_value() -> int:
     from billing.invoicing import COUNTER
     from billing.models import InvoiceCounter
@@ -455,6 +464,8 @@ def run_job(n: int, plan_id: int, workers: list[Worker], broker: str, args) -> d
     cpu_before = [w.cpu_seconds() for w in workers]
     pg_cpu = PostgresCpu(connection.settings_dict["NAME"])
     pg_cpu.start()
+    with connection.cursor() as cursor:
+        scans_before = table_scans(cursor)
     mark = cpu_mark()
     created_at_s = None
     last_progress_s = 0.0
@@ -492,6 +503,17 @@ def run_job(n: int, plan_id: int, workers: list[Worker], broker: str, args) -> d
     finally:
         sender.close()
     worker_cpu = [round(w.cpu_seconds() - b, 1) for w, b in zip(workers, cpu_before, strict=True)]
+    # Sequential scans of billing's tables during the job (the statistics are flushed by
+    # the backends about once a second: read them after a pause). A renewal needs none; a
+    # plan cached while a table was small can scan it whole per row (docs/benchmarks.md).
+    time.sleep(1.5)
+    with connection.cursor() as cursor:
+        scans_after = table_scans(cursor)
+    seq_scans = {
+        name: [scans - scans_before.get(name, (0, 0))[0], rows - scans_before.get(name, (0, 0))[1]]
+        for name, (scans, rows) in scans_after.items()
+        if scans - scans_before.get(name, (0, 0))[0] > 0
+    }
     return {
         "seconds": elapsed,
         "invoices_created_s": round(created_at_s, 2) if created_at_s is not None else None,
@@ -501,6 +523,7 @@ def run_job(n: int, plan_id: int, workers: list[Worker], broker: str, args) -> d
         "cpu_busy_pct": cpu_busy_since(mark),
         "worker_cpu_s": worker_cpu,
         "postgres_cpu_s": round(pg_cpu.seconds(), 1),
+        "seq_scans": seq_scans,
     }
 
 
@@ -691,6 +714,12 @@ def renewals(args) -> int:
         f"  CPU: machine {row['cpu_busy_pct']}% busy during the job; worker processes "
         f"{row['worker_cpu_s']} s, PostgreSQL {row['postgres_cpu_s']} s"
     )
+    heavy = {k: v for k, v in row["seq_scans"].items() if v[1] > n}
+    if heavy:
+        print(
+            "  sequential scans during the job (table: scans, rows read): "
+            + ", ".join(f"{k}: {v[0]:,}, {v[1]:,}" for k, v in sorted(heavy.items()))
+        )
     print(
         f"  check: {result['subs_one_paid']:,} subscriptions with exactly one paid cycle "
         f"invoice ({result['subs_no_invoice']} with none, {result['subs_more_invoices']} with "

@@ -387,6 +387,13 @@ def billing_section(out: list[str], rows) -> None:
                     else ""
                 )
             )
+        for r in renewals:
+            heavy = {k: v for k, v in (r.get("seq_scans") or {}).items() if v[1] > r["subs"]}
+            if heavy:
+                add(
+                    f"  {r['subs']:,} run: sequential scans (scans, rows read) "
+                    + ", ".join(f"{k} {v[0]:,}, {v[1]:,}" for k, v in sorted(heavy.items()))
+                )
         most = max(r["subs"] for r in renewals)
         full = [r for r in renewals if r["subs"] == most]
         done = [r for r in full if r.get("exact")]
