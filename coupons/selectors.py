@@ -9,6 +9,7 @@ cache miss (django-redis IGNORE_EXCEPTIONS), so reads fall back to PostgreSQL.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
-from core import crockford
+from core import crockford, redis_guard
 from coupons import localcache, promotions
 from coupons.engine.combine import standalone
 from coupons.engine.discounts import describe
@@ -78,10 +79,28 @@ def _cached_many(keys: list[str]) -> dict[str, Any]:
         else:
             found[key] = value
     if remote:
-        for key, value in cache.get_many(remote).items():
+        for key, value in _remote_get_many(remote).items():
             found[key] = value
             _local_put(key, value)
     return found
+
+
+def _remote_get_many(keys: list[str]) -> dict[str, Any]:
+    """Redis's copies of `keys`, or nothing while Redis is not answering: a frozen Redis
+    costs the socket timeout once, then core/redis_guard pauses these reads for a second
+    and the definitions come from PostgreSQL."""
+    if not redis_guard.available():
+        return {}
+    started = time.monotonic()
+    found = cache.get_many(keys)
+    return {} if redis_guard.note(started) else found
+
+
+def _remote_set_many(values: dict[str, Any], timeout: int) -> None:
+    if values and redis_guard.available():
+        started = time.monotonic()
+        cache.set_many(values, timeout=timeout)
+        redis_guard.note(started)
 
 
 def code_terms_get_many(codes: Iterable[str]) -> dict[str, CodeTerms | None]:
@@ -109,13 +128,11 @@ def code_terms_get_many(codes: Iterable[str]) -> dict[str, CodeTerms | None]:
             to_cache[_code_key(code)] = row if row is not None else _MISSING
         for key, value in to_cache.items():
             _local_put(key, value)
-        cache.set_many(
+        _remote_set_many(
             {k: v for k, v in to_cache.items() if v != _MISSING},
             timeout=settings.COUPON_CACHE_SECONDS,
         )
-        missing = {k: v for k, v in to_cache.items() if v == _MISSING}
-        if missing:
-            cache.set_many(missing, timeout=_MISSING_TTL)
+        _remote_set_many({k: v for k, v in to_cache.items() if v == _MISSING}, timeout=_MISSING_TTL)
     rules = rules_get_many({row[2] for row in rows.values() if row is not None})
     out: dict[str, CodeTerms | None] = {}
     for code in codes:
@@ -146,7 +163,7 @@ def rules_get_many(coupon_ids: Iterable[int]) -> dict[int, Rule]:
     misses = [i for i in ids if i not in out]
     if misses:
         fresh = {c.pk: rule_from_coupon(c) for c in Coupon.objects.filter(pk__in=misses)}
-        cache.set_many(
+        _remote_set_many(
             {_rule_key(i): r for i, r in fresh.items()}, timeout=settings.COUPON_CACHE_SECONDS
         )
         for i, rule in fresh.items():
