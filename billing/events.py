@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.models import OutboxEvent
+from core import bulk
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +72,12 @@ def emit_many(items: list[tuple[str, dict]], *, at: datetime) -> list[OutboxEven
     for event_type, _ in items:
         if event_type not in TYPES:
             raise ValueError(f"unknown billing event {event_type!r}")
-    created = OutboxEvent.objects.bulk_create(
-        OutboxEvent(type=t, payload=p, occurred_at=at) for t, p in items
-    )
-    ids = [event.pk for event in created]
+    ids = bulk.next_ids(OutboxEvent._meta.db_table, len(items))
+    created = [
+        OutboxEvent(id=pk, type=t, payload=p, occurred_at=at)
+        for pk, (t, p) in zip(ids, items, strict=True)
+    ]
+    bulk.copy_models(created)
     if ids:
         transaction.on_commit(lambda: _queue_many(ids))
     return created

@@ -44,19 +44,52 @@ class Charge:
 
 
 def invoice_payload(invoice: Invoice) -> dict:
+    return payload_of(
+        invoice_id=invoice.pk,
+        number=invoice.number,
+        customer_id=invoice.customer.customer_id,
+        subscription_id=invoice.subscription_id,
+        billing_reason=invoice.billing_reason,
+        status=invoice.status,
+        currency=invoice.currency,
+        total_minor=invoice.total_minor,
+        amount_paid_minor=invoice.amount_paid_minor,
+        plan_code=invoice.plan.code if invoice.plan is not None else None,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+    )
+
+
+def payload_of(
+    *,
+    invoice_id,
+    number,
+    customer_id,
+    subscription_id,
+    billing_reason,
+    status,
+    currency,
+    total_minor,
+    amount_paid_minor,
+    plan_code,
+    period_start,
+    period_end,
+) -> dict:
+    """An invoice event's payload from its values (the bulk paths read them as columns,
+    without building models)."""
     return {
-        "invoice_id": str(invoice.pk),
-        "number": invoice.number,
-        "customer_id": invoice.customer.customer_id,
-        "subscription_id": str(invoice.subscription_id) if invoice.subscription_id else None,
-        "billing_reason": invoice.billing_reason,
-        "status": invoice.status,
-        "currency": invoice.currency,
-        "total": format_amount(invoice.total_minor, invoice.currency),
-        "amount_paid": format_amount(invoice.amount_paid_minor, invoice.currency),
-        "plan": invoice.plan.code if invoice.plan is not None else None,
-        "period_start": invoice.period_start.isoformat(),
-        "period_end": invoice.period_end.isoformat(),
+        "invoice_id": str(invoice_id),
+        "number": number,
+        "customer_id": customer_id,
+        "subscription_id": str(subscription_id) if subscription_id else None,
+        "billing_reason": billing_reason,
+        "status": status,
+        "currency": currency,
+        "total": format_amount(total_minor, currency),
+        "amount_paid": format_amount(amount_paid_minor, currency),
+        "plan": plan_code,
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
     }
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from billing.models import BillingCustomer, Invoice, InvoiceCounter, Subscription
+from django.db import connection
+
+from billing.models import BillingCustomer, Invoice, Subscription
 
 
 def customer_lock(pk: int) -> BillingCustomer:
@@ -34,9 +36,17 @@ def invoice_lock(pk) -> Invoice:
 
 def counter_take(name: str, count: int = 1) -> int:
     """Take `count` consecutive numbers; returns the first. The counter row stays locked
-    until the caller's transaction ends, so a rollback gives the numbers back (gapless)."""
-    InvoiceCounter.objects.get_or_create(name=name)
-    counter = InvoiceCounter.objects.select_for_update().get(name=name)
-    first = counter.last_number + 1
-    InvoiceCounter.objects.filter(name=name).update(last_number=counter.last_number + count)
-    return first
+    until the caller's transaction ends, so a rollback gives the numbers back (gapless).
+    One statement (the row is created on first use), so the lock is taken as late and
+    held as briefly as possible."""
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTER_SQL, [name, count])
+        (last,) = cursor.fetchone()
+    return last - count + 1
+
+
+_COUNTER_SQL = """
+INSERT INTO billing_invoicecounter AS c (name, last_number) VALUES (%s, %s)
+ON CONFLICT (name) DO UPDATE SET last_number = c.last_number + EXCLUDED.last_number
+RETURNING last_number
+"""

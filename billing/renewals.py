@@ -37,6 +37,7 @@ from billing.models import (
     SubscriptionStatus,
 )
 from billing.payments import services as payments
+from core import bulk
 
 logger = logging.getLogger(__name__)
 
@@ -149,20 +150,31 @@ def _grace_batch(clock_id, now: datetime, size: int) -> int:
 
 
 def _charge(attempts: list[PaymentAttempt]) -> None:
-    """Charge each attempt (one gateway call each, outside any transaction), then record
-    the successes of the batch together and every other answer one by one."""
-    paid = []
+    """Charge the batch's attempts (one gateway batch call, outside any transaction),
+    then record the successes together and every other answer one by one."""
+    cards = []
     for attempt in attempts:
-        try:
-            if not attempt.payment_method:  # declined as no_payment_method, no gateway call
-                payments.attempt_settle(attempt)
-                continue
-            result = payments.attempt_call(attempt)
-            if result is not None and result.succeeded:
-                paid.append((attempt, result))
-            elif result is not None:
-                payments.attempt_record(attempt_id=attempt.pk, result=result)
+        if attempt.payment_method:
+            cards.append(attempt)
+            continue
+        try:  # declined as no_payment_method, no gateway call
+            payments.attempt_settle(attempt)
         except Exception:  # one bad charge must not stop the batch; reconcile retries it
+            logger.exception("payment attempt %s failed to settle", attempt.pk)
+    if not cards:
+        return
+    answers = payments.attempts_call(cards)
+    paid = []
+    for attempt in cards:
+        result = answers.get(attempt.pk)
+        if result is None:  # no answer: left pending for attempts_reconcile
+            continue
+        if result.succeeded:
+            paid.append((attempt, result))
+            continue
+        try:
+            payments.attempt_record(attempt_id=attempt.pk, result=result)
+        except Exception:
             logger.exception("payment attempt %s failed to settle", attempt.pk)
     if paid:
         payments.attempts_record_paid(paid)
@@ -245,8 +257,8 @@ def _renew_plain(subs: list[Subscription]) -> list[PaymentAttempt]:
     invoices: list[Invoice] = []
     lines: list[InvoiceLine] = []
     attempts: list[PaymentAttempt] = []
-    first = locks.counter_take(invoicing.COUNTER, len(rows))
-    for offset, (sub, at) in enumerate(rows):
+    created = timezone.now()
+    for sub, at in rows:
         plan = sub.plan
         charge = Charge(
             "subscription",
@@ -256,7 +268,6 @@ def _renew_plain(subs: list[Subscription]) -> list[PaymentAttempt]:
         composed = composer.compose([composer.Line(charge.kind, charge.description, charge.amount)])
         invoice = Invoice(
             id=uuid.uuid4(),
-            number=invoicing.number_text(first + offset),
             customer_id=sub.customer_id,
             subscription_id=sub.pk,
             plan_id=plan.pk,
@@ -290,11 +301,19 @@ def _renew_plain(subs: list[Subscription]) -> list[PaymentAttempt]:
                 amount_minor=composed.total,
                 currency=plan.currency,
                 payment_method=sub.customer.payment_method,
+                created_at=created,
             )
         )
-    Invoice.objects.bulk_create(invoices)
-    InvoiceLine.objects.bulk_create(lines)
-    return PaymentAttempt.objects.bulk_create(attempts)
+    # Lines and attempts first (their foreign keys to the invoices are checked at
+    # commit), then the numbers and the invoices: the counter row, which every invoice
+    # finalisation waits for, is locked for the last statement and the commit only.
+    bulk.copy_models(lines)
+    bulk.copy_models(attempts)
+    first = locks.counter_take(invoicing.COUNTER, len(invoices))
+    for offset, invoice in enumerate(invoices):
+        invoice.number = invoicing.number_text(first + offset)
+    bulk.copy_models(invoices)
+    return attempts
 
 
 def _retries_batch(clock_id, now: datetime, size: int) -> tuple[list[PaymentAttempt], int]:

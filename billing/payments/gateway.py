@@ -48,10 +48,27 @@ class ChargeResult:
     failure_message: str = ""
 
 
+@dataclass(frozen=True)
+class ChargeRequest:
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    payment_method: str
+
+
 class Gateway(Protocol):
     def charge(
         self, *, idempotency_key: str, amount_minor: int, currency: str, payment_method: str
     ) -> ChargeResult: ...
+
+    def charge_many(self, requests: list[ChargeRequest]) -> dict[str, ChargeResult]:
+        """Many charges at once (the renewal job's batch), each with its own idempotency
+        key and the same meaning as charge(); answers by key. A key missing from the
+        answer, or a GatewayError, means its outcome is unknown (reconciled later). A
+        provider without a batch call makes the calls concurrently (a real provider's
+        latency, not our CPU, is then the cost); the test gateway answers in one
+        statement."""
+        ...
 
     def lookup(self, *, idempotency_key: str) -> ChargeResult | None:
         """The answer to an earlier call with this key, None if it never reached us."""
@@ -99,7 +116,7 @@ class TestGateway:
         if fault == "hang":
             time.sleep(settings.BILLING_TEST_GATEWAY_HANG_SECONDS)
             raise GatewayError("test gateway: injected hang")
-        code = "" if payment_method in SUCCEEDING else DECLINES.get(payment_method, "card_declined")
+        code = _decline_code(payment_method)
         # One statement: a new key is charged; a known key (a retry, or the same key at
         # the same time) gets the first answer.
         with connection.cursor() as cursor:
@@ -116,6 +133,40 @@ class TestGateway:
         if fault == "error_after_charge":
             raise GatewayError("test gateway: injected lost answer")
         return _result_of(row[0], not code, code)
+
+    def charge_many(self, requests: list[ChargeRequest]) -> dict[str, ChargeResult]:
+        if not requests:
+            return {}
+        latency = settings.BILLING_TEST_GATEWAY_LATENCY_MS
+        if latency:  # the calls of a batch are concurrent: one latency for all
+            time.sleep(latency / 1000)
+        fault = _fault()
+        if fault == "error":
+            raise GatewayError("test gateway: injected error")
+        if fault == "hang":
+            time.sleep(settings.BILLING_TEST_GATEWAY_HANG_SECONDS)
+            raise GatewayError("test gateway: injected hang")
+        codes = [_decline_code(r.payment_method) for r in requests]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CHARGE_MANY_SQL,
+                [
+                    [r.idempotency_key for r in requests],
+                    [r.amount_minor for r in requests],
+                    [r.currency for r in requests],
+                    [r.payment_method for r in requests],
+                    [not code for code in codes],
+                    codes,
+                ],
+            )
+            created = {key: _result_of(pk, not code, code) for key, pk, code in cursor.fetchall()}
+        known = [r.idempotency_key for r in requests if r.idempotency_key not in created]
+        if known:  # retries (or the same key at the same time): the first answer
+            for row in TestGatewayCharge.objects.filter(idempotency_key__in=known):
+                created[row.idempotency_key] = _result(row)
+        if fault == "error_after_charge":
+            raise GatewayError("test gateway: injected lost answer")
+        return created
 
     def lookup(self, *, idempotency_key: str) -> ChargeResult | None:
         row = TestGatewayCharge.objects.filter(idempotency_key=idempotency_key).first()
@@ -142,6 +193,23 @@ VALUES (%s, 'charge', %s, %s, %s, %s, %s, now())
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id
 """
+
+
+_CHARGE_MANY_SQL = """
+INSERT INTO billing_testgatewaycharge
+    (idempotency_key, kind, amount_minor, currency, payment_method, succeeded, failure_code,
+     created_at)
+SELECT k, 'charge', a, c, m, s, f, now()
+  FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::bool[], %s::text[])
+       AS v(k, a, c, m, s, f)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING idempotency_key, id, failure_code
+"""
+
+
+def _decline_code(payment_method: str) -> str:
+    """ "" for a card that succeeds, else the decline code its token stands for."""
+    return "" if payment_method in SUCCEEDING else DECLINES.get(payment_method, "card_declined")
 
 
 def _result_of(pk: int, succeeded: bool, code: str) -> ChargeResult:

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from billing import clock, events, invoicing, locks
 from billing.models import Invoice, InvoiceStatus, PaymentAttempt
-from billing.payments.gateway import ChargeResult, GatewayError, get_gateway
+from billing.payments.gateway import ChargeRequest, ChargeResult, GatewayError, get_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,25 @@ def attempt_call(attempt: PaymentAttempt) -> ChargeResult | None:
         return None
 
 
+def attempts_call(attempts: list[PaymentAttempt]) -> dict:
+    """Step 2 for a batch (the renewal job): attempt pk -> the gateway's answer; an
+    attempt missing from it has no answer yet and stays pending (reconciled later)."""
+    if in_transaction():
+        raise RuntimeError("the gateway is never called inside a transaction")
+    by_key = {str(attempt.pk): attempt for attempt in attempts}
+    try:
+        answers = get_gateway().charge_many(
+            [
+                ChargeRequest(key, a.amount_minor, a.currency, a.payment_method)
+                for key, a in by_key.items()
+            ]
+        )
+    except GatewayError:
+        logger.warning("%d payment attempts: no answer from the gateway", len(attempts))
+        return {}
+    return {by_key[key].pk: result for key, result in answers.items() if key in by_key}
+
+
 def attempt_record(*, attempt_id, result: ChargeResult) -> Outcome:
     """Step 3, its own transaction: the answer, once (a settled attempt is left alone)."""
     with transaction.atomic():
@@ -149,6 +168,22 @@ UPDATE billing_invoice SET status = 'paid', amount_paid_minor = total_minor, pai
 """
 
 
+# The batch's invoices locked in pk order (billing.locks), with what the plain case needs
+# and the event's payload, as columns: no models are built for the batch.
+_PAID_LOCK_SQL = """
+SELECT i.id, i.number, c.customer_id, i.subscription_id, i.billing_reason, i.status,
+       i.currency, i.total_minor, i.amount_paid_minor, p.code, i.period_start, i.period_end,
+       c.test_clock_id IS NULL AND s.status = 'active'
+  FROM billing_invoice i
+  JOIN billing_billingcustomer c ON c.id = i.customer_id
+  LEFT JOIN billing_subscription s ON s.id = i.subscription_id
+  LEFT JOIN billing_plan p ON p.id = i.plan_id
+ WHERE i.id = ANY(%s::uuid[])
+ ORDER BY i.id
+   FOR NO KEY UPDATE OF i
+"""
+
+
 def attempts_record_paid(paid: list[tuple[PaymentAttempt, ChargeResult]]) -> None:
     """Step 3 for a batch of successful renewal charges, in one transaction: the attempts
     and invoices locked together (invoices first, by pk, as billing.locks orders them),
@@ -158,51 +193,55 @@ def attempts_record_paid(paid: list[tuple[PaymentAttempt, ChargeResult]]) -> Non
     by_invoice = {attempt.invoice_id: (attempt, result) for attempt, result in paid}
     rest: list[tuple[PaymentAttempt, ChargeResult]] = []
     with transaction.atomic():
-        invoices = list(
-            Invoice.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("customer", "plan", "subscription")
-            .filter(pk__in=list(by_invoice))
-            .order_by("pk")
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(_PAID_LOCK_SQL, [list(by_invoice)])
+            invoices = cursor.fetchall()
         pending = set(
             PaymentAttempt.objects.select_for_update()
             .filter(pk__in=[a.pk for a, _ in paid], status=PaymentAttempt.Status.PENDING)
             .values_list("pk", flat=True)
         )
         now = timezone.now()
-        moved_attempts, moved_invoices = [], []
-        for invoice in invoices:
-            attempt, result = by_invoice[invoice.pk]
+        moved: list[tuple[PaymentAttempt, ChargeResult]] = []
+        payloads = []
+        for row in invoices:
+            pk, number, customer_id, sub_id, reason, status, currency = row[:7]
+            total, amount_paid, plan_code, period_start, period_end, live_subscription = row[7:]
+            attempt, result = by_invoice[pk]
             plain = (
                 attempt.pk in pending
-                and invoice.status == InvoiceStatus.OPEN
-                and invoice.customer.test_clock_id is None
-                and invoice.subscription is not None
-                and invoice.subscription.status == "active"
-                and invoice.billing_reason == "subscription_cycle"
-                and attempt.amount_minor == invoice.total_minor - invoice.amount_paid_minor
+                and status == InvoiceStatus.OPEN
+                and live_subscription
+                and reason == "subscription_cycle"
+                and attempt.amount_minor == total - amount_paid
             )
             if not plain:
                 rest.append((attempt, result))
                 continue
-            attempt.status = PaymentAttempt.Status.SUCCEEDED
-            attempt.provider_ref = result.provider_ref
-            attempt.completed_at = now
-            moved_attempts.append(attempt)
-            invoice.status = InvoiceStatus.PAID
-            invoice.amount_paid_minor = invoice.total_minor
-            invoice.paid_at = now
-            invoice.next_attempt_at = None
-            moved_invoices.append(invoice)
+            moved.append((attempt, result))
+            payloads.append(
+                invoicing.payload_of(
+                    invoice_id=pk,
+                    number=number,
+                    customer_id=customer_id,
+                    subscription_id=sub_id,
+                    billing_reason=reason,
+                    status=InvoiceStatus.PAID,
+                    currency=currency,
+                    total_minor=total,
+                    amount_paid_minor=total,
+                    plan_code=plan_code,
+                    period_start=period_start,
+                    period_end=period_end,
+                )
+            )
         with connection.cursor() as cursor:  # two statements for the batch
             cursor.execute(
                 _ATTEMPTS_PAID_SQL,
-                [now, [a.pk for a in moved_attempts], [a.provider_ref for a in moved_attempts]],
+                [now, [a.pk for a, _ in moved], [r.provider_ref for _, r in moved]],
             )
-            cursor.execute(_INVOICES_PAID_SQL, [now, [x.pk for x in moved_invoices]])
-        events.emit_many(
-            [(events.INVOICE_PAID, invoicing.invoice_payload(x)) for x in moved_invoices], at=now
-        )
+            cursor.execute(_INVOICES_PAID_SQL, [now, [a.invoice_id for a, _ in moved]])
+        events.emit_many([(events.INVOICE_PAID, payload) for payload in payloads], at=now)
     for attempt, result in rest:
         attempt_record(attempt_id=attempt.pk, result=result)
 

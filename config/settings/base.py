@@ -117,8 +117,14 @@ _keepalive = {
     "interval": env.int("DB_TCP_KEEPALIVES_INTERVAL", default=10),
     "count": env.int("DB_TCP_KEEPALIVES_COUNT", default=3),
 }
-DB_SESSION_SETTINGS = {
+DB_SESSION_SETTINGS: dict[str, int | str] = {
     "client_connection_check_interval": env.int("DB_CLIENT_CONNECTION_CHECK_MS", default=2000),
+    # PostgreSQL plans its foreign-key checks once per session and may keep a generic plan
+    # made while a table was small: a long-lived session then checks every invoice line
+    # with a sequential scan of billing_invoice (O(n) per check, 161 s instead of 75 s for
+    # 100,000 renewals). Custom plans cost a few microseconds of planning per check.
+    # docs/decisions.md, "Custom plans for every session".
+    "plan_cache_mode": env("DB_PLAN_CACHE_MODE", default="force_custom_plan"),
     **{f"tcp_keepalives_{k}": v for k, v in _keepalive.items()},
 }
 if env("DB_STATEMENT_TIMEOUT_MS", default=""):
@@ -137,7 +143,7 @@ DB_WORKER_SESSION_SETTINGS = {
 _url_options = DATABASES["default"]["OPTIONS"].get("options", "")
 
 
-def _session_options(gucs: dict[str, int]) -> str:
+def _session_options(gucs: dict[str, int | str]) -> str:
     # libpq `options`; any from DATABASE_URL's query string come last, so they win.
     own = " ".join(f"-c {name}={value}" for name, value in gucs.items())
     return f"{own} {_url_options}".strip()

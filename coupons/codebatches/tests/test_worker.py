@@ -337,6 +337,7 @@ def session_settings() -> dict[str, str]:
         "statement_timeout",
         "idle_in_transaction_session_timeout",
         "tcp_keepalives_idle",
+        "plan_cache_mode",
     ]
     with connection.cursor() as cursor:
         cursor.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [names])
@@ -348,11 +349,18 @@ def test_every_session_checks_for_a_dead_client():
     assert session_settings()["tcp_keepalives_idle"] == "30"
 
 
+def test_every_session_plans_each_statement_afresh():
+    # foreign-key checks on a generic plan cached while a table was small scan it whole
+    # (docs/decisions.md, "Custom plans for every database session")
+    assert session_settings()["plan_cache_mode"] == "force_custom_plan"
+
+
 def test_worker_sessions_have_statement_and_idle_timeouts(worker_sessions):
     got = session_settings()
     assert got["statement_timeout"] == "120000"  # a 50,000-code chunk takes seconds
     assert got["idle_in_transaction_session_timeout"] == "60000"
     assert got["client_connection_check_interval"] == "2000"
+    assert got["plan_cache_mode"] == "force_custom_plan"
 
 
 # --- a killed run's last chunk still committing ---------------------------------------------
