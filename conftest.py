@@ -10,6 +10,7 @@ from core import auth
 from core.models import ApiKey
 from coupons import promotions, selectors
 from coupons.analytics import events
+from entitlements import cache as entitlements_cache
 from tests.support import customer_token
 
 
@@ -21,6 +22,7 @@ def _clean_cache():
     selectors._local.clear()
     promotions.reset()
     auth._key_cache.clear()
+    entitlements_cache.reset()
     events.discard()
     yield
     events.discard()  # buffered analytics events never outlive their test

@@ -33,6 +33,7 @@ SUBSCRIPTION_CANCELLED = "subscription.cancelled"
 INVOICE_PAID = "invoice.paid"
 INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 CREDIT_NOTE_CREATED = "credit_note.created"
+PLAN_UPDATED = "plan.updated"  # a plan created or edited (entitlements re-read features)
 TYPES = (
     SUBSCRIPTION_CREATED,
     SUBSCRIPTION_UPDATED,
@@ -40,6 +41,7 @@ TYPES = (
     INVOICE_PAID,
     INVOICE_PAYMENT_FAILED,
     CREDIT_NOTE_CREATED,
+    PLAN_UPDATED,
 )
 
 Consumer = Callable[[int, str, dict], None]

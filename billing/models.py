@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-from core.models import IdempotentCreation
+from core.models import IdempotentCreation, history_user
 
 
 class Interval(models.TextChoices):
@@ -41,7 +41,7 @@ class Plan(models.Model):
     features = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["amount_minor", "code"]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
 from billing import clock
 from billing.models import (
@@ -91,18 +92,24 @@ class Access:
     """Which plan gives a customer features now, and why: `subscription` (trialing,
     active), `grace` (past due, inside BILLING_GRACE_DAYS of the first failure),
     `default` (nothing live, or past due beyond the grace). `until`: when this answer
-    changes by time alone (a trial's or grace's end), if it does."""
+    changes by time alone (a trial's or grace's end), if it does. `now`: the customer's
+    time (their test clock's, if any); `period`: the live subscription's current billing
+    period (metered usage is counted per period)."""
 
     plan: Plan | None
     source: str
     status: str | None
     until: datetime | None
     trial: bool
+    now: datetime | None = None
+    period: tuple[datetime, datetime] | None = None
+    on_test_clock: bool = False
 
 
 def access_plan(customer_id: str) -> Access:
     sub = (
         _subscriptions()
+        .select_related("customer__test_clock")
         .filter(
             customer__customer_id=customer_id,
             status__in=(
@@ -113,14 +120,25 @@ def access_plan(customer_id: str) -> Access:
         )
         .first()
     )
-    if sub is not None:
-        now = clock.now_for(sub.customer)
-        if sub.status == SubscriptionStatus.TRIALING:
-            return Access(sub.plan, "subscription", sub.status, sub.trial_end, True)
-        if sub.status == SubscriptionStatus.ACTIVE:
-            return Access(sub.plan, "subscription", sub.status, None, False)
-        grace_end = (sub.past_due_since or now) + timedelta(days=settings.BILLING_GRACE_DAYS)
-        if now < grace_end:
-            return Access(sub.plan, "grace", sub.status, grace_end, False)
-        return Access(plan_default(), "default", sub.status, None, False)
-    return Access(plan_default(), "default", None, None, False)
+    if sub is None:
+        customer = (
+            BillingCustomer.objects.select_related("test_clock")
+            .filter(customer_id=customer_id)
+            .first()
+        )
+        now = clock.now_for(customer) if customer is not None else timezone.now()
+        on_clock = customer is not None and customer.test_clock_id is not None
+        return Access(plan_default(), "default", None, None, False, now, None, on_clock)
+    now = clock.now_for(sub.customer)
+    on_clock = sub.customer.test_clock_id is not None
+    period = (sub.current_period_start, sub.current_period_end)
+    if sub.status == SubscriptionStatus.TRIALING:
+        return Access(
+            sub.plan, "subscription", sub.status, sub.trial_end, True, now, period, on_clock
+        )
+    if sub.status == SubscriptionStatus.ACTIVE:
+        return Access(sub.plan, "subscription", sub.status, None, False, now, period, on_clock)
+    grace_end = (sub.past_due_since or now) + timedelta(days=settings.BILLING_GRACE_DAYS)
+    if now < grace_end:
+        return Access(sub.plan, "grace", sub.status, grace_end, False, now, period, on_clock)
+    return Access(plan_default(), "default", sub.status, None, False, now, period, on_clock)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
 from billing import clock, events, invoicing, lifecycle_log, locks
 from billing.engine import periods, proration
@@ -70,7 +71,16 @@ def plan_create(*, fields: dict) -> Plan:
             plan.save(force_insert=True)
     except IntegrityError:
         raise Conflict("plan_exists", f"A plan with code {fields['code']!r} exists.") from None
+    _plan_event(plan)
     return plan
+
+
+def _plan_event(plan: Plan) -> None:
+    events.emit(
+        events.PLAN_UPDATED,
+        {"plan": plan.code, "features": plan.features, "active": plan.active},
+        at=timezone.now(),
+    )
 
 
 def plan_has_subscribers(plan: Plan) -> bool:
@@ -105,6 +115,7 @@ def plan_update(*, code: str, fields: dict) -> Plan:
     if fields.get("is_default"):
         _take_default(plan)
     plan.save()
+    _plan_event(plan)
     return plan
 
 

@@ -38,6 +38,7 @@ urlpatterns = [
     path("api/v1/", include("coupons.api.urls")),
     path("api/v1/", include("billing.webhooks.urls")),
     path("api/v1/", include("billing.api.urls")),
+    path("api/v1/", include("entitlements.api.urls")),
 ]
 
 handler400 = "core.api.errors.handler400"

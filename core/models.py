@@ -1,7 +1,16 @@
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from rest_framework_api_key.models import AbstractAPIKey
+
+
+def history_user(instance=None, request=None, **kwargs):
+    """Who made a change, for the audit trail (simple_history's get_user): the admin's staff
+    user. API-key callers are not users (DRF puts its principal on the request), so their
+    changes have no user."""
+    user = getattr(request, "user", None)
+    return user if isinstance(user, AbstractBaseUser) and user.is_authenticated else None
 
 
 class Scope(models.TextChoices):

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import ArrayField, RangeOperators
 from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-
-def history_user(instance=None, request=None, **kwargs):
-    """Who made a change, for the audit trail: the admin's staff user. API-key callers are
-    not users (DRF puts its principal on the request), so their changes have no user."""
-    user = getattr(request, "user", None)
-    return user if isinstance(user, AbstractBaseUser) and user.is_authenticated else None
+from core.models import history_user
 
 
 class DiscountType(models.TextChoices):

@@ -30,6 +30,9 @@ APPS = ("coupons", "billing")
 APP_ENTRY_POINTS: dict[tuple[str, str], tuple[str, ...]] = {
     # billing redeems coupons for subscriptions and prices each invoice's discount
     ("billing", "coupons"): ("coupons.services", "coupons.selectors"),
+    # entitlements asks billing which plan gives access, subscribes to its outbox, and
+    # edits plans' feature values through billing's services
+    ("entitlements", "billing"): ("billing.selectors", "billing.services", "billing.events"),
 }
 SKIPPED_DIRS = {"tests", "migrations", "__pycache__"}
 SUBDOMAINS = ("coupons.abuse", "coupons.campaigns", "coupons.codebatches", "coupons.analytics")

@@ -29,11 +29,12 @@ def validate_features(value) -> None:
             raise serializers.ValidationError(
                 f"{key!r}: feature names are lower-case letters, digits and underscores."
             )
-        if isinstance(item, bool):
+        if item is None or isinstance(item, bool):  # null: an unlimited limit
             continue
         if not isinstance(item, int) or not 0 <= item <= 10**12:
             raise serializers.ValidationError(
-                f"{key!r}: a feature is true/false or a whole number from 0 (a limit)."
+                f"{key!r}: a feature is true/false, a whole number from 0 (a limit) or null "
+                "(unlimited)."
             )
 
 

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "coupons.analytics",
     "billing",
     "billing.webhooks",
+    "entitlements",
 ]
 
 MIDDLEWARE = [
@@ -323,6 +324,15 @@ AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
 ANALYTICS_ENABLED = env.bool("ANALYTICS_ENABLED", default=True)
 ANALYTICS_FLUSH_SECONDS = env.float("ANALYTICS_FLUSH_SECONDS", default=1.0)
 ANALYTICS_BUFFER_MAX = env.int("ANALYTICS_BUFFER_MAX", default=50_000)
+
+# --- Entitlements (entitlements/, docs/entitlements.md) --------------------------------------
+# This process's LRU of computed answers (entries; 0 turns it off), and how long Redis
+# keeps an answer and a version number. A version publish lost to a Redis outage is
+# repaired when its key expires (ENTITLEMENTS_VERSION_TTL), and denials are always
+# confirmed from PostgreSQL.
+ENTITLEMENTS_LOCAL_CACHE_SIZE = env.int("ENTITLEMENTS_LOCAL_CACHE_SIZE", default=10_000)
+ENTITLEMENTS_CACHE_SECONDS = env.int("ENTITLEMENTS_CACHE_SECONDS", default=300)
+ENTITLEMENTS_VERSION_TTL = env.int("ENTITLEMENTS_VERSION_TTL", default=60)
 
 # --- Billing (billing/, docs/billing.md) ------------------------------------------------
 # Dunning: retries on these days counted from the first failure (five attempts in all

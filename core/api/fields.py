@@ -66,3 +66,13 @@ class MoneyIn(serializers.DecimalField):
         kw.setdefault("decimal_places", 3)
         kw.setdefault("min_value", Decimal(0))
         super().__init__(**kw)
+
+
+class TextField(serializers.CharField):
+    """A CharField that takes only JSON strings: DRF's own turns 0 or true into "0" and
+    "True", which accepts a body the schema says is invalid."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
