@@ -10,3 +10,9 @@ class EntitlementsConfig(AppConfig):
         from entitlements import consumers
 
         consumers.connect()
+
+    def demo_load(self) -> list[str]:
+        """seed_demo's hook: entitlements' demo data, and the lines to print about it."""
+        from entitlements import demo
+
+        return demo.load()
