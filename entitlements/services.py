@@ -337,22 +337,21 @@ def release(*, customer_id: str, feature_key: str, resource_id: str) -> Decision
 def reserving(
     *, customer_id: str, feature_key: str, resource_id: str, quantity: int = 1
 ) -> Iterator[Decision]:
-    """For the monolith's own code: reserve, run the block, and give the reservation back
-    if the block raises. Use it inside the transaction that creates the resource, so the
-    reserve and the insert commit or roll back together (docs/entitlements.md)."""
-    decision = reserve(
-        customer_id=customer_id, feature_key=feature_key, resource_id=resource_id, quantity=quantity
-    )
-    if not decision.allowed:
-        raise Denied(decision)
-    try:
+    """For the monolith's own code: reserve, then run the block, in one transaction (a
+    savepoint inside the caller's): the reserve and the block's writes commit together,
+    and an exception from the block rolls both back — nothing to release, and a database
+    error in the block leaves the caller's transaction usable. Raises Denied, before the
+    block runs, when the reserve is refused (docs/entitlements.md, "create a project")."""
+    with transaction.atomic():
+        decision = reserve(
+            customer_id=customer_id,
+            feature_key=feature_key,
+            resource_id=resource_id,
+            quantity=quantity,
+        )
+        if not decision.allowed:
+            raise Denied(decision)
         yield decision
-    except BaseException:
-        # A transaction already broken by the error rolls the reserve back with it;
-        # otherwise (autocommit, or the caller goes on after catching) give it back now.
-        if not transaction.get_connection().needs_rollback:
-            release(customer_id=customer_id, feature_key=feature_key, resource_id=resource_id)
-        raise
 
 
 # --- metered usage -------------------------------------------------------------------------

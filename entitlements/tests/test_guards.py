@@ -63,13 +63,13 @@ def test_a_reserve_inside_the_work_s_transaction_rolls_back_with_it():
     assert not Reservation.objects.exists()
 
 
-def test_a_reserve_in_autocommit_is_given_back_when_the_work_fails():
+def test_a_reserve_outside_a_transaction_rolls_back_with_the_failed_work():
     t.setup_catalog()
     seen = []
 
     def work():
         with services.reserving(customer_id="u-1", feature_key="projects", resource_id="p-1"):
-            seen.append(_used())  # committed: visible while the work runs
+            seen.append(_used())  # taken (in the block's transaction) while the work runs
             raise RuntimeError("the work failed")
 
     with pytest.raises(RuntimeError):
@@ -91,3 +91,20 @@ def test_reserving_past_the_limit_raises_denied_and_keeps_the_count():
         pytest.fail("the block must not run")
     assert denied.value.decision.upgrade["plan"] == "pro"
     assert _used() == 3
+
+
+def test_a_database_error_in_the_block_leaves_the_callers_transaction_usable():
+    from django.db import DatabaseError, connection
+
+    t.setup_catalog()
+    with transaction.atomic():
+        with (
+            pytest.raises(DatabaseError),
+            services.reserving(customer_id="u-1", feature_key="projects", resource_id="p-1"),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("SELECT 1 / 0")  # the insert failing in the database
+        # the caller goes on in its transaction
+        assert _used() == 0
+        services.reserve(customer_id="u-1", feature_key="projects", resource_id="p-2")
+    assert _used() == 1
