@@ -80,6 +80,8 @@ def detail_text(detail: dict) -> str:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif value is None:
             value = UNLIMITED if key == "value" else DASH
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
         parts.append(f"{key}: {value}")
     return " · ".join(parts)
 
