@@ -253,6 +253,8 @@ class MatrixForm(forms.Form):
 
     def error_texts(self) -> list[str]:
         texts = [str(e) for e in self.non_field_errors()]
+        if "state" in self.errors:
+            texts.append("The form was sent incomplete: reload the page and try again.")
         for name, errors in self.errors.items():
             if name in self.fields and name != "state":
                 texts.extend(f"{self.fields[name].label}: {e}" for e in errors)

@@ -302,6 +302,16 @@ def test_bad_input_is_an_error_message_and_changes_nothing(ent_client, catalog, 
     assert plan_events() == []
 
 
+def test_a_form_without_its_fingerprint_is_refused(ent_client, catalog):
+    data = matrix_data(ent_client, **{"pro.projects": "20"})
+    del data["state"]
+    response = ent_client.post(MATRIX, data)
+    assert messages_of(response) == [
+        "Not saved: The form was sent incomplete: reload the page and try again."
+    ]
+    assert features_of("pro") == {"projects": 10, "sso": True}
+
+
 def test_a_plan_changed_since_the_page_was_loaded_is_not_overwritten(ent_client, catalog):
     data = matrix_data(ent_client, **{"pro.projects": "20"})
     Plan.objects.filter(code="pro").update(features={"projects": 12, "sso": True})  # meanwhile
@@ -448,6 +458,19 @@ def test_granting_the_features_of_a_plan_for_14_days(ent_client, catalog):
     assert cell(html, "sso", "source") == "grant"
     assert cell(html, "api_calls", "source") == "default"
     assert EntitlementEvent.objects.filter(customer_id="u-1", kind="granted").count() == 2
+
+
+def test_a_grant_for_a_customer_on_a_test_clock_runs_on_the_clocks_time(ent_client, catalog):
+    ahead = (timezone.now() + timedelta(days=30)).replace(microsecond=0)
+    clock = billing.clock(ahead.isoformat())
+    billing.customer("u-clock", test_clock=clock)
+    ent_client.post(
+        CUSTOMER, {"op": "grant", "customer_id": "u-clock", "plan": "pro", "days": "14"}
+    )
+    assert {g.expires_at for g in Grant.objects.all()} == {ahead + timedelta(days=14)}
+    html = ent_client.get(page_of("u-clock")).content.decode()
+    assert cell(html, "sso", "source") == "grant"
+    assert "(test clock)" in html
 
 
 def test_a_plans_unlimited_value_is_granted_as_unlimited_or_refused_whole(ent_client, catalog):
