@@ -81,6 +81,7 @@ load: migrate
 
 bench: migrate
 	bash bench/run.sh
+	bash bench/entitlements.sh
 
 clean:
 	rm -rf $(VENV) staticfiles
