@@ -11,9 +11,12 @@ numbers is not used, so a change is visible to the next read in any process.
 Redis not answering: reads go to PostgreSQL (core/redis_guard pauses Redis for a second
 after a timeout, so a frozen Redis costs the socket timeout once per second per process).
 A publish lost to an outage is repaired by the version keys' TTL: a missing key is
-recreated from PostgreSQL's number. A denial is never answered from a cache (the caller
-confirms it from PostgreSQL: services.check), so a stale entry can only ever say "yes" for
-at most ENTITLEMENTS_VERSION_TTL seconds, and only after a publish was lost.
+recreated from PostgreSQL's number. The read that finds a key missing asks PostgreSQL for
+both numbers only (one indexed query), publishes them again and then uses an entry cached
+under them, if any: a key's expiry costs that query, not a full compute. A denial is
+never answered from a cache (the caller confirms it from PostgreSQL: services.check), so a
+stale entry can only ever say "yes" for at most ENTITLEMENTS_VERSION_TTL seconds, and only
+after a publish was lost.
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ def _fresh(ents: Entitlements) -> bool:
 
 
 def _versions_from_redis(customer_id: str) -> tuple[int, int] | None:
-    """Both version numbers from Redis, or None (Redis missing one, or not answering)."""
+    """Both version numbers from Redis (a missing one repaired from PostgreSQL), or None
+    (Redis not answering)."""
     if not redis_guard.available():
         return None
     started = time.monotonic()
@@ -116,9 +120,31 @@ def _versions_from_redis(customer_id: str) -> tuple[int, int] | None:
     except Exception:  # any Redis failure: PostgreSQL answers
         redis_guard.pause()
         return None
-    if redis_guard.note(started) or mine is None or plans is None:
+    if redis_guard.note(started):
         return None
+    if mine is None or plans is None:
+        return _versions_repair(customer_id)
     return int(mine), int(plans)
+
+
+def _versions_repair(customer_id: str) -> tuple[int, int] | None:
+    """A version key is missing (expired, a publish lost, Redis restarted empty): both
+    numbers from PostgreSQL, where every change moves them in its own transaction, then
+    published again (only upwards, so a change committing meanwhile keeps its number).
+    An entry cached under these numbers is current; None when Redis fails meanwhile."""
+    numbers = selectors.versions(customer_id)
+    started = time.monotonic()
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for account, number in ((customer_id, numbers[0]), (PLANS_ACCOUNT, numbers[1])):
+            pipe.eval(_PUBLISH, 1, version_key(account), number, _version_ttl())
+        pipe.execute()
+    except Exception:
+        redis_guard.pause()
+        return None
+    if redis_guard.note(started):
+        return None
+    return numbers
 
 
 def entitlements_get(customer_id: str) -> Entitlements:
