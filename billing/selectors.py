@@ -142,3 +142,61 @@ def access_plan(customer_id: str) -> Access:
     if now < grace_end:
         return Access(sub.plan, "grace", sub.status, grace_end, False, now, period, on_clock)
     return Access(plan_default(), "default", sub.status, None, False, now, period, on_clock)
+
+
+# --- for referrals ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """What referrals needs of a billing customer: identity for self-referral checks,
+    whether they have paid, their credit, and their time (test clock or wall clock)."""
+
+    exists: bool
+    email: str
+    payment_method: str
+    has_paid: bool
+    credit_balance_minor: int
+    currency: str
+    now: datetime
+    test_clock_id: str | None
+
+
+def customer_facts(customer_id: str) -> CustomerFacts:
+    customer = (
+        BillingCustomer.objects.select_related("test_clock").filter(customer_id=customer_id).first()
+    )
+    if customer is None:
+        return CustomerFacts(False, "", "", False, 0, "USD", timezone.now(), None)
+    paid = Invoice.objects.filter(customer=customer, amount_paid_minor__gt=0).exists()
+    return CustomerFacts(
+        True,
+        customer.email,
+        customer.payment_method,
+        paid,
+        customer.credit_balance_minor,
+        customer.currency,
+        clock.now_for(customer),
+        str(customer.test_clock_id) if customer.test_clock_id else None,
+    )
+
+
+def customers_on_clock(clock_id: str) -> list[str]:
+    return list(
+        BillingCustomer.objects.filter(test_clock__id=clock_id).values_list(
+            "customer_id", flat=True
+        )
+    )
+
+
+def signups_between(start: datetime, end: datetime) -> list[str]:
+    """Customer ids of billing customers created in [start, end) (a signup)."""
+    return list(
+        BillingCustomer.objects.filter(created_at__gte=start, created_at__lt=end).values_list(
+            "customer_id", flat=True
+        )
+    )
+
+
+def customers_before(moment: datetime) -> int:
+    return BillingCustomer.objects.filter(created_at__lt=moment).count()

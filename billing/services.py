@@ -218,6 +218,40 @@ def credit_grant(
     return entry
 
 
+def testclock_work_register(next_due, run) -> None:
+    """For other apps: their due work on a test clock (a referral's hold), run by an
+    advance at each moment it needs (billing.testclocks.register)."""
+    from billing import testclocks
+
+    testclocks.register(next_due, run)
+
+
+@transaction.atomic
+def credit_clawback(
+    *, customer_id: str, amount_minor: int, currency: str, reference: str, description: str = ""
+) -> int:
+    """Take back up to `amount_minor` of credit granted earlier, once per `reference`:
+    only what is still unused (the balance never goes negative). Returns what was taken."""
+    customer = locks.customer_lock(_customer_for(customer_id).pk)
+    earlier = CreditEntry.objects.filter(customer=customer, reference=reference).first()
+    if earlier is not None:
+        return -earlier.amount_minor
+    taken = max(0, min(amount_minor, customer.credit_balance_minor))
+    CreditEntry.objects.create(
+        customer=customer,
+        kind=CreditEntry.Kind.CLAWBACK,
+        amount_minor=-taken,
+        currency=currency,
+        reference=reference,
+        description=description,
+    )
+    if taken:
+        BillingCustomer.objects.filter(pk=customer.pk).update(
+            credit_balance_minor=F("credit_balance_minor") - taken
+        )
+    return taken
+
+
 # --- subscribe --------------------------------------------------------------------------
 
 

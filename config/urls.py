@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/v1/", include("billing.webhooks.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("entitlements.api.urls")),
+    path("api/v1/", include("referrals.api.urls")),
 ]
 
 handler400 = "core.api.errors.handler400"

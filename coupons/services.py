@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core import metrics
+from core import crockford, metrics
 from core.errors import Conflict, NotFound, Unprocessable
 from coupons import activation, checkout_events, locks, promotions, selectors
 from coupons.abuse import identity
@@ -1003,3 +1003,49 @@ def subscription_coupon_release(*, order_id: str) -> None:
         order_release(order_id=order_id)
     except (OrderNotFoundError, Conflict):
         logger.info("subscription coupon %s: nothing reserved to release", order_id)
+
+
+# --- referrals' welcome offer -------------------------------------------------------------
+
+
+@transaction.atomic
+def welcome_code_issue(
+    *, template_code: str, percent_bp: int, invoices: int, customer_id: str, now
+) -> str:
+    """referrals: a single-use code bound to the customer, on the program's welcome coupon
+    (created on first use, with no public code: only the bound codes reach it). Returns
+    the code. Usable at checkout and at billing (`coupon_code` of a subscribe)."""
+    template = selectors.normalize_code(template_code)
+    coupon = Coupon.objects.filter(code=template).first()
+    if coupon is None:
+        try:
+            with transaction.atomic():
+                coupon = coupon_create(
+                    fields=dict(
+                        code=template,
+                        type="percentage",
+                        percent_bp=percent_bp,
+                        duration="repeating",
+                        duration_invoices=invoices,
+                        description="Referral welcome offer",
+                    ),
+                    with_public_code=False,
+                )
+        except Conflict:  # created meanwhile by a concurrent attribution
+            coupon = Coupon.objects.get(code=template)
+    code = f"WELCOME-{crockford.random_symbols(8)}"
+    code_create_for_claim(
+        coupon_id=coupon.pk,
+        code=code,
+        expires_at=None,
+        customer_pk=selectors.customer_pk_ensure(customer_id),
+        now=now,
+    )
+    return code
+
+
+def identity_digests(context: dict | None) -> dict[str, str]:
+    """Keyed hashes of a context's identities (email, device, payment fingerprint, IP),
+    normalised as the abuse checks do: other apps compare identities without storing
+    them (referrals' self-referral checks). A pure function, here beside apply's use."""
+    return identity.digests(context)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "coupons", "billing")
-APPS = ("coupons", "billing")
+APPS = ("coupons", "billing", "entitlements", "referrals")
 # Which app may import which other app, and only through what (STYLE: services/selectors).
 APP_ENTRY_POINTS: dict[tuple[str, str], tuple[str, ...]] = {
     # billing redeems coupons for subscriptions and prices each invoice's discount
@@ -33,6 +33,10 @@ APP_ENTRY_POINTS: dict[tuple[str, str], tuple[str, ...]] = {
     # entitlements asks billing which plan gives access, subscribes to its outbox, and
     # edits plans' feature values through billing's services
     ("entitlements", "billing"): ("billing.selectors", "billing.services", "billing.events"),
+    # referrals reads billing's customers, grants and claws back credit, reacts to its
+    # outbox; issues the welcome offer and hashes identities through the coupon engine
+    ("referrals", "billing"): ("billing.selectors", "billing.services", "billing.events"),
+    ("referrals", "coupons"): ("coupons.services", "coupons.selectors"),
 }
 SKIPPED_DIRS = {"tests", "migrations", "__pycache__"}
 SUBDOMAINS = ("coupons.abuse", "coupons.campaigns", "coupons.codebatches", "coupons.analytics")

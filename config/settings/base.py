@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "billing",
     "billing.webhooks",
     "entitlements",
+    "referrals",
 ]
 
 MIDDLEWARE = [
@@ -333,6 +334,13 @@ ANALYTICS_BUFFER_MAX = env.int("ANALYTICS_BUFFER_MAX", default=50_000)
 ENTITLEMENTS_LOCAL_CACHE_SIZE = env.int("ENTITLEMENTS_LOCAL_CACHE_SIZE", default=10_000)
 ENTITLEMENTS_CACHE_SECONDS = env.int("ENTITLEMENTS_CACHE_SECONDS", default=300)
 ENTITLEMENTS_VERSION_TTL = env.int("ENTITLEMENTS_VERSION_TTL", default=60)
+
+# --- Referrals (referrals/, docs/referrals.md) ------------------------------------------------
+# The program's first settings (the admin's Referral program row holds them after): the
+# hold after the invitee's first paid invoice, and the referrer's credit (in the
+# invoice's currency).
+REFERRAL_HOLD_DAYS = env.int("REFERRAL_HOLD_DAYS", default=14)
+REFERRAL_REFERRER_CREDIT = env("REFERRAL_REFERRER_CREDIT", default="10.00")
 
 # --- Billing (billing/, docs/billing.md) ------------------------------------------------
 # Dunning: retries on these days counted from the first failure (five attempts in all
