@@ -50,7 +50,8 @@ class Grant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     customer_id = models.CharField(max_length=100, db_index=True)
     feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="grants")
-    value = models.JSONField(help_text="true, an integer limit, or null for unlimited.")
+    # null (SQL NULL: Django stores None so) is an unlimited limit
+    value = models.JSONField(null=True, help_text="true, an integer limit, or null for unlimited.")
     reason = models.CharField(max_length=200, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=150, blank=True)

@@ -124,7 +124,7 @@ def grant_create(
 ) -> Grant:
     feature = selectors.feature_get(feature_key)
     value = grant_value_check(feature, value)
-    now = timezone.now()
+    now = billing.customer_facts(customer_id).now  # grants count on the customer's clock
     if expires_at is not None and expires_at <= now:
         raise Invalid(
             "invalid_request",

@@ -140,7 +140,9 @@ class UsageOut(serializers.Serializer):
 
 class GrantIn(serializers.Serializer):
     feature = TextField(max_length=50)
-    value = serializers.JSONField(help_text="true, a whole-number limit, or null (unlimited).")
+    value = serializers.JSONField(
+        allow_null=True, help_text="true, a whole-number limit, or null (unlimited)."
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     reason = TextField(max_length=200, required=False, default="", allow_blank=True)
 

@@ -215,3 +215,15 @@ def test_usage_events_count_once_ever_and_the_check_reads_the_period_total(store
     assert again.json() == {"accepted": 0, "duplicates": 2}
     api = storefront.get(f"{BASE}/u-1").json()["features"]["api_calls"]
     assert api["used"] == 4
+
+
+def test_an_unlimited_grant_is_stored_and_wins(storefront, admin_api):
+    t.setup_catalog()
+    made = admin_api.post(
+        "/api/v1/admin/entitlements/u-1/grants",
+        {"feature": "projects", "value": None, "reason": "partner"},
+        format="json",
+    )
+    assert (made.status_code, made.json()["value"]) == (201, None)
+    projects = storefront.get(f"{BASE}/u-1").json()["features"]["projects"]
+    assert (projects["limit"], projects["remaining"], projects["source"]) == (None, None, "grant")
