@@ -58,6 +58,37 @@ def subscribe(event_type: str, consumer: Consumer) -> None:
 def unsubscribe(event_type: str, consumer: Consumer) -> None:
     if consumer in _consumers[event_type]:
         _consumers[event_type].remove(consumer)
+    if consumer in _at_commit[event_type]:
+        _at_commit[event_type].remove(consumer)
+
+
+# Hints run in the emitting process right after the change commits, before the delivery
+# task: a cache that must see a change on the next read drops its copy at once (the
+# delivery, at least once, still follows and is what a consumer must rely on). A hint
+# that raises is logged and ignored.
+_at_commit: dict[str, list[Consumer]] = defaultdict(list)
+
+
+def subscribe_at_commit(event_type: str, consumer: Consumer) -> None:
+    if event_type not in TYPES:
+        raise ValueError(f"unknown billing event {event_type!r}")
+    if consumer not in _at_commit[event_type]:
+        _at_commit[event_type].append(consumer)
+
+
+def _hint_all(events: list[OutboxEvent]) -> None:
+    for event in events:
+        _hint(event)
+
+
+def _hint(event: OutboxEvent) -> None:
+    for consumer in list(_at_commit.get(event.type, ())):
+        try:
+            consumer(event.pk, event.type, event.payload)
+        except Exception:
+            logger.exception(
+                "billing event %s (%s): an at-commit hint failed", event.pk, event.type
+            )
 
 
 def emit(event_type: str, payload: dict, *, at: datetime) -> OutboxEvent:
@@ -65,6 +96,8 @@ def emit(event_type: str, payload: dict, *, at: datetime) -> OutboxEvent:
     if event_type not in TYPES:
         raise ValueError(f"unknown billing event {event_type!r}")
     event = OutboxEvent.objects.create(type=event_type, payload=payload, occurred_at=at)
+    if _at_commit.get(event_type):
+        transaction.on_commit(lambda: _hint(event))
     transaction.on_commit(lambda: _queue(event.pk))
     return event
 
@@ -80,6 +113,9 @@ def emit_many(items: list[tuple[str, dict]], *, at: datetime) -> list[OutboxEven
         for pk, (t, p) in zip(ids, items, strict=True)
     ]
     bulk.copy_models(created)
+    hinted = [event for event in created if _at_commit.get(event.type)]
+    if hinted:
+        transaction.on_commit(lambda: _hint_all(hinted))
     if ids:
         transaction.on_commit(lambda: _queue_many(ids))
     return created

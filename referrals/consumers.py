@@ -11,6 +11,8 @@ from referrals import services
 
 
 def on_invoice_paid(event_id: int, event_type: str, payload: dict) -> None:
+    if not payload.get("customer_id") or not payload.get("invoice_id"):
+        return  # not an invoice of a customer: nothing to convert
     currency = payload.get("currency") or "USD"
     try:
         amount = parse_amount(payload.get("amount_paid") or "0", currency)
@@ -25,6 +27,8 @@ def on_invoice_paid(event_id: int, event_type: str, payload: dict) -> None:
 
 
 def on_credit_note(event_id: int, event_type: str, payload: dict) -> None:
+    if not payload.get("customer_id") or not payload.get("invoice_id"):
+        return
     services.invoice_refunded(customer_id=payload["customer_id"], invoice_id=payload["invoice_id"])
 
 

@@ -227,3 +227,20 @@ def test_an_unlimited_grant_is_stored_and_wins(storefront, admin_api):
     assert (made.status_code, made.json()["value"]) == (201, None)
     projects = storefront.get(f"{BASE}/u-1").json()["features"]["projects"]
     assert (projects["limit"], projects["remaining"], projects["source"]) == (None, None, "grant")
+
+
+def test_billing_changes_are_visible_to_the_next_read_before_their_delivery(
+    storefront, monkeypatch
+):
+    from billing import events as billing_events
+    from billing import services as billing_services
+
+    t.setup_catalog()
+    billing.customer("u-1")
+    assert storefront.get(f"{BASE}/u-1").json()["features"]["projects"]["limit"] == 3  # cached
+    # no delivery task at all (a slow or stopped worker): the at-commit hint alone
+    monkeypatch.setattr(billing_events, "_queue", lambda event_id: None)
+    billing_services.plan_update(code="free", fields={"features": {"projects": 7}})
+    assert storefront.get(f"{BASE}/u-1").json()["features"]["projects"]["limit"] == 7
+    billing.subscribe(storefront, customer_id="u-1", plan="pro")
+    assert storefront.get(f"{BASE}/u-1").json()["plan"] == "pro"
