@@ -4,6 +4,8 @@
         REDIS_URL=redis://127.0.0.1:6379/14 .venv/bin/python bench/entitlements.py seed \
         RESULTS.jsonl [--customers 5000]
     ... bench/entitlements.py inproc RESULTS.jsonl [--customers 5000] [--calls 20000]
+    ... bench/entitlements.py warm [--http-customers 1000]  (before an HTTP check run)
+    ... bench/entitlements.py reserve-profile RESULTS.jsonl [--calls 300]
     ... bench/entitlements.py reset                       (the reserve customers' rows)
     ... bench/entitlements.py reserve-check RESULTS.jsonl --customer C --label L --ok N
     ... bench/entitlements.py statements                  (reserve's SQL, once, printed)
@@ -18,11 +20,19 @@ seed: the bench catalog in its own database (growth_bench_ent): features
   customers' answers are computed once (cache.entitlements_get), so Redis holds them and
   each gunicorn worker fills its LRU from Redis on first touch.
 inproc: services.check as the view calls it, in this process, on a warm cache: every
-  customer read once (cold: the PostgreSQL compute, timed), then `--calls` timed checks
-  over all customers at random ("many") and `--calls` on one customer ("hot"); next to
-  the floor of the design, the one Redis round trip (MGET of the two version keys) alone.
-  Computes from PostgreSQL during the timed calls are counted (a version key expires
-  ENTITLEMENTS_VERSION_TTL seconds after its last publish; the next read then computes).
+  customer read once (cold: the PostgreSQL compute, timed) and once more (version keys
+  that expired meanwhile repaired, counted), then `--calls` timed checks over all
+  customers at random ("many") and `--calls` on one customer ("hot"); next to the floor
+  of the design, the one Redis round trip (MGET of the two version keys) alone; then the
+  whole view through django.test.Client next to /bench/bare (`--view-calls` each,
+  alternated). Computes and version reads from PostgreSQL during the timed calls are
+  counted (a version key expires ENTITLEMENTS_VERSION_TTL seconds after its last
+  publish; the next read then reads both numbers from PostgreSQL and publishes them).
+warm: the HTTP customers read once in-process (expired version keys repaired, answers
+  missing from Redis computed), just before an HTTP check run.
+reserve-profile: `--calls` reserves one after another on one account row, in-process:
+  per reserve the time, the statements, the time waiting on PostgreSQL, and how long the
+  usage row lock is held (FOR UPDATE to COMMIT): 1 / that is one row's ceiling.
 reset: deletes the reservations and usage rows of the reserve customers
   (`bench-ent-reserve-http`, `bench-ent-reserve-pg`) and their account rows; VACUUM
   ANALYZE of the entitlements tables. Prints the seats feature's id (for pgbench).
@@ -203,6 +213,36 @@ def seed(args) -> int:
     return 0
 
 
+def warm(args) -> int:
+    """Read the HTTP customers once (just before an HTTP check run): version keys that
+    expired since are repaired, answers missing from Redis computed; the workers then
+    fill their LRU from Redis."""
+    _django()
+    from entitlements import cache, selectors
+
+    counts = {"compute": 0, "versions": 0}
+    real_compute, real_versions = selectors.entitlements_compute, selectors.versions
+
+    def compute(*a, **kw):
+        counts["compute"] += 1
+        return real_compute(*a, **kw)
+
+    def versions(*a, **kw):
+        counts["versions"] += 1
+        return real_versions(*a, **kw)
+
+    selectors.entitlements_compute, selectors.versions = compute, versions
+    started = time.perf_counter()
+    for i in range(args.http_customers):
+        cache.entitlements_get(f"{CUSTOMER}{i}")
+    print(
+        f"  warm: {args.http_customers:,} customers in {time.perf_counter() - started:.1f} s, "
+        f"{counts['versions'] - counts['compute']:,} version keys repaired, "
+        f"{counts['compute']:,} computed"
+    )
+    return 0
+
+
 def reset(args) -> int:
     _django()
     from django.db import connection
@@ -329,6 +369,101 @@ def statements(args) -> int:
     return 0
 
 
+class _LockLog:
+    """connection.execute_wrapper + a commit hook: per reserve, the statements, the time
+    waiting on PostgreSQL, and how long the usage row lock is held (its SELECT ... FOR
+    UPDATE until COMMIT returns): one account row can never take more reserves per
+    second than 1 / that time."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.sql_seconds = 0.0
+        self.lock_started: float | None = None
+        self.locked_sql = 0.0
+        self.held: list[float] = []
+        self.locked_sql_per: list[float] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        if self.lock_started is None and "FOR UPDATE" in sql and "entitlements_usage" in sql:
+            self.lock_started = started
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent = time.perf_counter() - started
+            self.statements += 1
+            self.sql_seconds += spent
+            if self.lock_started is not None:
+                self.locked_sql += spent
+
+    def commit_hook(self, commit):
+        def wrapped():
+            started = time.perf_counter()
+            try:
+                return commit()
+            finally:
+                ended = time.perf_counter()
+                self.sql_seconds += ended - started
+                if self.lock_started is not None:
+                    self.held.append(ended - self.lock_started)
+                    self.locked_sql_per.append(self.locked_sql + ended - started)
+                    self.lock_started = None
+                    self.locked_sql = 0.0
+
+        return wrapped
+
+
+def reserve_profile(args) -> int:
+    """`--calls` reserves one after another in this process on one account row (no HTTP,
+    no contention): time per reserve, statements, and how long the row lock is held."""
+    _django()
+    from django.db import connection
+
+    from entitlements import services
+
+    run = time.time_ns()
+    for i in range(20):  # warm-up: imports, the pool, plans of the statements
+        services.reserve(customer_id=RESERVE_HTTP, feature_key=SEATS, resource_id=f"pw-{run}-{i}")
+    log = _LockLog()
+    plain_commit = connection.commit
+    connection.commit = log.commit_hook(plain_commit)  # type: ignore[method-assign]
+    durations = []
+    try:
+        with connection.execute_wrapper(log):
+            for i in range(args.calls):
+                t0 = time.perf_counter_ns()
+                decision = services.reserve(
+                    customer_id=RESERVE_HTTP, feature_key=SEATS, resource_id=f"p-{run}-{i}"
+                )
+                durations.append(time.perf_counter_ns() - t0)
+                if not decision.allowed:
+                    print(f"reserve-profile: refused: {decision}", file=sys.stderr)
+                    return 1
+    finally:
+        connection.commit = plain_commit  # type: ignore[method-assign]
+    held = sorted(v * 1000 for v in log.held)
+    locked_sql = sorted(v * 1000 for v in log.locked_sql_per)
+    row = {
+        "kind": "ent_reserve_profile",
+        "reserve": _ms(durations),
+        "statements_per_reserve": round(log.statements / args.calls, 1),
+        "sql_ms_per_reserve": round(log.sql_seconds * 1000 / args.calls, 3),
+        "lock_held_p50_ms": round(percentile(held, 0.5) or 0, 3),
+        "lock_held_p99_ms": round(percentile(held, 0.99) or 0, 3),
+        "locked_sql_p50_ms": round(percentile(locked_sql, 0.5) or 0, 3),
+        "background_busy_pct": args.background_busy,
+    }
+    _emit(row, args.results)
+    print(
+        f"  reserve in-process, one client: p50 {row['reserve']['p50_ms']:.2f} ms, "
+        f"{row['statements_per_reserve']} statements, {row['sql_ms_per_reserve']:.2f} ms "
+        f"waiting on PostgreSQL; row lock held p50 {row['lock_held_p50_ms']:.2f} ms (of it "
+        f"{row['locked_sql_p50_ms']:.2f} ms in SQL) -> at most "
+        f"{1000 / max(row['lock_held_p50_ms'], 1e-6):,.0f} reserves/s on one row"
+    )
+    return 0
+
+
 # --- in-process check -----------------------------------------------------------------------
 
 
@@ -370,6 +505,13 @@ def inproc(args) -> int:
         warm.append(time.perf_counter_ns() - t0)
     warm_s = time.perf_counter() - warm_started
     warm_computes = computes["n"]
+    # A second pass: the version keys published early in a long first pass may have
+    # expired (ENTITLEMENTS_VERSION_TTL); reading every customer again repairs them, so
+    # the timed calls below start with every key live (counted: the steady-state cost).
+    computes["versions"] = 0
+    for customer in customers:
+        services.check(customer_id=customer, feature_key=PROJECTS)
+    rewarm_repairs = computes["versions"] - (computes["n"] - warm_computes)
 
     rng = random.Random(14)  # noqa: S311 - a load pattern, not security
     plans_key = cache.version_key(PLANS_ACCOUNT)
@@ -407,6 +549,7 @@ def inproc(args) -> int:
         redis.mget([cache.version_key(customer), plans_key])
         durations.append(time.perf_counter_ns() - t0)
     results["redis_mget"] = {**_ms(durations), "pg_computes": 0}
+    results.update(_views(runs["many"][: args.view_calls]))
     if args.profile:
         _profile(args.profile, runs["many"], services.check)
     selectors.entitlements_compute = real_compute
@@ -415,7 +558,12 @@ def inproc(args) -> int:
     row = {
         "kind": "ent_inproc",
         "customers": len(customers),
-        "warm": {**_ms(warm), "seconds": round(warm_s, 2), "pg_computes": warm_computes},
+        "warm": {
+            **_ms(warm),
+            "seconds": round(warm_s, 2),
+            "pg_computes": warm_computes,
+            "second_pass_version_reads": rewarm_repairs,
+        },
         **results,
         "gc_enabled": gc.isenabled(),
         "background_busy_pct": args.background_busy,
@@ -425,21 +573,69 @@ def inproc(args) -> int:
     _emit(row, args.results)
     print(
         f"  warm-up: {len(customers):,} customers in {warm_s:.1f} s "
-        f"({warm_computes:,} computes, p50 {row['warm']['p50_ms']:.2f} ms)"
+        f"({warm_computes:,} computes, p50 {row['warm']['p50_ms']:.2f} ms); second pass: "
+        f"{rewarm_repairs:,} expired version keys repaired"
     )
-    for name in ("many", "hot", "redis_mget"):
+    notes = {
+        "redis_mget": "  (the floor: the one Redis round trip)",
+        "view_bare": "  (django.test.Client, GET /bench/bare)",
+        "view_check": f"  (the whole check view: "
+        f"{results['view_check']['mean_ms'] / results['view_bare']['mean_ms']:.2f}x bare)",
+    }
+    for name in ("many", "hot", "redis_mget", "view_bare", "view_check"):
         r = results[name]
         print(
             f"  {name:<10} {r['calls']:>7,} calls  p50 {r['p50_ms']:.3f} ms  p99 "
             f"{r['p99_ms']:.3f} ms  p99.9 {r['p999_ms']:.3f} ms  max {r['max_ms']:.2f} ms"
-            + (
-                f"  {r['per_s']:,}/s  computes {r['pg_computes']}  version reads "
-                f"{r['pg_version_reads']}"
-                if name != "redis_mget"
-                else "  (the floor)"
+            + notes.get(
+                name,
+                f"  {r.get('per_s', 0):,}/s  computes {r['pg_computes']}  version reads "
+                f"{r.get('pg_version_reads')}",
             )
         )
     return 0
+
+
+def _views(customers: list[str]) -> dict:
+    """The whole view in this process (django.test.Client: middleware, DRF, the API key,
+    the body, services.check, the JSON response) next to /bench/bare, alternated in four
+    rounds; no gunicorn, no sockets but Redis's."""
+    from django.test import Client
+
+    from core.models import ApiKey
+
+    ApiKey.objects.filter(name="bench-ent-inproc").delete()
+    _, key = ApiKey.objects.create_key(name="bench-ent-inproc", scopes=["storefront"])
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    body = json.dumps({"feature": PROJECTS, "quantity": 1})
+
+    def check(customer: str) -> int:
+        return client.post(
+            f"/api/v1/entitlements/{customer}/check",
+            body,
+            content_type="application/json",
+        ).status_code
+
+    def bare(customer: str) -> int:
+        return client.get("/bench/bare").status_code
+
+    times: dict[str, list[int]] = {"view_bare": [], "view_check": []}
+    try:
+        for customer in customers[:200]:  # warm-up
+            check(customer)
+            bare(customer)
+        quarter = max(1, len(customers) // 4)
+        for start in range(0, len(customers), quarter):
+            for name, call in (("view_bare", bare), ("view_check", check)):
+                for customer in customers[start : start + quarter]:
+                    t0 = time.perf_counter_ns()
+                    status = call(customer)
+                    times[name].append(time.perf_counter_ns() - t0)
+                    if status != 200:
+                        raise RuntimeError(f"{name}: HTTP {status}")
+    finally:
+        ApiKey.objects.filter(name="bench-ent-inproc").delete()
+    return {name: {**_ms(values), "pg_computes": None} for name, values in times.items()}
 
 
 def _profile(path: Path, customers: list[str], check) -> None:
@@ -519,6 +715,21 @@ def summary(args) -> int:
             f"{'met' if met else 'MISSED'}); the Redis round trip alone p99 "
             f"{r['redis_mget']['p99_ms']:.3f} ms"
         )
+        if "view_check" in r:
+            print(
+                f"  in-process view (django.test.Client): check mean "
+                f"{r['view_check']['mean_ms']:.3f} ms, bare {r['view_bare']['mean_ms']:.3f} ms "
+                f"-> check = {r['view_bare']['mean_ms'] / r['view_check']['mean_ms']:.0%} of bare"
+            )
+    for r in rows:
+        if r.get("kind") == "ent_reserve_profile":
+            print(
+                f"  reserve in-process (1 client): p50 {r['reserve']['p50_ms']:.2f} ms, "
+                f"{r['statements_per_reserve']} statements, row lock held p50 "
+                f"{r['lock_held_p50_ms']:.2f} ms -> ceiling "
+                f"{1000 / max(r['lock_held_p50_ms'], 1e-6):,.0f}/s on one row "
+                f"(bg {r.get('background_busy_pct')}%)"
+            )
     for r in pgb:
         print(
             f"  pgbench {r['script']:<14} c={r['clients']:<2} {_fmt(r['tps'], 0):>6} tps  "
@@ -539,8 +750,15 @@ def main() -> int:
     p.add_argument("results", type=Path)
     p.add_argument("--customers", type=int, default=5000)
     p.add_argument("--calls", type=int, default=20000)
+    p.add_argument("--view-calls", type=int, default=4000, help="test-client calls per view")
     p.add_argument("--background-busy", type=int, default=None)
     p.add_argument("--profile", type=Path, default=None, help="cProfile output file")
+    p = sub.add_parser("reserve-profile")
+    p.add_argument("results", type=Path)
+    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--background-busy", type=int, default=None)
+    p = sub.add_parser("warm")
+    p.add_argument("--http-customers", type=int, default=1000)
     sub.add_parser("reset")
     p = sub.add_parser("reserve-check")
     p.add_argument("results", type=Path)
@@ -556,6 +774,8 @@ def main() -> int:
     handler = {
         "seed": seed,
         "inproc": inproc,
+        "warm": warm,
+        "reserve-profile": reserve_profile,
         "reset": reset,
         "reserve-check": reserve_check,
         "statements": statements,

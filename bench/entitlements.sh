@@ -10,17 +10,21 @@
 #      computed into Redis; a storefront API key (bench-ent)
 #   3. in-process: services.check on a warm cache, BENCH_ENT_CALLS (20,000) calls over
 #      all customers at random and as many on the hot one, p50/p99, next to the one Redis
-#      round trip (MGET) alone; gunicorn is not running yet
+#      round trip (MGET) alone, and the whole view through django.test.Client next to
+#      /bench/bare; gunicorn is not running yet
 #   4. over HTTP, gunicorn (config/gunicorn.py, BENCH_ENT_WORKERS = 4 sync workers), wrk
 #      -t2 --latency for BENCH_DURATION (10 s), at each of BENCH_ENT_CONNS ("8 32"):
 #      GET /bench/bare (bench/urls.py, the ceiling), then POST
 #      /api/v1/entitlements/{id}/check (bench_ent_projects, one of BENCH_ENT_HTTP_CUSTOMERS
-#      (1,000) customers at random per request, API key), after a warm-up run; counts 200s
-#      whose body is not `"allowed":true` and PostgreSQL transactions during the run
+#      (1,000) customers at random per request, API key), each check run right after every
+#      HTTP customer was read once in-process (expired version keys repaired) and a 2 s
+#      warm-up; counts 200s whose body is not `"allowed":true` and the PostgreSQL
+#      transactions during the run (0 when every answer came from the cache)
 #   5. reserves on ONE account row over HTTP: POST /api/v1/entitlements/{id}/reserve for
 #      customer bench-ent-reserve-http, feature bench_ent_seats (unlimited), a distinct
 #      resource_id per request, wrk at BENCH_ENT_RESERVE_CONNS (8); then used = rows and
-#      rows >= HTTP 200s in PostgreSQL
+#      rows >= HTTP 200s in PostgreSQL; then 300 reserves in-process, one after another
+#      (bench/entitlements.py reserve-profile): statements and the row lock's hold time
 #   6. pgbench on the same database, BENCH_PG_CLIENTS ("1 4 8") for BENCH_PG_DURATION
 #      (10 s), on customer bench-ent-reserve-pg: reserve_core (the usage row lock, the
 #      conditional update, the reservation insert, the version bump, commit) and
@@ -36,7 +40,8 @@
 # BENCH_ENT_RESERVE_CONNS ("8"), BENCH_DURATION (10), BENCH_ENT_CUSTOMERS (5000),
 # BENCH_ENT_HTTP_CUSTOMERS (1000), BENCH_ENT_CALLS (20000), BENCH_PG_CLIENTS ("1 4 8"),
 # BENCH_PG_DURATION (10), BENCH_ENT_SKIP_HTTP=1 / BENCH_ENT_SKIP_INPROC=1 /
-# BENCH_ENT_SKIP_PGBENCH=1 (parts), BENCH_PROFILE=1 (cProfile of the in-process check).
+# BENCH_ENT_SKIP_PGBENCH=1 (parts), BENCH_PROFILE=1 (cProfile of the in-process check),
+# BENCH_WAIT_QUIET=SECONDS (wait up to that long for the box to go quiet before each run).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -99,6 +104,19 @@ cpu_busy_since() {
 # Transactions committed in this database so far (each autocommitted statement is one).
 pg_xacts() { sql -c "select xact_commit from pg_stat_database where datname = current_database()"; }
 
+# Other processes on the box skew every number; BENCH_WAIT_QUIET=SECONDS waits up to that
+# long for them to go under 20% before each part (as bench/run.sh).
+wait_quiet() {
+  [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ] || return 0
+  local quiet_deadline=$((SECONDS + BENCH_WAIT_QUIET)) busy
+  while [ "$SECONDS" -lt "$quiet_deadline" ]; do
+    busy=$(background_busy)
+    [ "$busy" -lt 20 ] && break
+    log "machine busy (${busy}% CPU used by other processes), waiting"
+    sleep 4
+  done
+}
+
 # --- 2. seed, API key ---------------------------------------------------------------------
 busy=$(background_busy)
 log "seed: $CUSTOMERS customers, $HTTP_CUSTOMERS answers into Redis (background CPU busy ${busy}%)"
@@ -111,6 +129,7 @@ export BENCH_API_KEY=$KEY
 
 # --- 3. in-process check ------------------------------------------------------------------
 if [ "${BENCH_ENT_SKIP_INPROC:-0}" != 1 ]; then
+  wait_quiet
   busy=$(background_busy)
   log "in-process services.check: $CALLS calls over $CUSTOMERS customers, $CALLS on the" \
       "hot one (background CPU busy ${busy}%)"
@@ -211,18 +230,30 @@ if [ "${BENCH_ENT_SKIP_HTTP:-0}" != 1 ]; then
   timeout 30 wrk -t2 -c8 -d5s -s "$TMP/check.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
   timeout 20 wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/bench/bare" >/dev/null 2>&1
   for conns in $CONNS; do
+    wait_quiet
     log "wrk c=$conns: bare, then check"
     run_wrk bare "$conns"
+    # Every HTTP customer's version key live and answer in Redis (keys expire
+    # ENTITLEMENTS_VERSION_TTL after their last publish), then the workers' LRUs filled.
+    $PY bench/entitlements.py warm --http-customers "$HTTP_CUSTOMERS" 2>>"$LOG"
+    timeout 20 wrk -t2 -c8 -d2s -s "$TMP/check.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
     run_wrk check "$conns"
   done
   for conns in $RESERVE_CONNS; do
     $PY bench/entitlements.py reset >/dev/null 2>>"$LOG" || die "reset failed (see $LOG)"
+    wait_quiet
     log "wrk c=$conns: reserve on one account row"
     run_wrk reserve "$conns"
     $PY bench/entitlements.py reserve-check "$RESULTS" --customer bench-ent-reserve-http \
       --label "reserve c=$conns" --ok "$WRK_OK" --slack "$conns" 2>>"$LOG" || FAILED=1
   done
   stop_gunicorn
+  # Where a reserve's time goes, without HTTP or contention: the row lock's hold time.
+  $PY bench/entitlements.py reset >/dev/null 2>>"$LOG" || die "reset failed (see $LOG)"
+  wait_quiet
+  busy=$(background_busy)
+  $PY bench/entitlements.py reserve-profile "$RESULTS" --background-busy "$busy" 2>>"$LOG" \
+    || log "reserve in-process: NO RESULT (see $LOG)"
 fi
 
 # --- 6. pgbench ---------------------------------------------------------------------------
@@ -233,6 +264,7 @@ if [ "${BENCH_ENT_SKIP_PGBENCH:-0}" != 1 ]; then
   for script in reserve_core reserve_full; do
     for clients in $PG_CLIENTS; do
       $PY bench/entitlements.py reset >/dev/null 2>>"$LOG" || die "reset failed (see $LOG)"
+      wait_quiet
       busy=$(background_busy)
       mark=$(cpu_mark)
       jobs=$(( clients < 2 ? clients : 2 ))
