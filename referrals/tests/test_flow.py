@@ -154,3 +154,18 @@ def test_stats(storefront, admin_api, pro):
     assert stats["conversion_rate"] == 1.0
     bad = admin_api.get("/api/v1/admin/referrals/stats?from=2026-12-10&to=2026-12-01")
     assert bad.status_code == 400
+
+
+def test_a_clawback_takes_only_the_unused_credit(storefront, pro):
+    referral = _converted(storefront, pro)
+    services.rewards_due(now=referral.reward_due_at)
+    # the referrer spends 4.00 of the 10.00 credit on an invoice of their own
+    billing.plan("mini", 400)
+    BillingCustomer.objects.filter(customer_id="ref-1").update(payment_method="pm_card_visa")
+    billing.subscribe(storefront, customer_id="ref-1", plan="mini")
+    assert BillingCustomer.objects.get(customer_id="ref-1").credit_balance_minor == 600
+    invoice = Invoice.objects.get(customer__customer_id="new-1")
+    billing_services.invoice_refund(invoice_id=invoice.pk)
+    reward = Reward.objects.get()
+    assert reward.clawed_back_minor == 600
+    assert BillingCustomer.objects.get(customer_id="ref-1").credit_balance_minor == 0
