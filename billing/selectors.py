@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
+from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from billing import clock
@@ -200,3 +202,21 @@ def signups_between(start: datetime, end: datetime) -> list[str]:
 
 def customers_before(moment: datetime) -> int:
     return BillingCustomer.objects.filter(created_at__lt=moment).count()
+
+
+def signups_per_week(
+    start: datetime, end: datetime, *, among: QuerySet | Iterable[str] | None = None
+) -> dict[date, int]:
+    """Billing customers created in [start, end), counted per week (the Monday, UTC, of
+    `created_at`); weeks without any are absent. `among` (ids, or a query of ids: it
+    stays a subquery) keeps only those customers. For the referrals overview."""
+    customers = BillingCustomer.objects.filter(created_at__gte=start, created_at__lt=end)
+    if among is not None:
+        customers = customers.filter(customer_id__in=among)
+    rows = (
+        customers.annotate(week=TruncWeek("created_at", tzinfo=UTC))
+        .values("week")
+        .annotate(n=Count("pk"))
+        .order_by("week")
+    )
+    return {row["week"].date(): row["n"] for row in rows}
