@@ -232,6 +232,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that share a field name across apps ("type"), named apart.
+    "ENUM_NAME_OVERRIDES": {
+        "TypeEnum": "coupons.engine.types.DISCOUNT_TYPES",
+        "EntitlementFeatureTypeEnum": "entitlements.models.FeatureType",
+    },
 }
 
 # --- Auth for end customers (API.md) ----------------------------------------------------
