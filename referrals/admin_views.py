@@ -91,7 +91,14 @@ class RangeForm(forms.Form):
 
 
 def range_form(params) -> RangeForm:
-    return RangeForm({key: params.get(key) for key in RangeForm.base_fields if params.get(key)})
+    """The form for the request's GET; when valid, bound to the dates in effect (the
+    defaults filled in), so the page's inputs show the range it shows."""
+    form = RangeForm({key: params.get(key) for key in RangeForm.base_fields if params.get(key)})
+    if not form.is_valid():
+        return form
+    shown = RangeForm({key: form.cleaned_data[key].isoformat() for key in ("start", "end")})
+    shown.is_valid()
+    return shown
 
 
 # --- the page ---------------------------------------------------------------------------

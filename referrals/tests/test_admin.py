@@ -170,8 +170,10 @@ def test_the_page_shows_the_scenario(marketing_client, referral_history):
     assert chart["rewards"] == [
         {"currency": "USD", "given": [0] * 11 + [20.0], "clawed_back": [0] * 11 + [10.0]}
     ]
-    # the CSV links carry the range
+    # the inputs show the default range, and the CSV links carry it
     start = weeks[0]["week"]
+    form = response.context["form"]
+    assert (form["start"].value(), form["end"].value()) == (start, str(timezone.now().date()))
     assert f"{CSV_URL}?start={start}&amp;end={timezone.now().date()}&amp;kind=weekly" in (
         response.content.decode()
     )
