@@ -12,7 +12,7 @@ from coupons.models import Coupon
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_loads_everything_once():
+def test_seed_demo_loads_everything_once(migration_groups):
     out = StringIO()
     call_command("seed_demo", stdout=out)
     text = out.getvalue()

@@ -12,7 +12,7 @@ from entitlements.models import Feature, Grant, Reservation
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_gives_gus_two_projects_and_sso_for_14_days():
+def test_seed_demo_gives_gus_two_projects_and_sso_for_14_days(migration_groups):
     out = StringIO()
     call_command("seed_demo", stdout=out)
     assert set(Feature.objects.values_list("key", flat=True)) == {"projects", "sso", "api_calls"}

@@ -12,7 +12,9 @@ from referrals.models import Referral
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_converts_hals_referral_once(django_capture_on_commit_callbacks):
+def test_seed_demo_converts_hals_referral_once(
+    migration_groups, django_capture_on_commit_callbacks
+):
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", stdout=out)
