@@ -13,13 +13,14 @@
 #      round trip (MGET) alone, and the whole view through django.test.Client next to
 #      /bench/bare; gunicorn is not running yet
 #   4. over HTTP, gunicorn (config/gunicorn.py, BENCH_ENT_WORKERS = 4 sync workers), wrk
-#      -t2 --latency for BENCH_DURATION (10 s), at each of BENCH_ENT_CONNS ("8 32"):
+#      -t2 --latency for BENCH_DURATION (10 s), at each of BENCH_ENT_CONNS ("2 8 32"):
 #      GET /bench/bare (bench/urls.py, the ceiling), then POST
 #      /api/v1/entitlements/{id}/check (bench_ent_projects, one of BENCH_ENT_HTTP_CUSTOMERS
 #      (1,000) customers at random per request, API key), each check run right after every
 #      HTTP customer was read once in-process (expired version keys repaired) and a 2 s
-#      warm-up; counts 200s whose body is not `"allowed":true` and the PostgreSQL
-#      transactions during the run (0 when every answer came from the cache)
+#      warm-up; counts 200s whose body is not `"allowed":true`, the PostgreSQL
+#      transactions during the run (0 when every answer came from the cache) and the CPU
+#      gunicorn used per request (what the server costs, whatever else the box runs)
 #   5. reserves on ONE account row over HTTP: POST /api/v1/entitlements/{id}/reserve for
 #      customer bench-ent-reserve-http, feature bench_ent_seats (unlimited), a distinct
 #      resource_id per request, wrk at BENCH_ENT_RESERVE_CONNS (8); then used = rows and
@@ -36,7 +37,7 @@
 # may pass its RESULTS file), the log bench/out/entitlements-<run>.log. Exit status: 0;
 # 2 on setup failure; 1 when a reserve count is not consistent and BENCH_STRICT=1 (as
 # bench/run.sh; without it the table says MISMATCH).
-# Knobs: BENCH_PORT (8091), BENCH_ENT_WORKERS (4), BENCH_ENT_CONNS ("8 32"),
+# Knobs: BENCH_PORT (8091), BENCH_ENT_WORKERS (4), BENCH_ENT_CONNS ("2 8 32"),
 # BENCH_ENT_RESERVE_CONNS ("8"), BENCH_DURATION (10), BENCH_ENT_CUSTOMERS (5000),
 # BENCH_ENT_HTTP_CUSTOMERS (1000), BENCH_ENT_CALLS (20000), BENCH_PG_CLIENTS ("1 4 8"),
 # BENCH_PG_DURATION (10), BENCH_ENT_SKIP_HTTP=1 / BENCH_ENT_SKIP_INPROC=1 /
@@ -54,7 +55,7 @@ LOG="$OUT/entitlements-$RUN_ID.log"
 
 PORT=${BENCH_PORT:-8091}
 WORKERS=${BENCH_ENT_WORKERS:-4}
-CONNS=${BENCH_ENT_CONNS:-"8 32"}
+CONNS=${BENCH_ENT_CONNS:-"2 8 32"}
 RESERVE_CONNS=${BENCH_ENT_RESERVE_CONNS:-"8"}
 DURATION=${BENCH_DURATION:-10}
 CUSTOMERS=${BENCH_ENT_CUSTOMERS:-5000}
@@ -101,6 +102,18 @@ cpu_busy_since() {
   read -r t1 i1 <<<"$(cpu_mark)"
   [ $((t1 - t0)) -gt 0 ] && echo $(( 100 * ((t1 - t0) - (i1 - i0)) / (t1 - t0) )) || echo 0
 }
+# CPU ticks used so far by gunicorn and its workers (utime + stime, /proc/PID/stat): per
+# request, this is what the server costs whatever else the box runs.
+server_ticks() {
+  local total=0 p
+  local -a f
+  for p in "$GUNICORN_PID" $(ps -o pid= --ppid "$GUNICORN_PID"); do
+    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    total=$(( total + ${f[11]:-0} + ${f[12]:-0} ))
+  done
+  echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
 # Transactions committed in this database so far (each autocommitted statement is one).
 pg_xacts() { sql -c "select xact_commit from pg_stat_database where datname = current_database()"; }
 
@@ -204,8 +217,11 @@ run_wrk() {  # test conns -> one ent_wrk row; sets WRK_OK (2xx responses)
   busy=$(background_busy)
   x0=$(pg_xacts)
   mark=$(cpu_mark)
+  local s0 s1
+  s0=$(server_ticks)
   output=$(timeout $((DURATION + 30)) wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s \
     --latency "${target[@]}" 2>&1)
+  s1=$(server_ticks)
   local cpu_busy
   cpu_busy=$(cpu_busy_since "$mark")
   echo "$output" >>"$LOG"
@@ -217,9 +233,13 @@ run_wrk() {  # test conns -> one ent_wrk row; sets WRK_OK (2xx responses)
   requests=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$output" | head -n 1)
   non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' <<<"$output" | head -n 1)
   WRK_OK=$(( ${requests:-0} - ${non2xx:-0} ))
-  printf '{"kind": "ent_pg_xacts", "test": "%s", "conns": %s, "requests": %s, "pg_xacts": %s}\n' \
-    "$test" "$conns" "${requests:-0}" "$(( x1 - x0 - 2 ))" >>"$RESULTS"
-  log "  PostgreSQL transactions during the $test run: $(( x1 - x0 - 2 )) for ${requests:-0} requests"
+  local cpu_ms
+  cpu_ms=$(awk -v t=$(( s1 - s0 )) -v hz="$TICKS" -v n="${requests:-0}" \
+    'BEGIN { printf "%.3f", (n > 0 ? 1000 * t / hz / n : 0) }')
+  printf '{"kind": "ent_run", "test": "%s", "conns": %s, "requests": %s, "pg_xacts": %s, "server_cpu_ms_per_req": %s}\n' \
+    "$test" "$conns" "${requests:-0}" "$(( x1 - x0 - 2 ))" "$cpu_ms" >>"$RESULTS"
+  log "  $test: gunicorn CPU $cpu_ms ms per request; PostgreSQL transactions during the" \
+      "run: $(( x1 - x0 - 2 )) for ${requests:-0} requests"
 }
 
 FAILED=0
