@@ -401,6 +401,9 @@ def usage_record(*, events: list[UsageIn]) -> tuple[int, int]:
             "Usage events are for metered features.",
             fields={"events": [f"{not_metered[0]!r} is not a metered feature."]},
         )
+    # One lock order for every call (event ids, then the totals' keys, then the customers'
+    # versions): two calls with the same events in other orders would else deadlock.
+    events = sorted(events, key=lambda e: e.id)
     access: dict[str, billing.Access] = {}
     periods = []
     for event in events:
@@ -427,7 +430,7 @@ def usage_record(*, events: list[UsageIn]) -> tuple[int, int]:
                 seen.add(event.id)
                 totals[(event.customer_id, features[event.feature].pk, *period)] += event.quantity
         if totals:
-            keys = list(totals)
+            keys = sorted(totals)
             cursor.execute(
                 _ADD_TOTALS,
                 [

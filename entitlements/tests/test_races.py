@@ -433,3 +433,16 @@ def test_a_subscription_event_delivered_twice_and_concurrently_is_recorded_once(
     OutboxEvent.objects.filter(pk=pending.pk).update(delivered_at=None)
     assert events.deliver(pending.pk) is True
     assert recorded.count() == 1
+
+
+def test_usage_posts_with_the_same_events_in_opposite_orders_do_not_deadlock():
+    t.feature("api_calls", "metered")
+    now = timezone.now()
+    batch = [services.UsageIn(f"o-{n}", f"c-{n % 3}", "api_calls", 1, now) for n in range(20)]
+
+    def post(i):
+        return services.usage_record(events=batch if i % 2 else list(reversed(batch)))
+
+    outcomes = race(post, range(10), workers=10)
+    assert not unexpected(outcomes), unexpected(outcomes)
+    assert sum(o.value[0] for o in outcomes) == 20
