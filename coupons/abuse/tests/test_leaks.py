@@ -114,9 +114,14 @@ def test_reenable_through_the_admin_form_path(admin_user):
     assert AbuseAlert.objects.filter(kind=AlertKind.REENABLED).count() == 1
 
 
-def test_racing_new_customers_disable_it_once():
+def test_racing_new_customers_disable_it_once(monkeypatch):
+    from core import redis_guard
     from tests.race import race, unexpected
 
+    # 30 threads on a busy 2-core box can make a Redis call slower than the guard's
+    # "not answering" mark (0.2 s), which pauses leak counting for a second: that is the
+    # frozen-Redis fault test's subject, not this one's (disabled once under a race).
+    monkeypatch.setattr(redis_guard, "SLOW_SECONDS", 30.0)
     coupon = CouponFactory(code="RUSH", leak_threshold=10)
     outcomes = race(lambda n: apply("RUSH", f"rush-{n}"), range(30), workers=30)
     assert not unexpected(outcomes), unexpected(outcomes)
