@@ -149,7 +149,7 @@ if [ "${BENCH_ENT_SKIP_INPROC:-0}" != 1 ]; then
   profile=()
   [ "${BENCH_PROFILE:-0}" = 1 ] && profile=(--profile "$OUT/entitlements-profile-$RUN_ID.txt")
   $PY bench/entitlements.py inproc "$RESULTS" --customers "$CUSTOMERS" --calls "$CALLS" \
-    --background-busy "$busy" "${profile[@]}" 2>>"$LOG" \
+    --background-busy "$busy" --wait-quiet "${BENCH_WAIT_QUIET:-0}" "${profile[@]}" 2>>"$LOG" \
     || log "in-process: NO RESULT (see $LOG)"
 fi
 
