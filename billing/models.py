@@ -14,6 +14,7 @@ import uuid
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from core.models import IdempotentCreation, history_user
@@ -92,6 +93,16 @@ class BillingCustomer(models.Model):
     credit_balance_minor = models.BigIntegerField(default=0, editable=False)
     test_clock = models.ForeignKey(
         TestClock, null=True, blank=True, on_delete=models.PROTECT, related_name="customers"
+    )
+    # The signup: the moment of creation on the customer's clock (its test clock's time
+    # when it has one; customer_upsert sets it). Moving the customer onto another clock
+    # (or off one), which is allowed only before its first subscription, dates it again at
+    # the new clock's now. created_at stays the wall clock's row time.
+    signed_up_at = models.DateTimeField(
+        default=timezone.now,
+        db_index=True,
+        editable=False,
+        help_text="On the customer's clock (a test clock's time for a customer on one).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

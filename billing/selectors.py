@@ -192,29 +192,32 @@ def customers_on_clock(clock_id: str) -> list[str]:
 
 
 def signups_between(start: datetime, end: datetime) -> list[str]:
-    """Customer ids of billing customers created in [start, end) (a signup)."""
+    """Customer ids of billing customers who signed up in [start, end): `signed_up_at`,
+    the creation on the customer's clock (a test clock's time for a customer on one)."""
     return list(
-        BillingCustomer.objects.filter(created_at__gte=start, created_at__lt=end).values_list(
+        BillingCustomer.objects.filter(signed_up_at__gte=start, signed_up_at__lt=end).values_list(
             "customer_id", flat=True
         )
     )
 
 
 def customers_before(moment: datetime) -> int:
-    return BillingCustomer.objects.filter(created_at__lt=moment).count()
+    """Billing customers who signed up before `moment` (on their clocks)."""
+    return BillingCustomer.objects.filter(signed_up_at__lt=moment).count()
 
 
 def signups_per_week(
     start: datetime, end: datetime, *, among: QuerySet | Iterable[str] | None = None
 ) -> dict[date, int]:
-    """Billing customers created in [start, end), counted per week (the Monday, UTC, of
-    `created_at`); weeks without any are absent. `among` (ids, or a query of ids: it
-    stays a subquery) keeps only those customers. For the referrals overview."""
-    customers = BillingCustomer.objects.filter(created_at__gte=start, created_at__lt=end)
+    """Billing customers who signed up in [start, end), counted per week (the Monday, UTC,
+    of `signed_up_at`, on each customer's clock); weeks without any are absent. `among`
+    (ids, or a query of ids: it stays a subquery) keeps only those customers. For the
+    referrals overview."""
+    customers = BillingCustomer.objects.filter(signed_up_at__gte=start, signed_up_at__lt=end)
     if among is not None:
         customers = customers.filter(customer_id__in=among)
     rows = (
-        customers.annotate(week=TruncWeek("created_at", tzinfo=UTC))
+        customers.annotate(week=TruncWeek("signed_up_at", tzinfo=UTC))
         .values("week")
         .annotate(n=Count("pk"))
         .order_by("week")

@@ -130,7 +130,9 @@ class CustomerResult:
 
 def customer_upsert(*, customer_id: str, fields: dict) -> CustomerResult:
     """Create or update the billing customer. A new payment method while an invoice is
-    past due retries that invoice at once (API.md), after this commit."""
+    past due retries that invoice at once (API.md), after this commit. `signed_up_at` is
+    the creation on the customer's clock; a clock set or changed later (only before the
+    first subscription) dates it again at that clock's now."""
     clock_id = fields.pop("test_clock", None) if "test_clock" in fields else ...
     with transaction.atomic():
         customer, created = BillingCustomer.objects.get_or_create(customer_id=customer_id)
@@ -153,7 +155,11 @@ def customer_upsert(*, customer_id: str, fields: dict) -> CustomerResult:
                     "A customer's test clock cannot change once it has subscriptions.",
                     fields={"test_clock": ["Fixed once the customer has subscriptions."]},
                 )
-            customer.test_clock_id = clock_id
+            if created or str(customer.test_clock_id or "") != str(clock_id or ""):
+                # The signup on the customer's clock: created now on it, or moved onto
+                # it (or off one) before its first subscription, which dates it again.
+                customer.test_clock_id = clock_id
+                customer.signed_up_at = clock.now_for(customer)
         method_changed = (
             "payment_method" in fields and fields["payment_method"] != customer.payment_method
         )

@@ -32,6 +32,10 @@ def clock(frozen="2026-01-31T12:00:00+00:00") -> TestClock:
 
 
 def customer(customer_id="u-1", card="pm_card_visa", test_clock=None, **kw) -> BillingCustomer:
+    """Created directly (not through customer_upsert), signed up as the service would:
+    at the test clock's time when on one, else now (the field's default)."""
+    if test_clock is not None:
+        kw.setdefault("signed_up_at", test_clock.frozen_time)
     return BillingCustomer.objects.create(
         customer_id=customer_id,
         payment_method=card,

@@ -48,8 +48,9 @@ def scenario() -> None:
         services.attribute(code=code, customer_id=invitee)
     for organic in ("org-1", "org-2"):
         billing.customer(organic)
+    three_weeks_ago = timezone.now() - timedelta(weeks=3)
     BillingCustomer.objects.filter(customer_id="org-2").update(
-        created_at=timezone.now() - timedelta(weeks=3)
+        created_at=three_weeks_ago, signed_up_at=three_weeks_ago
     )
 
     def paid(invitee: str) -> None:
