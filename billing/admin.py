@@ -322,6 +322,7 @@ class BillingCustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
         "test_clock",
         "clock_time",
         "related_links",
+        "signed_up_at",
         "created_at",
         "updated_at",
     )
@@ -331,6 +332,7 @@ class BillingCustomerAdmin(ServiceSaveMixin, admin.ModelAdmin):
         "credit_text",
         "clock_time",
         "related_links",
+        "signed_up_at",
         "created_at",
         "updated_at",
     )
