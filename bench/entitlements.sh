@@ -10,10 +10,12 @@
 #      computed into Redis; a storefront API key (bench-ent)
 #   3. in-process: services.check on a warm cache, BENCH_ENT_CALLS (20,000) calls over
 #      all customers at random and as many on the hot one, p50/p99, next to the one Redis
-#      round trip (MGET) alone, and the whole view through django.test.Client next to
-#      /bench/bare; gunicorn is not running yet
+#      round trip (MGET) alone, then the same with this process and redis-server on one
+#      CPU (BENCH_ENT_ONE_CPU=1, the default: a cross-CPU wake-up on an idle VM costs more
+#      than the check; docs/benchmarks.md), and the whole view through django.test.Client
+#      next to /bench/bare; gunicorn is not running yet
 #   4. over HTTP, gunicorn (config/gunicorn.py, BENCH_ENT_WORKERS = 4 sync workers), wrk
-#      -t2 --latency for BENCH_DURATION (10 s), at each of BENCH_ENT_CONNS ("2 8 32"):
+#      -t2 --latency for BENCH_DURATION (10 s), at each of BENCH_ENT_CONNS ("2 4 8 32"):
 #      GET /bench/bare (bench/urls.py, the ceiling), then POST
 #      /api/v1/entitlements/{id}/check (bench_ent_projects, one of BENCH_ENT_HTTP_CUSTOMERS
 #      (1,000) customers at random per request, API key), each check run right after every
@@ -37,10 +39,11 @@
 # may pass its RESULTS file), the log bench/out/entitlements-<run>.log. Exit status: 0;
 # 2 on setup failure; 1 when a reserve count is not consistent and BENCH_STRICT=1 (as
 # bench/run.sh; without it the table says MISMATCH).
-# Knobs: BENCH_PORT (8091), BENCH_ENT_WORKERS (4), BENCH_ENT_CONNS ("2 8 32"),
+# Knobs: BENCH_PORT (8091), BENCH_ENT_WORKERS (4), BENCH_ENT_CONNS ("2 4 8 32"),
 # BENCH_ENT_RESERVE_CONNS ("8"), BENCH_DURATION (10), BENCH_ENT_CUSTOMERS (5000),
 # BENCH_ENT_HTTP_CUSTOMERS (1000), BENCH_ENT_CALLS (20000), BENCH_PG_CLIENTS ("1 4 8"),
-# BENCH_PG_DURATION (10), BENCH_ENT_SKIP_HTTP=1 / BENCH_ENT_SKIP_INPROC=1 /
+# BENCH_PG_DURATION (10), BENCH_ENT_ONE_CPU=0 (no one-CPU in-process run),
+# BENCH_ENT_SKIP_HTTP=1 / BENCH_ENT_SKIP_INPROC=1 /
 # BENCH_ENT_SKIP_PGBENCH=1 (parts), BENCH_PROFILE=1 (cProfile of the in-process check),
 # BENCH_WAIT_QUIET=SECONDS (wait up to that long for the box to go quiet before each run).
 set -uo pipefail
@@ -55,7 +58,7 @@ LOG="$OUT/entitlements-$RUN_ID.log"
 
 PORT=${BENCH_PORT:-8091}
 WORKERS=${BENCH_ENT_WORKERS:-4}
-CONNS=${BENCH_ENT_CONNS:-"2 8 32"}
+CONNS=${BENCH_ENT_CONNS:-"2 4 8 32"}
 RESERVE_CONNS=${BENCH_ENT_RESERVE_CONNS:-"8"}
 DURATION=${BENCH_DURATION:-10}
 CUSTOMERS=${BENCH_ENT_CUSTOMERS:-5000}
@@ -138,6 +141,9 @@ $PY bench/entitlements.py seed "$RESULTS" --customers "$CUSTOMERS" \
 sql -c "delete from core_apikey where name = 'bench-ent'"
 KEY=$($PY manage.py create_api_key bench-ent --scopes storefront 2>>"$LOG" | tail -n 1)
 [ -n "$KEY" ] || die "create_api_key printed nothing (see $LOG)"
+# The seed's aftermath (autovacuum of the new rows, the checkpoint of their WAL) would
+# otherwise land in the first timed run: done now, before anything is measured.
+sql -c "VACUUM ANALYZE" && sql -c "CHECKPOINT"
 export BENCH_API_KEY=$KEY
 
 # --- 3. in-process check ------------------------------------------------------------------
@@ -146,10 +152,11 @@ if [ "${BENCH_ENT_SKIP_INPROC:-0}" != 1 ]; then
   busy=$(background_busy)
   log "in-process services.check: $CALLS calls over $CUSTOMERS customers, $CALLS on the" \
       "hot one (background CPU busy ${busy}%)"
-  profile=()
-  [ "${BENCH_PROFILE:-0}" = 1 ] && profile=(--profile "$OUT/entitlements-profile-$RUN_ID.txt")
+  extra=()
+  [ "${BENCH_PROFILE:-0}" = 1 ] && extra+=(--profile "$OUT/entitlements-profile-$RUN_ID.txt")
+  [ "${BENCH_ENT_ONE_CPU:-1}" = 1 ] && extra+=(--one-cpu)
   $PY bench/entitlements.py inproc "$RESULTS" --customers "$CUSTOMERS" --calls "$CALLS" \
-    --background-busy "$busy" --wait-quiet "${BENCH_WAIT_QUIET:-0}" "${profile[@]}" 2>>"$LOG" \
+    --background-busy "$busy" --wait-quiet "${BENCH_WAIT_QUIET:-0}" "${extra[@]}" 2>>"$LOG" \
     || log "in-process: NO RESULT (see $LOG)"
 fi
 
@@ -247,8 +254,8 @@ if [ "${BENCH_ENT_SKIP_HTTP:-0}" != 1 ]; then
   log "gunicorn: $WORKERS sync workers on 127.0.0.1:$PORT"
   start_gunicorn "$WORKERS"
   # Warm every worker: imports, pool connection, API key cache, the LRU from Redis.
-  timeout 30 wrk -t2 -c8 -d5s -s "$TMP/check.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
-  timeout 20 wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/bench/bare" >/dev/null 2>&1
+  timeout 40 wrk -t2 -c8 -d10s -s "$TMP/check.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
+  timeout 30 wrk -t2 -c8 -d5s "http://127.0.0.1:$PORT/bench/bare" >/dev/null 2>&1
   for conns in $CONNS; do
     wait_quiet
     log "wrk c=$conns: bare, then check"
