@@ -294,7 +294,7 @@ def reserve(*, customer_id: str, feature_key: str, resource_id: str, quantity: i
     held = Reservation.objects.filter(
         customer_id=customer_id, feature=feature, resource_id=resource_id
     ).first()
-    ents = selectors.entitlements_compute(customer_id, only=feature.key)
+    ents = selectors.entitlements_compute(customer_id, only=feature, used=usage.used)
     state = ents.features[feature.key]
     if held is not None:  # a retry of a reserve that counted: counted once
         return Decision(True, feature.key, state.limit, usage.used)
@@ -329,7 +329,8 @@ def release(*, customer_id: str, feature_key: str, resource_id: str) -> Decision
         held.delete()
         used -= held.quantity
         cache.changed(customer_id)
-    state = selectors.entitlements_compute(customer_id, only=feature.key).features[feature.key]
+    ents = selectors.entitlements_compute(customer_id, only=feature, used=used)
+    state = ents.features[feature.key]
     return Decision(True, feature.key, state.limit, used)
 
 
