@@ -48,10 +48,6 @@ def percent_text(rate: Decimal | None) -> str:
     return DASH if rate is None else f"{rate * 100:.1f}%"
 
 
-def major_units(minor: int, currency: str) -> Decimal:
-    return Decimal(minor).scaleb(-money.exponent(currency))
-
-
 # --- the overview -----------------------------------------------------------------------
 
 
@@ -95,14 +91,14 @@ def overview_form(params) -> OverviewForm:
 
 
 def chart_series(labels: list[str], mrr: dict, flow, dunning, trials) -> dict:
-    """The charts' data, for `json_script`. MRR becomes a float here only as a point to
-    draw (major units); every figure shown as text is formatted from the integers."""
+    """The charts' data, for `json_script`: MRR in major units and rates in percent, as
+    points to draw (money.chart_point)."""
     return {
         "labels": labels,
         "mrr": [
             {
                 "currency": cur,
-                "data": [float(major_units(m.amount_minor, cur)) for m in values],
+                "data": [money.chart_point(money.to_major(m.amount_minor, cur)) for m in values],
             }
             for cur, values in mrr.items()
         ],
@@ -112,12 +108,12 @@ def chart_series(labels: list[str], mrr: dict, flow, dunning, trials) -> dict:
             "recovered": [d.recovered for d in dunning],
             "lost": [d.lost for d in dunning],
             "open": [d.still_open for d in dunning],
-            "rate": [None if d.rate is None else float(d.rate * 100) for d in dunning],
+            "rate": [None if d.rate is None else money.chart_point(d.rate * 100) for d in dunning],
         },
         "trials": {
             "converted": [t.converted for t in trials],
             "not_converted": [t.ended - t.converted for t in trials],
-            "rate": [None if t.rate is None else float(t.rate * 100) for t in trials],
+            "rate": [None if t.rate is None else money.chart_point(t.rate * 100) for t in trials],
         },
     }
 

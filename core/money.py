@@ -65,6 +65,18 @@ def exponent(currency: str) -> int:
         raise MoneyError(f"Unknown currency '{currency}'.") from None
 
 
+def to_major(minor: int, currency: str) -> Decimal:
+    """Integer minor units -> the Decimal amount in major units (1999 USD -> 19.99)."""
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def chart_point(value: Decimal | int) -> float:
+    """A value as a point for the admin's charts (Chart.js draws JSON numbers): the one
+    place a Decimal becomes a float. Only drawn, never stored, summed or shown as text;
+    every figure on a page is formatted from the integer or the Decimal."""
+    return float(value)
+
+
 def parse_amount(value: object, currency: str) -> int:
     """Decimal string or JSON number (already a Decimal, never a float) -> minor units."""
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):

@@ -124,11 +124,11 @@ def chart_series(
     top: list[reporting.ReferrerRow],
     rewards_weekly: dict[str, list[reporting.RewardWeek]],
 ) -> dict:
-    """The charts' data, for `json_script`. Amounts become floats (major units) here
-    only, as points to draw; every figure shown as text is formatted from integers."""
+    """The charts' data, for `json_script`: amounts in major units, as points to draw
+    (money.chart_point); every figure shown as text is formatted from integers."""
 
     def major(minor: int, cur: str) -> float:
-        return float(Decimal(minor).scaleb(-money.exponent(cur)))
+        return money.chart_point(money.to_major(minor, cur))
 
     return {
         "labels": labels,

@@ -320,14 +320,14 @@ def budget_box(stats: dict) -> dict | None:
 
 
 def chart_series(daily: list[dict]) -> dict:
-    """The charts' data, for `json_script`: one entry per day, numbers not strings. The
-    discount becomes a float here only as a point to draw (Chart.js plots JSON numbers);
-    every figure shown as text is formatted from the Decimal (money_text)."""
+    """The charts' data, for `json_script`: one entry per day, numbers not strings (the
+    discount as a point to draw: money.chart_point); every figure shown as text is
+    formatted from the Decimal (money_text)."""
     return {
         "labels": [d["day"] for d in daily],
         "validations": [int(d["validations"]) for d in daily],
         "redemptions": [int(d["redemptions"]) for d in daily],
-        "discount": [float(_dec(d["discount"])) for d in daily],
+        "discount": [money.chart_point(_dec(d["discount"])) for d in daily],
     }
 
 
