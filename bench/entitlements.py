@@ -64,6 +64,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_busy_since, cpu_mark  # noqa: E402 (after sys.path)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
 
 PLAN = "bench-ent-free"
@@ -220,19 +222,6 @@ def _busy_1s() -> int:
     mark = cpu_mark()
     time.sleep(1)
     return cpu_busy_since(mark)
-
-
-def cpu_mark() -> tuple[int, int]:
-    """Machine-wide (total, idle) jiffies, as bench/run.sh's cpu_mark."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    return sum(fields), fields[3] + fields[4]
-
-
-def cpu_busy_since(mark: tuple[int, int]) -> int:
-    total, idle = cpu_mark()
-    dt, di = total - mark[0], idle - mark[1]
-    return round(100 * (dt - di) / dt) if dt > 0 else 0
 
 
 def _wait_quiet(seconds: float) -> int:

@@ -39,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_busy_since, cpu_mark  # noqa: E402 (after sys.path)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
 
 import django  # noqa: E402
@@ -163,19 +165,6 @@ def pct(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     index = max(0, min(len(sorted_values) - 1, math.ceil(p * len(sorted_values)) - 1))
     return sorted_values[index]
-
-
-def cpu_mark() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    return sum(fields), fields[3] + fields[4]
-
-
-def cpu_busy_since(mark: tuple[int, int]) -> int:
-    total0, idle0 = mark
-    total1, idle1 = cpu_mark()
-    total = total1 - total0
-    return round(100 * (total - (idle1 - idle0)) / total) if total > 0 else 0
 
 
 def measure(n: int, cart, args, profile_out) -> dict:

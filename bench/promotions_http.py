@@ -35,26 +35,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench import promotions_cart
+from bench.machine import cpu_busy_since, cpu_mark
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[max(0, min(len(sorted_values) - 1, math.ceil(p * len(sorted_values)) - 1))]
-
-
-def cpu_mark() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    return sum(fields), fields[3] + fields[4]
-
-
-def cpu_busy_since(mark: tuple[int, int]) -> int:
-    total1, idle1 = cpu_mark()
-    total = total1 - mark[0]
-    return round(100 * (total - (idle1 - mark[1])) / total) if total > 0 else 0
 
 
 def _stat(pid: int) -> list[str] | None:
